@@ -1,0 +1,1 @@
+"""Board descriptors and the local PlatformIO platform (to come)."""

@@ -1,0 +1,1 @@
+"""Code generation: lowered, planned graphs to C by rendering templates/."""

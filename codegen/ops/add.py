@@ -1,0 +1,69 @@
+"""ADD of two int8 tensors with different scales, optional broadcast and fused activation."""
+from __future__ import annotations
+
+import numpy as np
+
+from mcunet.graph import Op
+from mcunet.quant import activation_range, quantize_multiplier
+
+from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+
+LEFT_SHIFT = 20  # TFLite's headroom for int8 ADD
+
+
+def broadcast_strides(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[int]:
+    """Element strides of `shape` read as `out_shape` (4-D), 0 along broadcast axes."""
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.append(step if dim > 1 else 0)
+        step *= dim
+    return list(reversed(strides))
+
+
+def pad4(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (1,) * (4 - len(shape)) + tuple(shape)
+
+
+def broadcast_params(op: Op, ctx: LowerContext) -> dict:
+    """Shape parameters for a binary elementwise kernel, shared by ADD and MUL."""
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    if len(out.shape) > 4:
+        raise unsupported(op, f"output rank {len(out.shape)} > 4")
+    out4 = pad4(out.shape)
+    broadcast = a.shape != b.shape
+    if broadcast and tuple(np.broadcast_shapes(a.shape, b.shape)) != tuple(out.shape):
+        raise unsupported(op, f"cannot broadcast {a.shape} and {b.shape} to {out.shape}")
+    return {"size": out.size, "broadcast": broadcast, "out_shape": list(out4),
+            "strides1": broadcast_strides(a.shape, out4), "strides2": broadcast_strides(b.shape, out4)}
+
+
+def binary_args(op: Op, ctx: LowerContext) -> list:
+    args = []
+    for tid in op.inputs[:2]:
+        if ctx.t(tid).is_const:  # a constant operand (a bias-like add) lives in flash
+            args.append(ctx.const("operand", ctx.t(tid).data.astype(np.int8)))
+        else:
+            args.append(TensorArg(tid, const=True))
+    return args + [TensorArg(op.outputs[0])]
+
+
+@lowers("ADD")
+def lower_add(op: Op, ctx: LowerContext) -> Step:
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    if not (a.dtype == b.dtype == out.dtype == "int8"):
+        raise unsupported(op, "ADD needs int8 inputs and output")
+    # Prepare-time arithmetic as in TFLite: float max, double ratios, float (1 << 20) * scale.
+    twice_max = 2.0 * float(max(np.float32(a.quant.s), np.float32(b.quant.s)))
+    m1, s1 = quantize_multiplier(a.quant.s / twice_max)
+    m2, s2 = quantize_multiplier(b.quant.s / twice_max)
+    out_scale = float(np.float32(1 << LEFT_SHIFT) * np.float32(out.quant.s))
+    mo, so = quantize_multiplier(twice_max / out_scale)
+    act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
+    params = {"input1_offset": -a.quant.zp, "input2_offset": -b.quant.zp,
+              "output_offset": out.quant.zp, "left_shift": LEFT_SHIFT,
+              "input1_multiplier": m1, "input1_shift": s1,
+              "input2_multiplier": m2, "input2_shift": s2,
+              "output_multiplier": mo, "output_shift": so,
+              "act_min": act_min, "act_max": act_max, **broadcast_params(op, ctx)}
+    return Step(op, "add_s8.c.j2", params, binary_args(op, ctx))

@@ -1,0 +1,174 @@
+"""The `mcunet` command. Bad input ends in one readable line and exit code 2, never a traceback."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .errors import McunetError
+
+PATCH_HELP = "patch-based inference of the first stage: 'none' (layer by layer)"
+
+
+def _load_inputs(paths: tuple[str, ...], graph, random_rows: int, seed: int) -> list[np.ndarray]:
+    from .graph import NP_TYPES
+    if paths:
+        arrays = []
+        for p in paths:
+            try:
+                arrays.append(np.load(p, allow_pickle=False))
+            except FileNotFoundError:
+                raise McunetError(f"no such file: {p}") from None
+            except (ValueError, OSError) as exc:
+                raise McunetError(f"{p} is not a readable .npy file ({exc})") from None
+        return arrays
+    if random_rows <= 0:
+        raise McunetError("give --input X.npy (one per model input) or --random N")
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tid in graph.inputs:
+        t = graph.t(tid)
+        shape = (random_rows,) + tuple(t.shape[1:])
+        if t.dtype == "float32":
+            arrays.append(rng.standard_normal(shape).astype(np.float32))
+        else:
+            info = np.iinfo(NP_TYPES[t.dtype])
+            arrays.append(rng.integers(info.min, info.max + 1, size=shape).astype(NP_TYPES[t.dtype]))
+    return arrays
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mcunet")
+def cli():
+    """mcunet: int8 TensorFlow Lite models to bit-exact, malloc-free C for microcontrollers."""
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+def inspect(model):
+    """Ops, shapes, MACs, parameters and activation sizes of MODEL."""
+    from .compiler import load_graph
+    from .report import inspect_table, io_lines
+
+    graph = load_graph(model)
+    click.echo("\n".join(io_lines(graph)))
+    click.echo(inspect_table(graph))
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--patch", default="none", show_default=True, help=PATCH_HELP)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of tables")
+def plan(model, patch, as_json):
+    """Plan MODEL's memory: peak SRAM, flash and a per-layer table."""
+    from .compiler import compile_model
+    from .report import plan_table, summary_lines
+
+    compiled = compile_model(model, patch=patch)
+    if as_json:
+        click.echo(json.dumps({
+            "model": str(model), "patch": patch,
+            "peak_sram_bytes": compiled.peak_sram_bytes,
+            "arena_bytes": compiled.plan.arena_bytes,
+            "lower_bound_bytes": compiled.plan.lower_bound,
+            "flash_bytes": compiled.flash_bytes,
+            "macs": compiled.macs,
+            "layers": compiled.layers(),
+        }, indent=2))
+        return
+    click.echo(plan_table(compiled))
+    click.echo("\n".join(summary_lines(compiled)))
+
+
+@cli.command(name="compile")
+@click.argument("model", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="folder for the generated C library")
+@click.option("--patch", default="none", show_default=True, help=PATCH_HELP)
+def compile_cmd(model, out_dir, patch):
+    """Turn MODEL into a self-contained C99 library in OUT."""
+    from .compiler import compile_model
+    from .report import compile_report, summary_lines
+
+    start = time.perf_counter()
+    compiled = compile_model(model, patch=patch)
+    library = compiled.library()
+    out = Path(out_dir)
+    paths = library.write(out)
+    rel = [str(p.relative_to(out)) for p in paths]
+    (out / "report.md").write_text(compile_report(compiled, rel))
+    click.echo(f"wrote {len(paths)} files to {out} in {time.perf_counter() - start:.2f} s "
+               f"({len(library.kernels)} kernels)")
+    click.echo("\n".join(summary_lines(compiled)))
+    click.echo(f"report: {out / 'report.md'}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--input", "inputs", multiple=True, type=click.Path(),
+              help="a .npy batch (N, *input_shape[1:]) per model input, in order")
+@click.option("--output", "outputs", multiple=True, type=click.Path(),
+              help="where to write each model output as a .npy batch")
+@click.option("--random", "random_rows", default=0, type=int,
+              help="no --input: run N random rows instead")
+@click.option("--seed", default=0, show_default=True, help="seed for --random")
+@click.option("--check", is_flag=True, help="also run TFLite's reference kernels and compare "
+              "every output byte; on a difference, name the first differing layer")
+@click.option("--patch", default="none", show_default=True, help=PATCH_HELP)
+@click.option("--sanitize", is_flag=True, help="build with -fsanitize=address,undefined")
+def simulate(model, inputs, outputs, random_rows, seed, check, patch, sanitize):
+    """Build MODEL's generated C for this host and run it on inputs."""
+    from .compiler import compile_model
+    from .simulate import build_host
+
+    compiled = compile_model(model, patch=patch)
+    arrays = _load_inputs(inputs, compiled.graph, random_rows, seed)
+    if outputs and len(outputs) != len(compiled.graph.outputs):
+        raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "
+                          f"--output files (got {len(outputs)})")
+    start = time.perf_counter()
+    results, _ = build_host(compiled, sanitize=sanitize).run(arrays)
+    click.echo(f"ran {arrays[0].shape[0]} rows in {time.perf_counter() - start:.2f} s "
+               "(including the host build)")
+    for path, y in zip(outputs, results):
+        np.save(path, y)
+        click.echo(f"wrote {path}: {y.shape} {y.dtype}")
+    if check:
+        from .check import check_against_reference
+        result = check_against_reference(model, compiled, arrays, results)
+        click.echo(result.summary())
+        if not result.exact:
+            sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="mcunet", standalone_mode=False)
+    except McunetError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug in mcunet: still one line unless asked for more
+        if os.environ.get("MCUNET_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set MCUNET_DEBUG=1 for a "
+                   "traceback, and please report it)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

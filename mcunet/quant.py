@@ -1,0 +1,103 @@
+"""TFLite's fixed-point quantisation arithmetic, computed at compile time.
+
+These functions reproduce what TFLite's kernels compute in Prepare (in the same float
+and double precision), so the constants baked into the generated C equal the ones the
+reference kernels use at run time. ``requantize`` mirrors the C helper of the same
+name in templates/mcunet_common.h.j2 and is used by tests.
+
+The facts behind them (which precision each Prepare uses, double rounding, FULLY_CONNECTED's
+double-precision reference path) are collected in docs/arithmetic.md.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+def round_half_away(x: float) -> int:
+    """C's round(): halves go away from zero (Python's round() goes to even)."""
+    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """A positive real multiplier as (q31 multiplier, power-of-two shift), like TFLite's
+    QuantizeMultiplier: real ~= multiplier * 2**(shift - 31)."""
+    if real == 0.0:
+        return 0, 0
+    if real < 0:
+        raise ValueError(f"negative multiplier {real}")
+    frac, shift = math.frexp(real)
+    q = round_half_away(frac * (1 << 31))
+    if q == (1 << 31):
+        q //= 2
+        shift += 1
+    if shift < -31:  # every bit would be shifted out: the product is zero
+        shift, q = 0, 0
+    return int(q), int(shift)
+
+
+def _f32(x) -> np.float32:
+    return np.float32(x)
+
+
+def quantize_value(f: float, scale: float, zero_point: int) -> int:
+    """zero_point + round(f / scale) in float32, as TFLite's activation-range helper does."""
+    q = _f32(f) / _f32(scale)
+    return zero_point + round_half_away(float(q))
+
+
+def activation_range(activation: str, scale: float, zero_point: int,
+                     qmin: int = INT8_MIN, qmax: int = INT8_MAX) -> tuple[int, int]:
+    """The clamp bounds of a fused activation on a quantised output
+    (TFLite's CalculateActivationRangeQuantized)."""
+    if activation == "NONE":
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, quantize_value(0.0, scale, zero_point)), qmax
+    if activation == "RELU6":
+        return (max(qmin, quantize_value(0.0, scale, zero_point)),
+                min(qmax, quantize_value(6.0, scale, zero_point)))
+    if activation == "RELU_N1_TO_1":
+        return (max(qmin, quantize_value(-1.0, scale, zero_point)),
+                min(qmax, quantize_value(1.0, scale, zero_point)))
+    raise ValueError(f"fused activation {activation} is not supported on int8")
+
+
+def saturating_rounding_doubling_high_mul(a: int, b: int) -> int:
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    q = abs(v) // (1 << 31)  # C division truncates toward zero
+    return q if v >= 0 else -q
+
+
+def rounding_divide_by_pot(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if (x & mask) > threshold else 0)
+
+
+def requantize(acc: int, multiplier: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier: acc * multiplier * 2**(shift - 31) with two
+    roundings. Mirrors mcunet_requantize in C (acc * 2**left must fit in int32)."""
+    left, right = max(shift, 0), max(-shift, 0)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc << left, multiplier), right)
+
+
+def conv_multipliers(input_scale: float, filter_scales: np.ndarray, output_scale: float,
+                     channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel (multiplier, shift) arrays of a conv, depthwise or fully connected
+    layer: input_scale * filter_scale / output_scale in double, as TFLite's
+    PopulateConvolutionQuantizationParams does."""
+    scales = np.broadcast_to(np.asarray(filter_scales, dtype=np.float32).reshape(-1), (channels,)) \
+        if np.size(filter_scales) == 1 else np.asarray(filter_scales, dtype=np.float32)
+    mult = np.zeros(channels, dtype=np.int32)
+    shift = np.zeros(channels, dtype=np.int32)
+    for c in range(channels):
+        real = float(input_scale) * float(scales[c]) / float(output_scale)
+        mult[c], shift[c] = quantize_multiplier(real)
+    return mult, shift

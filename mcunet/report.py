@@ -1,0 +1,78 @@
+"""Human-readable tables of a model: what `inspect`, `plan` and `compile` print."""
+from __future__ import annotations
+
+from .analysis import op_macs, op_params
+from .compiler import CompiledModel
+from .graph import Graph
+
+
+def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    """A plain-text table; `align` is one of l/r per column (numbers right by default)."""
+    cells = [[str(c) for c in headers]] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in r]
+                                           for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "".join("r" if rows and isinstance(rows[0][i], int) else "l"
+                             for i in range(len(headers)))
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if a == "r" else c.ljust(w)
+                               for c, w, a in zip(r, widths, align)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def shape(s) -> str:
+    return "x".join(map(str, s)) if s else "scalar"
+
+
+def inspect_table(graph: Graph) -> str:
+    rows = []
+    for op in graph.ops:
+        ins = [graph.t(i) for i in op.inputs if i >= 0 and not graph.t(i).is_const]
+        out = graph.t(op.outputs[0])
+        rows.append([op.index, op.kind, " + ".join(shape(t.shape) for t in ins) or "-",
+                     shape(out.shape), op_macs(graph, op), op_params(graph, op),
+                     sum(t.nbytes for t in ins), out.nbytes])
+    total = ["", "total", "", "", sum(r[4] for r in rows), sum(r[5] for r in rows), "", ""]
+    return table(["#", "op", "input", "output", "MACs", "params", "in bytes", "out bytes"],
+                 rows + [total], align="rllrrrrr")
+
+
+def io_lines(graph: Graph) -> list[str]:
+    lines = []
+    for kind, tids in (("input", graph.inputs), ("output", graph.outputs)):
+        for k, tid in enumerate(tids):
+            t = graph.t(tid)
+            q = f", scale {t.quant.s:.6g}, zero point {t.quant.zp}" if t.quant else ""
+            lines.append(f"{kind} {k}: '{t.name}' {shape(t.shape)} {t.dtype}{q}")
+    return lines
+
+
+def plan_table(model: CompiledModel) -> str:
+    rows = [[r["index"], r["op"], r["kernel"], shape(r["output_shape"]), r["output_bytes"],
+             r["scratch_bytes"], r["live_bytes"], r["macs"]] for r in model.layers()]
+    return table(["#", "op", "kernel", "output", "out bytes", "scratch", "live bytes", "MACs"],
+                 rows, align="rlllrrrr")
+
+
+def summary_lines(model: CompiledModel) -> list[str]:
+    return [
+        f"peak SRAM (arena, incl. scratch): {model.peak_sram_bytes:,} bytes",
+        f"layer-wise lower bound:           {model.plan.lower_bound:,} bytes",
+        f"flash (constant data):            {model.flash_bytes:,} bytes",
+        f"MACs:                             {model.macs:,}",
+    ]
+
+
+def compile_report(model: CompiledModel, files: list[str]) -> str:
+    """The short Markdown report written beside a compiled library."""
+    g = model.graph
+    return "\n".join([
+        f"# mcunet report: {g.name}", "",
+        *[f"- {line}" for line in io_lines(g)],
+        *[f"- {line}" for line in summary_lines(model)], "",
+        "## Layers (live bytes: all buffers live while the layer runs)", "", "```",
+        plan_table(model), "```", "",
+        "## Files", "", *[f"- `{f}`" for f in files], "",
+    ])

@@ -1,0 +1,143 @@
+"""Build the generated C library for the host and run it on batches of inputs."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .compiler import CompiledModel
+from .errors import McunetError
+from .graph import NP_TYPES
+
+CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MCUNET_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mcunet"
+    path = Path(root) / "host"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def find_cc() -> str:
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        raise McunetError(f"no C compiler '{cc}' found; install one (Debian: apt-get install gcc) "
+                          "or set CC")
+    return cc
+
+
+@dataclass
+class HostBuild:
+    exe: Path
+    model: CompiledModel
+
+    def run(self, inputs: list[np.ndarray], trace: bool = False) -> tuple[list[np.ndarray], list]:
+        """Run every row of the batched inputs; returns batched outputs (and the trace records
+        when the build traces: a list of (op index, bytes) in execution order, for row 0)."""
+        g = self.model.graph
+        rows = _check_inputs(g, inputs)
+        with tempfile.TemporaryDirectory(prefix="mcunet-run-") as tmp:
+            tmp = Path(tmp)
+            with open(tmp / "in.bin", "wb") as f:
+                for r in range(rows):
+                    for x in inputs:
+                        f.write(np.ascontiguousarray(x[r]).tobytes())
+            cmd = [str(self.exe), str(tmp / "in.bin"), str(tmp / "out.bin"), str(rows)]
+            if trace:
+                cmd.append(str(tmp / "trace.bin"))
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise McunetError(f"the generated code failed on the host (exit {proc.returncode}):\n"
+                                  f"{proc.stderr.strip()[-4000:]}")
+            raw = (tmp / "out.bin").read_bytes()
+            outputs = _split_outputs(g, raw, rows)
+            records = _read_trace(tmp / "trace.bin") if trace else []
+        return outputs, records
+
+
+def _check_inputs(g, inputs: list[np.ndarray]) -> int:
+    if len(inputs) != len(g.inputs):
+        raise McunetError(f"the model has {len(g.inputs)} inputs but {len(inputs)} arrays were given")
+    rows = None
+    for k, (x, tid) in enumerate(zip(inputs, g.inputs)):
+        t = g.t(tid)
+        if x.dtype != NP_TYPES[t.dtype]:
+            raise McunetError(f"input {k} has dtype {x.dtype}; the model wants {t.dtype}")
+        if tuple(x.shape[1:]) != tuple(t.shape[1:]):
+            raise McunetError(f"input {k} has shape {x.shape}; the model wants (N, "
+                              f"{', '.join(map(str, t.shape[1:]))}) for input shape {t.shape}")
+        if rows is not None and x.shape[0] != rows:
+            raise McunetError("all inputs must hold the same number of rows")
+        rows = x.shape[0]
+    return rows or 0
+
+
+def _split_outputs(g, raw: bytes, rows: int) -> list[np.ndarray]:
+    outs = [g.t(t) for t in g.outputs]
+    row_bytes = sum(t.nbytes for t in outs)
+    if len(raw) != rows * row_bytes:
+        raise McunetError(f"the generated code wrote {len(raw)} bytes, expected {rows * row_bytes}")
+    data = np.frombuffer(raw, dtype=np.uint8).reshape(rows, row_bytes)
+    result, pos = [], 0
+    for t in outs:
+        chunk = data[:, pos:pos + t.nbytes].copy()
+        result.append(chunk.view(NP_TYPES[t.dtype]).reshape((rows,) + tuple(t.shape[1:])))
+        pos += t.nbytes
+    return result
+
+
+def _read_trace(path: Path) -> list[tuple[int, bytes]]:
+    raw = path.read_bytes()
+    records, pos = [], 0
+    while pos < len(raw):
+        op_index, nbytes = np.frombuffer(raw, dtype=np.int32, count=2, offset=pos)
+        pos += 8
+        records.append((int(op_index), raw[pos:pos + int(nbytes)]))
+        pos += int(nbytes)
+    return records
+
+
+def build_host(model: CompiledModel, trace: bool = False, sanitize: bool = False,
+               extra_flags: list[str] | None = None) -> HostBuild:
+    """Compile the library and the host harness with the host C compiler (cached by content)."""
+    from codegen.library import environment
+
+    lib = model.library()
+    files = dict(lib.files)
+    harness_ctx = {"inputs": [{"bytes": model.graph.t(t).nbytes} for t in model.graph.inputs],
+                   "outputs": [{"bytes": model.graph.t(t).nbytes} for t in model.graph.outputs]}
+    files["host_harness.c"] = environment().get_template("host_harness.c.j2").render(**harness_ctx)
+    cc = find_cc()
+    flags = CFLAGS + (["-DMCUNET_TRACE"] if trace else []) + (SANITIZE_FLAGS if sanitize else []) \
+        + (extra_flags or [])
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    digest.update(" ".join([cc] + flags).encode())
+    folder = cache_dir() / digest.hexdigest()[:24]
+    exe = folder / "sim"
+    if exe.exists():
+        return HostBuild(exe=exe, model=model)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir()))
+    for rel, text in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_text(text)
+    sources = sorted(str(tmp / rel) for rel in files if rel.endswith(".c"))
+    cmd = [cc, *flags, "-I", str(tmp), *sources, "-o", str(tmp / "sim")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise McunetError(f"the host C compiler rejected the generated code (this is a bug in "
+                          f"mcunet; please report it):\n{proc.stderr.strip()[-4000:]}")
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process built the same thing meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return HostBuild(exe=exe, model=model)

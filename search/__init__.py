@@ -1,0 +1,1 @@
+"""Architecture search (TinyNAS): see the issue tracker; not implemented yet."""
