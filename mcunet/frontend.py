@@ -130,7 +130,7 @@ def read_tflite(path: str | Path) -> Graph:
     if path.is_dir():
         raise McunetError(f"{path} is a directory; give the path of a .tflite file")
     data = path.read_bytes()
-    return parse_tflite(data, name=path.stem)
+    return parse_tflite(data, name=path.name)
 
 
 def parse_tflite(data: bytes, name: str = "model") -> Graph:

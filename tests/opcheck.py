@@ -1,0 +1,53 @@
+"""Compile a model (bytes or path), run the generated C on the host and demand bit-exactness
+with TFLite's reference kernels. Shared by the operator and model tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mcunet.compiler import compile_graph
+from mcunet.frontend import parse_tflite
+from mcunet.graph import NP_TYPES
+from mcunet.passes import run_passes
+from mcunet.reference import reference_outputs
+from mcunet.simulate import build_host
+
+FAST = ["-O1"]  # small generated models build faster; -O2 is the default everywhere else
+
+
+def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tid in graph.inputs:
+        t = graph.t(tid)
+        shape = (rows,) + tuple(t.shape[1:])
+        if t.dtype == "float32":
+            scale = t.quant.s if t.quant else 1.0
+            arrays.append((rng.standard_normal(shape) * 64 * scale).astype(np.float32))
+        else:
+            info = np.iinfo(NP_TYPES[t.dtype])
+            arrays.append(rng.integers(info.min, info.max + 1, size=shape).astype(NP_TYPES[t.dtype]))
+    return arrays
+
+
+def assert_bit_exact(model: bytes | str | Path, inputs: list[np.ndarray] | None = None,
+                     rows: int = 3, seed: int = 0, sanitize: bool = False,
+                     flags: list[str] | None = FAST):
+    """Returns (compiled model, our outputs) after checking every output byte."""
+    data = Path(model).read_bytes() if isinstance(model, (str, Path)) else model
+    compiled = compile_graph(run_passes(parse_tflite(data)))
+    if inputs is None:
+        inputs = random_inputs(compiled.graph, rows, seed)
+    ours, _ = build_host(compiled, sanitize=sanitize, extra_flags=flags).run(inputs)
+    expected = reference_outputs(data, inputs)
+    assert len(ours) == len(expected)
+    for k, (mine, ref) in enumerate(zip(ours, expected)):
+        assert mine.dtype == ref.dtype and mine.shape == ref.shape, (k, mine.shape, ref.shape)
+        if not np.array_equal(mine.view(np.uint8), ref.view(np.uint8)):
+            bad = np.flatnonzero(mine.reshape(-1) != ref.reshape(-1))
+            raise AssertionError(
+                f"output {k}: {bad.size} of {mine.size} values differ from TFLite's reference "
+                f"(first at flat index {bad[0]}: ours {mine.reshape(-1)[bad[0]]}, "
+                f"reference {ref.reshape(-1)[bad[0]]})")
+    return compiled, ours

@@ -1,0 +1,95 @@
+"""The command line as a user meets it: compile, inspect, plan --json, simulate --check."""
+import json
+import re
+import subprocess
+
+import numpy as np
+
+from mcunet.compiler import compile_model
+
+from .conftest import mlperf_model, run_cli
+
+ALLOWED_INCLUDES = {"stdint.h", "string.h", "mcunet_model.h", "mcunet_kernels.h",
+                    "mcunet_weights.h", "mcunet_common.h"}
+
+
+def test_compile_writes_a_self_contained_c99_library(tmp_path):
+    model = mlperf_model("pretrainedResnet_quant.tflite")
+    out = tmp_path / "lib"
+    r = run_cli("compile", model, "--out", out)
+    assert r.returncode == 0, r.stderr
+    for name in ("mcunet_model.h", "mcunet_model.c", "mcunet_weights.c", "mcunet_kernels.h",
+                 "mcunet_common.h", "report.md"):
+        assert (out / name).is_file(), name
+    sources = sorted(out.rglob("*.[ch]"))
+    kernels = sorted((out / "kernels").glob("*.c"))
+    # Only the kernels the model uses: conv, add, average pool, fully connected, softmax.
+    assert {re.sub(r"_\d+$", "", k.stem) for k in kernels} == {
+        "mcunet_conv2d_s8", "mcunet_add_s8", "mcunet_average_pool_s8",
+        "mcunet_fully_connected_s8", "mcunet_softmax_s8"}
+    for src in sources:
+        text = src.read_text()
+        assert set(re.findall(r'#include [<"]([^>"]+)[>"]', text)) <= ALLOWED_INCLUDES, src
+        assert not re.search(r"\b(malloc|calloc|realloc|free)\s*\(", text), src
+    # The arena in the header is the planned number.
+    header = (out / "mcunet_model.h").read_text()
+    planned = compile_model(model).peak_sram_bytes
+    assert re.search(rf"#define MCUNET_ARENA_BYTES {planned}\b", header)
+    # A user's firmware: strict C99, all warnings as errors, no other files needed.
+    main = tmp_path / "main.c"
+    main.write_text('#include "mcunet_model.h"\n#include <string.h>\n'
+                    "int main(void) { memset(mcunet_input(0), 0, MCUNET_INPUT0_BYTES);\n"
+                    "  mcunet_invoke(); return ((const int8_t *)mcunet_output(0))[0] == 99; }\n")
+    cmd = ["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-I", str(out),
+           str(main), *[str(s) for s in sources if s.suffix == ".c"], "-o", str(tmp_path / "fw")]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    assert subprocess.run([str(tmp_path / "fw")]).returncode == 0
+    assert "peak SRAM" in (out / "report.md").read_text()
+
+
+def test_plan_json_contract():
+    model = mlperf_model("vww_96_int8.tflite")
+    r = run_cli("plan", model, "--json", "--patch", "none")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    compiled = compile_model(model)
+    assert plan["peak_sram_bytes"] == compiled.peak_sram_bytes == compiled.plan.arena_bytes
+    assert plan["flash_bytes"] == compiled.flash_bytes
+    assert plan["macs"] == 7_489_664
+    assert plan["lower_bound_bytes"] <= plan["peak_sram_bytes"]
+    assert len(plan["layers"]) == 31
+    first = plan["layers"][0]
+    assert first["op"] == "CONV_2D" and first["output_shape"] == [1, 48, 48, 8]
+    assert first["output_bytes"] == 48 * 48 * 8
+
+
+def test_inspect_prints_a_table():
+    r = run_cli("inspect", mlperf_model("kws_ref_model.tflite"))
+    assert r.returncode == 0, r.stderr
+    assert "DEPTHWISE_CONV_2D" in r.stdout and "2,656,768" in r.stdout
+    assert r.stdout.splitlines()[0].startswith("input 0:")
+
+
+def test_simulate_writes_outputs_and_checks(tmp_path):
+    model = mlperf_model("kws_ref_model.tflite")
+    x = np.random.default_rng(3).integers(-128, 128, size=(7, 49, 10, 1)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    r = run_cli("simulate", model, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+                "--check")
+    assert r.returncode == 0, r.stderr
+    assert "bit-exact: 7 rows" in r.stdout
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (7, 12) and y.dtype == np.int8
+
+
+def test_compile_and_plan_do_not_import_tensorflow(tmp_path):
+    code = ("import sys; from mcunet.cli import main\n"
+            "try:\n    main(['plan', sys.argv[1], '--json'])\nexcept SystemExit: pass\n"
+            "try:\n    main(['compile', sys.argv[1], '--out', sys.argv[2]])\nexcept SystemExit: pass\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+            "print('heavy:', bad)\n")
+    r = subprocess.run(["python", "-c", code, str(mlperf_model("ad01_int8.tflite")), str(tmp_path / "o")],
+                       capture_output=True, text=True, executable=__import__("sys").executable)
+    assert r.returncode == 0, r.stderr
+    assert "heavy: []" in r.stdout
