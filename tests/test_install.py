@@ -1,0 +1,36 @@
+"""A plain `pip install .` (not editable) gives a working `mcunet` that finds its templates."""
+import os
+import shutil
+import subprocess
+import sysconfig
+import venv
+
+from .conftest import ROOT, mlperf_model
+
+
+def test_plain_install_into_a_fresh_venv(tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    # mcunet itself from a wheel built from the tree; its dependencies from this environment
+    # (so the test needs no network), which holds mcunet only as an editable finder.
+    # Build from a copy, so setuptools' build/ folder never lands in the work tree.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(src)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"] + os.pathsep
+           + sysconfig.get_paths()["platlib"]}
+    where = subprocess.run([str(py), "-c", "import mcunet, templates; print(mcunet.__file__); "
+                            "print(templates.__file__)"], capture_output=True, text=True,
+                           cwd=tmp_path, env=env)
+    assert where.returncode == 0, where.stderr
+    assert all(line.startswith(str(env_dir)) for line in where.stdout.split()), where.stdout
+    out = tmp_path / "lib"
+    r = subprocess.run([str(env_dir / "bin" / "mcunet"), "compile",
+                        str(mlperf_model("kws_ref_model.tflite")), "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (out / "kernels").is_dir() and (out / "mcunet_model.c").is_file()
