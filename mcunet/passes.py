@@ -85,7 +85,10 @@ def fold_pad(graph: Graph) -> Graph:
                 c.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") or c.inputs[0] != out
                 or c.attrs["padding"] != "VALID" for c in convs):
             continue
-        x = graph.t(pad.inputs[0])
+        x, padded = graph.t(pad.inputs[0]), graph.t(out)
+        if x.quant is None or padded.quant is None or x.quant.s != padded.quant.s \
+                or x.quant.zp != padded.quant.zp:
+            continue  # PAD copies raw values: folding is exact only when quantisation is kept
         pads = graph.t(pad.inputs[1]).data if graph.t(pad.inputs[1]).is_const else None
         if pads is None or len(x.shape) != 4 or pads.shape != (4, 2):
             continue

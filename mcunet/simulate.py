@@ -69,6 +69,9 @@ def _check_inputs(g, inputs: list[np.ndarray]) -> int:
     rows = None
     for k, (x, tid) in enumerate(zip(inputs, g.inputs)):
         t = g.t(tid)
+        if t.shape and t.shape[0] != 1:
+            raise McunetError(f"model input {k} has batch size {t.shape[0]}; simulate runs "
+                              "models of batch size 1, one row of the batch at a time")
         if x.dtype != NP_TYPES[t.dtype]:
             raise McunetError(f"input {k} has dtype {x.dtype}; the model wants {t.dtype}")
         if tuple(x.shape[1:]) != tuple(t.shape[1:]):

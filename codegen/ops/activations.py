@@ -1,0 +1,152 @@
+"""Elementwise int8 activations: LOGISTIC (a 256-entry table), HARD_SWISH (16-bit fixed
+point) and the standalone RELU family (requantise, then clamp)."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from typing import Callable
+
+import numpy as np
+
+from mcunet.graph import Op, Tensor
+from mcunet.quant import activation_range, quantize_multiplier, round_half_away
+
+from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+
+INT16_MAX = (1 << 15) - 1
+
+
+def _int8_io(op: Op, ctx: LowerContext) -> tuple[Tensor, Tensor]:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if x.dtype != "int8" or out.dtype != "int8":
+        raise unsupported(op, f"{op.kind} {x.dtype} -> {out.dtype}; only int8 -> int8 is supported")
+    for t in (x, out):
+        if t.quant is None:
+            raise unsupported(op, f"tensor '{t.name}' has no quantisation parameters")
+        if t.quant.per_axis:
+            raise unsupported(op, f"tensor '{t.name}' is quantised per axis; {op.kind} needs per-tensor")
+    if x.size != out.size:
+        raise unsupported(op, f"input {x.shape} and output {out.shape} differ in size")
+    return x, out
+
+
+def _io_args(op: Op) -> tuple[TensorArg, TensorArg]:
+    return TensorArg(op.inputs[0], const=True), TensorArg(op.outputs[0])
+
+
+# --- lookup tables ---------------------------------------------------------------------------
+
+def _c_expf() -> Callable[[np.float32], np.float32]:
+    """The C library's expf (what TFLite's std::exp(float) calls); numpy's float32 exp when the
+    C library cannot be loaded. They agree except, rarely, in the last bit."""
+    try:
+        name = ctypes.util.find_library("m")
+        if name is None:
+            raise OSError("no libm")
+        fn = ctypes.CDLL(name).expf
+        fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+        return lambda v: np.float32(fn(float(v)))
+    except (OSError, AttributeError):  # pragma: no cover - every supported host has libm
+        def np_expf(v: np.float32) -> np.float32:
+            with np.errstate(over="ignore", under="ignore"):
+                return np.exp(np.float32(v))
+        return np_expf
+
+
+_expf = _c_expf()
+
+
+def sigmoid_f32(v: np.float32) -> np.float32:
+    """1.0f / (1.0f + expf(-v)), every step in float32 as in TFLite's SigmoidPrepare."""
+    one = np.float32(1.0)
+    with np.errstate(over="ignore"):
+        return np.float32(one / np.float32(one + _expf(np.float32(-v))))
+
+
+def lut_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int,
+              transform: Callable[[np.float32], np.float32]) -> np.ndarray:
+    """The int8 table of TFLite's LUTPopulate, in float32: entry v + 128 is the output for the
+    input value v (-128..127)."""
+    in_scale_f = np.float32(in_scale)
+    inverse_scale = np.float32(np.float32(1.0) / np.float32(out_scale))
+    table = np.empty(256, dtype=np.int8)
+    for v in range(-128, 128):
+        dequantized = np.float32(in_scale_f * np.float32(v - in_zp))
+        transformed = np.float32(transform(dequantized))
+        rescaled = np.float32(round_half_away(float(np.float32(transformed * inverse_scale))))
+        quantized = int(np.float32(rescaled + np.float32(out_zp)))  # a C cast truncates
+        table[v + 128] = min(127, max(-128, quantized))
+    return table
+
+
+def lut_step(op: Op, ctx: LowerContext, table: np.ndarray) -> Step:
+    """A table-lookup step (any int8 -> int8 function of one value, e.g. LOGISTIC, TANH)."""
+    out = ctx.t(op.outputs[0])
+    x_arg, out_arg = _io_args(op)
+    return Step(op, "lut_s8.c.j2", {"size": out.size},
+                [x_arg, ctx.const("lut", table.astype(np.int8)), out_arg])
+
+
+@lowers("LOGISTIC")
+def lower_logistic(op: Op, ctx: LowerContext) -> Step:
+    x, out = _int8_io(op, ctx)
+    # TFLite's Prepare demands exactly this scale (a float compare); the zero point is free.
+    if np.float32(out.quant.s) != np.float32(1.0 / 256):
+        raise unsupported(op, f"the int8 output scale is {out.quant.s!r}; TFLite requires 1/256")
+    table = lut_table(x.quant.s, x.quant.zp, out.quant.s, out.quant.zp, sigmoid_f32)
+    return lut_step(op, ctx, table)
+
+
+# --- HARD_SWISH ------------------------------------------------------------------------------
+
+def downscale_multiplier(m32: int) -> int:
+    """TFLite's DownScaleInt32ToInt16Multiplier: a Q31 multiplier rounded to Q15."""
+    if m32 >= (1 << 31) - 1 - (1 << 15):
+        return INT16_MAX
+    return (m32 + (1 << 15)) >> 16
+
+
+def hard_swish_params(in_scale: float, out_scale: float) -> dict:
+    """The multipliers of TFLite's HardSwishPrepare, computed in float32 as it does."""
+    hires_input_scale = np.float32(np.float32(1.0 / 128.0) * np.float32(in_scale))
+    reluish_scale = np.float32(np.float32(3.0) / np.float32(32768.0))
+    output_multiplier = np.float32(hires_input_scale / np.float32(out_scale))
+    reluish_multiplier = np.float32(hires_input_scale / reluish_scale)
+    out_q, out_exp = quantize_multiplier(float(output_multiplier))
+    relu_q, relu_exp = quantize_multiplier(float(reluish_multiplier))
+    return {"output_multiplier": downscale_multiplier(out_q), "output_exponent": out_exp,
+            "reluish_multiplier": downscale_multiplier(relu_q), "reluish_exponent": relu_exp}
+
+
+@lowers("HARD_SWISH")
+def lower_hard_swish(op: Op, ctx: LowerContext) -> Step:
+    x, out = _int8_io(op, ctx)
+    params = hard_swish_params(x.quant.s, out.quant.s)
+    if params["output_exponent"] > 0:  # TFLite's Prepare fails on this too
+        raise unsupported(op, f"input scale / output scale = {x.quant.s / out.quant.s:g} is too "
+                              "large (TFLite requires input scale / (128 * output scale) < 1)")
+    params.update(size=out.size, input_zero_point=x.quant.zp, output_zero_point=out.quant.zp)
+    return Step(op, "hard_swish_s8.c.j2", params, list(_io_args(op)))
+
+
+# --- RELU, RELU6, RELU_N1_TO_1 ---------------------------------------------------------------
+
+RELU_KINDS = ("RELU", "RELU6", "RELU_N1_TO_1")
+
+
+def relu_multiplier(in_scale: float, out_scale: float) -> tuple[int, int]:
+    """TFLite's ReluPrepare divides the two float scales in float32, then widens to double."""
+    return quantize_multiplier(float(np.float32(np.float32(in_scale) / np.float32(out_scale))))
+
+
+@lowers(*RELU_KINDS)
+def lower_relu(op: Op, ctx: LowerContext) -> Step:
+    x, out = _int8_io(op, ctx)
+    multiplier, shift = relu_multiplier(x.quant.s, out.quant.s)
+    act_min, act_max = activation_range(op.kind, out.quant.s, out.quant.zp)
+    params = {"kind": op.kind, "size": out.size, "input_offset": -x.quant.zp,
+              "output_offset": out.quant.zp, "multiplier": multiplier, "shift": shift,
+              # Equal scales give multiplier 2^30, shift 1: requantising is then the identity.
+              "identity": (multiplier, shift) == (1 << 30, 1),
+              "act_min": act_min, "act_max": act_max}
+    return Step(op, "relu_s8.c.j2", params, list(_io_args(op)))

@@ -1,0 +1,41 @@
+"""MUL of two int8 tensors (one may be a constant), optional broadcast and fused activation."""
+from __future__ import annotations
+
+import numpy as np
+
+from mcunet.graph import Op
+from mcunet.quant import activation_range, quantize_multiplier
+
+from ..step import LowerContext, Step, lowers, unsupported
+from .add import binary_args, broadcast_params
+
+
+def mul_multiplier(scale1: float, scale2: float, out_scale: float) -> tuple[int, int]:
+    """(multiplier, shift) of scale1 * scale2 / out_scale. TFLite's MUL Prepare computes the
+    product and the quotient in float32 and only widens the result to double."""
+    real = np.float32(np.float32(scale1) * np.float32(scale2)) / np.float32(out_scale)
+    return quantize_multiplier(float(np.float32(real)))
+
+
+@lowers("MUL")
+def lower_mul(op: Op, ctx: LowerContext) -> Step:
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    if not (a.dtype == b.dtype == out.dtype == "int8"):
+        raise unsupported(op, f"MUL {a.dtype} x {b.dtype} -> {out.dtype}; only int8 is supported")
+    for t in (a, b, out):
+        if t.quant is None:
+            raise unsupported(op, f"tensor '{t.name}' has no quantisation parameters")
+        if t.quant.per_axis:
+            raise unsupported(op, f"tensor '{t.name}' is quantised per axis; MUL needs per-tensor")
+    if a.is_const and b.is_const:
+        raise unsupported(op, "both operands are constant (the product should have been folded)")
+    multiplier, shift = mul_multiplier(a.quant.s, b.quant.s, out.quant.s)
+    try:
+        act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
+    except ValueError as exc:
+        raise unsupported(op, str(exc)) from None
+    params = {"input1_offset": -a.quant.zp, "input2_offset": -b.quant.zp,
+              "output_offset": out.quant.zp, "output_multiplier": multiplier,
+              "output_shift": shift, "act_min": act_min, "act_max": act_max,
+              **broadcast_params(op, ctx)}
+    return Step(op, "mul_s8.c.j2", params, binary_args(op, ctx))
