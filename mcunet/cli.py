@@ -17,7 +17,6 @@ PATCH_HELP = "patch-based inference of the first stage: 'none' (layer by layer)"
 
 
 def _load_inputs(paths: tuple[str, ...], graph, random_rows: int, seed: int) -> list[np.ndarray]:
-    from .graph import NP_TYPES
     if paths:
         arrays = []
         for p in paths:
@@ -30,17 +29,8 @@ def _load_inputs(paths: tuple[str, ...], graph, random_rows: int, seed: int) -> 
         return arrays
     if random_rows <= 0:
         raise McunetError("give --input X.npy (one per model input) or --random N")
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for tid in graph.inputs:
-        t = graph.t(tid)
-        shape = (random_rows,) + tuple(t.shape[1:])
-        if t.dtype == "float32":
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
-        else:
-            info = np.iinfo(NP_TYPES[t.dtype])
-            arrays.append(rng.integers(info.min, info.max + 1, size=shape).astype(NP_TYPES[t.dtype]))
-    return arrays
+    from .simulate import random_inputs
+    return random_inputs(graph, random_rows, seed)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

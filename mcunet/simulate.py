@@ -63,6 +63,23 @@ class HostBuild:
         return outputs, records
 
 
+def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
+    """Random rows for every model input: uniform over an integer input's range; around the
+    quantisation scale (64 steps) for a float input."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tid in graph.inputs:
+        t = graph.t(tid)
+        shape = (rows,) + tuple(t.shape[1:])
+        if t.dtype == "float32":
+            scale = t.quant.s if t.quant else 1.0
+            arrays.append((rng.standard_normal(shape) * 64 * scale).astype(np.float32))
+        else:
+            info = np.iinfo(NP_TYPES[t.dtype])
+            arrays.append(rng.integers(info.min, info.max + 1, size=shape).astype(NP_TYPES[t.dtype]))
+    return arrays
+
+
 def _check_inputs(g, inputs: list[np.ndarray]) -> int:
     if len(inputs) != len(g.inputs):
         raise McunetError(f"the model has {len(g.inputs)} inputs but {len(inputs)} arrays were given")

@@ -232,24 +232,6 @@ def measure_tflm(path: Path, inputs: list[np.ndarray], n_outputs: int, work: Pat
 # one model
 
 
-def random_inputs(graph, rows: int, seed: int) -> list[np.ndarray]:
-    """Uniform random rows over each input's integer range (float inputs: around the scale)."""
-    from mcunet.graph import NP_TYPES
-
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for tid in graph.inputs:
-        t = graph.t(tid)
-        shape = (rows,) + tuple(t.shape[1:])
-        if t.dtype == "float32":
-            scale = t.quant.s if t.quant else 1.0
-            arrays.append((rng.standard_normal(shape) * 64 * scale).astype(np.float32))
-        else:
-            info = np.iinfo(NP_TYPES[t.dtype])
-            arrays.append(rng.integers(info.min, info.max + 1, size=shape).astype(NP_TYPES[t.dtype]))
-    return arrays
-
-
 def _best_time(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -273,7 +255,7 @@ def measure_model(path: str | Path, rows: int = 200, seed: int = 0, repeats: int
     Sizes in bytes, times in seconds (compile) and microseconds (per inference); a figure that
     could not be measured is None, with the reason under "notes"."""
     from mcunet.compiler import compile_model
-    from mcunet.simulate import build_host, find_cc
+    from mcunet.simulate import build_host, find_cc, random_inputs
 
     if rows < 2:
         raise ValueError("rows must be at least 2 (the time per row is a difference)")

@@ -8,27 +8,11 @@ import numpy as np
 
 from mcunet.compiler import compile_graph
 from mcunet.frontend import parse_tflite
-from mcunet.graph import NP_TYPES
 from mcunet.passes import run_passes
 from mcunet.reference import reference_outputs
-from mcunet.simulate import build_host
+from mcunet.simulate import build_host, random_inputs  # noqa: F401 (tests import it from here)
 
 FAST = ["-O1"]  # small generated models build faster; -O2 is the default everywhere else
-
-
-def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for tid in graph.inputs:
-        t = graph.t(tid)
-        shape = (rows,) + tuple(t.shape[1:])
-        if t.dtype == "float32":
-            scale = t.quant.s if t.quant else 1.0
-            arrays.append((rng.standard_normal(shape) * 64 * scale).astype(np.float32))
-        else:
-            info = np.iinfo(NP_TYPES[t.dtype])
-            arrays.append(rng.integers(info.min, info.max + 1, size=shape).astype(NP_TYPES[t.dtype]))
-    return arrays
 
 
 def assert_bit_exact(model: bytes | str | Path, inputs: list[np.ndarray] | None = None,
