@@ -103,13 +103,14 @@ def render_library(graph: Graph, steps: list[Step], consts: list[ConstArray],
             if isinstance(arg, TensorArg):
                 t = graph.t(arg.tid)
                 ctype = ("const " if arg.const else "") + C_TYPES[t.dtype]
-                call["args"].append(f"ARENA({ctype}, {plan.tensor_offset(arg.tid)})")
+                at = plan.tensor_offset(arg.tid) + arg.offset * t.nbytes // max(t.size, 1)
+                call["args"].append(f"ARENA({ctype}, {at})")
             elif isinstance(arg, ConstArg):
                 call["args"].append(arg.symbol)
             elif isinstance(arg, ScratchArg):
                 call["args"].append(f"ARENA({arg.ctype}, {plan.scratch_offset(i)})")
         call["traced"] = [{"offset": plan.tensor_offset(o), "bytes": graph.t(o).nbytes}
-                          for o in op.outputs]
+                          for o in step.traced]
         calls.append(call)
     flash = sum(c.nbytes for c in consts)
     common = {"model_name": graph.name, "version": __version__, "arena_bytes": plan.arena_bytes,

@@ -20,6 +20,7 @@ class TensorArg:
     """An activation tensor, passed to the kernel as a typed pointer into the arena."""
     tid: int
     const: bool = False  # pass as `const T *`
+    offset: int = 0  # elements from the tensor's start (a patch's corner in a wider tensor)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class ScratchArg:
 
 Arg = TensorArg | ConstArg | ScratchArg
 
+# Parameters of every windowed kernel (conv, depthwise, pooling) that let the planner and
+# the patch scheduler place its input and output freely:
+# - in_row / out_row: pixels per row of the input and output buffers (the layer's own
+#   widths unless the kernel reads from or writes into a wider tensor, as a patch does);
+# - io_restrict: "restrict " (with its space), or "" when the planner overlaps the output with the input.
+#   Overlap is safe because kernels produce output pixels in raster order and, with
+#   out_block = B, finish reading the windows of pixels [kB, kB+B) before writing them;
+#   see mcunet.memory.stream_overlap.
+STREAM_DEFAULTS = {"io_restrict": "restrict ", "out_block": 1}
+
 
 @dataclass
 class Step:
@@ -46,6 +57,13 @@ class Step:
     scratch_bytes: int = 0
     view_of: int | None = None  # for views: the tensor whose bytes this op's output reuses
     macs: int = 0
+    # Tensors a trace build reports after this step: the op's outputs, unless the step
+    # computes only part of them (a patch), when only the step completing them reports.
+    trace: list[int] | None = None
+
+    @property
+    def traced(self) -> list[int]:
+        return list(self.op.outputs) if self.trace is None else self.trace
 
     @property
     def reads(self) -> list[int]:

@@ -64,7 +64,7 @@ def first_differing_layer(model_path: str | Path, compiled: CompiledModel,
     for step in compiled.steps:
         if step.kernel is None:
             continue
-        for tid in step.op.outputs:
+        for tid in step.traced:
             op_index, raw = next(traced)
             t = g.t(tid)
             mine = np.frombuffer(raw, dtype=NP_TYPES[t.dtype])

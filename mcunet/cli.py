@@ -137,6 +137,26 @@ def simulate(model, inputs, outputs, random_rows, seed, check, patch, sanitize):
             sys.exit(1)
 
 
+def _register_plugins() -> None:
+    """Commands that live beside their subsystem: boards/cli.py (boards, build, run, deploy)
+    and search/cli.py (search, search-and-deploy). Each exports a COMMANDS list of click
+    commands and must not import heavy packages (TensorFlow) at module level."""
+    import importlib
+
+    for name in ("boards.cli", "search.cli"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        for command in getattr(module, "COMMANDS", []):
+            cli.add_command(command)
+
+
+_register_plugins()
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mcunet", standalone_mode=False)

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from .errors import McunetError
 from .frontend import read_tflite
 from .graph import Graph
-from .memory import ArenaPlan, plan_arena
+from .memory import ArenaPlan, Overlap, elementwise_max_delta, plan_arena, window_max_delta
 from .passes import run_passes
+from .patch import DEFAULT_MAX_OVERHEAD, PatchSpec, PatchStage, apply_patches, parse_patch
+from .patch import candidates as patch_candidates
+from .schedule import candidate_orders
 
-PATCH_CHOICES = ("none",)
+PATCH_CHOICES = ("auto", "none", "RxC@LAYER")
+AUTO_FINALISTS = 3  # patch stages planned in full after the quick ranking
 
 
 @dataclass
@@ -19,6 +24,10 @@ class CompiledModel:
     steps: list  # codegen.step.Step, one per scheduled op
     consts: list  # codegen.step.ConstArray, the flash contents
     plan: ArenaPlan
+    # The deepest stack of the generated code on the target core, when a board is known
+    # (boards measure it from -fstack-usage); part of the RAM the library needs.
+    stack_bytes: int = 0
+    patch: PatchStage | None = None  # the patch-based stage, when there is one
 
     @property
     def flash_bytes(self) -> int:
@@ -27,8 +36,9 @@ class CompiledModel:
     @property
     def peak_sram_bytes(self) -> int:
         """All RAM the generated library needs during inference: the arena holds every
-        activation and every kernel's scratch, and the library has no other buffers."""
-        return self.plan.arena_bytes
+        activation and every kernel's scratch, the library has no other buffers, and on a
+        known board the kernels' stack is added."""
+        return self.plan.arena_bytes + self.stack_bytes
 
     @property
     def macs(self) -> int:
@@ -74,15 +84,106 @@ def lower_graph(graph: Graph):
     return steps, ctx.consts
 
 
-def compile_graph(graph: Graph, patch: str = "none") -> CompiledModel:
-    if patch not in PATCH_CHOICES:
-        raise McunetError(f"--patch {patch} is not available yet; choose one of "
-                          f"{', '.join(PATCH_CHOICES)}")
+def overlap_candidates(graph: Graph, steps: list) -> list[Overlap]:
+    """Where a step's output may share bytes with an input it reads for the last time:
+    windowed kernels (conv, depthwise, pooling) over their dense int8 input at the offset
+    their raster order allows, elementwise ADD in place."""
+    from codegen.step import TensorArg
+
+    result = []
+    for i, step in enumerate(steps):
+        p = step.params
+        ins = [a for a in step.args if isinstance(a, TensorArg) and a.const]
+        outs = [a for a in step.args if isinstance(a, TensorArg) and not a.const]
+        if len(outs) != 1 or outs[0].offset or any(a.offset for a in ins):
+            continue
+        out = graph.t(outs[0].tid)
+        if "io_restrict" in p and len(ins) == 1:
+            x = graph.t(ins[0].tid)
+            if (x.dtype, out.dtype) != ("int8", "int8") or p["in_row"] != p["iw"] \
+                    or p["out_row"] != p["ow"]:
+                continue
+            ic, oc = p.get("ic", p.get("c")), p.get("oc", p.get("c"))
+            delta = window_max_delta(p["ih"], p["iw"], ic, p["oh"], p["ow"], oc, p["kh"],
+                                     p["kw"], p["sh"], p["sw"], p["pad_top"], p["pad_left"],
+                                     p.get("out_block", 1))
+            result.append(Overlap(ins[0].tid, outs[0].tid, delta, i, i, "alias"))
+        elif step.kernel == "add_s8.c.j2" and not p["broadcast"]:
+            for a in ins:
+                if graph.t(a.tid).nbytes == out.nbytes:
+                    result.append(Overlap(a.tid, outs[0].tid, elementwise_max_delta(), i, i,
+                                          "in-place"))
+    return result
+
+
+def plan_steps(graph: Graph, steps: list, extra: Sequence[Overlap] = (),
+               effort: str = "full") -> tuple[list, ArenaPlan]:
+    """The best (order, plan) over the candidate operator orders."""
+    used = set(graph.inputs) | set(graph.outputs)
+    for step in steps:
+        used.update(step.reads, step.writes)
+    sizes = {t: graph.t(t).nbytes for t in sorted(used) if not graph.t(t).is_const}
+    best = None
+    orders = candidate_orders(steps, sizes)
+    for order in orders:
+        ordered = [steps[i] for i in order]
+        plan = plan_arena(ordered, graph.inputs, graph.outputs, sizes,
+                          overlap_candidates(graph, ordered) + list(extra),
+                          effort=effort if len(orders) == 1 else "quick")
+        if best is None or plan.arena_bytes < best[1].arena_bytes:
+            best = (ordered, plan)
+    if len(orders) > 1 and effort == "full":  # the full search only for the winning order
+        ordered = best[0]
+        best = (ordered, plan_arena(ordered, graph.inputs, graph.outputs, sizes,
+                                    overlap_candidates(graph, ordered) + list(extra)))
+    return best
+
+
+def _finish(graph: Graph, steps: list, consts: list, plan: ArenaPlan, dsp: bool,
+            stage: PatchStage | None) -> CompiledModel:
+    # Kernels whose output overlaps their input must not promise the compiler otherwise.
+    for ov, _ in plan.overlaps:
+        if ov.kind == "alias":
+            steps[ov.dst_first].params["io_restrict"] = ""
+    return CompiledModel(graph=graph, steps=steps, consts=consts, plan=plan, patch=stage)
+
+
+def compile_graph(graph: Graph, patch: str = "auto", dsp: bool = False,
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
+    """patch: 'auto' (choose a patch stage when it lowers the peak), 'none' or 'RxC@LAYER'.
+    dsp: choose the Cortex-M DSP (SMLAD) kernel variants where one exists."""
+    spec = parse_patch(patch)
     steps, consts = lower_graph(graph)
-    sizes = {t.id: t.nbytes for t in graph.activations()}
-    plan = plan_arena(steps, graph.inputs, graph.outputs, sizes)
-    return CompiledModel(graph=graph, steps=steps, consts=consts, plan=plan)
+
+    def finish_steps(s: list) -> list:
+        if dsp:
+            from codegen.dispatch import choose_variants
+            choose_variants(s, dsp=True)
+        return s
+
+    if spec == "none":
+        ordered, plan = plan_steps(graph, finish_steps(steps))
+        return _finish(graph, ordered, consts, plan, dsp, None)
+    if isinstance(spec, PatchSpec):
+        pgraph, psteps, stage = apply_patches(graph, steps, spec)
+        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap])
+        return _finish(pgraph, ordered, consts, plan, dsp, stage)
+    # auto: the layer-by-layer plan, unless some patch stage needs less.
+    best_steps, best_plan = plan_steps(graph, finish_steps(list(steps)))
+    best = (graph, best_steps, best_plan, None)
+    # Rank every candidate stage with a quick plan, then plan the best few in full.
+    ranked = []
+    for spec_k, (pgraph, psteps, stage) in patch_candidates(graph, steps, max_overhead):
+        _, quick = plan_steps(pgraph, psteps, [stage.overlap], effort="quick")
+        ranked.append((quick.arena_bytes, stage.mac_overhead, str(spec_k), pgraph, psteps, stage))
+    ranked.sort(key=lambda r: r[:3])
+    for *_, pgraph, psteps, stage in ranked[:AUTO_FINALISTS]:
+        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap])
+        if plan.arena_bytes < best[2].arena_bytes:
+            best = (pgraph, ordered, plan, stage)
+    return _finish(best[0], best[1], consts, best[2], dsp, best[3])
 
 
-def compile_model(path: str | Path, patch: str = "none") -> CompiledModel:
-    return compile_graph(load_graph(path), patch=patch)
+def compile_model(path: str | Path, patch: str = "auto", dsp: bool = False,
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
+    return compile_graph(load_graph(path), patch=patch, dsp=dsp, max_overhead=max_overhead)

@@ -3,17 +3,28 @@
 This is the one source of truth for RAM: codegen emits ``ArenaPlan.arena_bytes`` as
 ``MCUNET_ARENA_BYTES``, reports print it, and tests check the generated code against it.
 
-Lifetimes are measured in schedule steps. A buffer written by step i and last read by
-step j is live over [i, j]; a step's inputs and outputs are therefore never placed on top
-of each other. Views (RESHAPE) share their source's buffer. Placement is first-fit by
-decreasing size, TinyEngine-style.
+Lifetimes are measured in schedule steps. A buffer written by step i and last read by step j
+is live over [i, j]. Two buffers live at the same time never share a byte, with one
+exception, the *overlap*: a step's output may be placed over the input it consumes for the
+last time, at an offset that the step's data flow makes safe (see ``window_max_delta``). A
+pointwise conv then needs its output plus one pixel, a 3x3 depthwise its input plus a row, an
+elementwise ADD nothing more than its output. An overlap is a permission, not a tie: the
+output may also go anywhere that collides with nothing.
+
+Placement tries several orders (largest first, longest-lived first, earliest first, and
+every order for small graphs), each with and without overlaps, first fit like TinyEngine,
+and keeps the smallest arena. ``verify`` checks any plan independently.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+import numpy as np
+
 ALIGN = 4  # every buffer starts on a 4-byte boundary (int32 scratch, float I/O)
+EXHAUSTIVE_BUFFERS = 7  # up to this many buffers, every placement order is tried (7! = 5040)
 
 
 def align(n: int, a: int = ALIGN) -> int:
@@ -26,6 +37,19 @@ class PlannedStep(Protocol):
     writes: list[int]
     scratch_bytes: int
     view_of: int | None
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Tensor `dst` may be placed at offset(src) + delta for any delta <= max_delta, provided
+    src is last read by step `src_last` (or earlier) and dst first written at `dst_first` (or
+    later). A step overlapping its own input has src_last == dst_first == its index."""
+    src: int
+    dst: int
+    max_delta: int
+    src_last: int
+    dst_first: int
+    kind: str = "alias"  # "alias" (output over input at an offset), "in-place", "patch"
 
 
 @dataclass
@@ -41,18 +65,27 @@ class Buffer:
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return self.first <= other.last and other.first <= self.last
 
+    @property
+    def end(self) -> int:
+        return self.offset + align(self.size)
+
 
 @dataclass
 class ArenaPlan:
     buffers: list[Buffer]
     arena_bytes: int
     num_steps: int
+    overlaps: list[tuple[Overlap, int]] = field(default_factory=list)  # used, with the delta
+    strategy: str = "first-fit"
 
-    def tensor_offset(self, tid: int) -> int:
+    def _buffer_of(self, tid: int) -> Buffer:
         for b in self.buffers:
             if tid in b.tensors:
-                return b.offset
+                return b
         raise KeyError(f"tensor {tid} has no buffer")
+
+    def tensor_offset(self, tid: int) -> int:
+        return self._buffer_of(tid).offset
 
     def scratch_offset(self, step: int) -> int:
         for b in self.buffers:
@@ -61,13 +94,59 @@ class ArenaPlan:
         raise KeyError(f"step {step} has no scratch")
 
     def live_bytes(self, step: int) -> int:
-        """Bytes of all buffers live at a step: what any placement must fit at that moment."""
-        return sum(align(b.size) for b in self.buffers if b.first <= step <= b.last)
+        """Bytes of the arena in use at a step (overlapping buffers counted once)."""
+        spans = sorted((b.offset, b.end) for b in self.buffers if b.first <= step <= b.last)
+        total, reach = 0, 0
+        for start, end in spans:
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
 
-    @property
-    def lower_bound(self) -> int:
-        """The layer-wise lower bound: no placement can use less than the busiest step."""
-        return max((self.live_bytes(i) for i in range(-1, self.num_steps + 1)), default=0)
+    def overlap_kind(self, tid: int) -> str | None:
+        """How tensor tid shares bytes with the input it was computed from, if it does."""
+        for ov, _ in self.overlaps:
+            if ov.dst == tid:
+                return ov.kind
+        return None
+
+    lower_bound: int = 0  # the layer-wise lower bound (layerwise_bound)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overlap arithmetic
+
+
+def window_max_delta(ih: int, iw: int, ic: int, oh: int, ow: int, oc: int, kh: int = 1,
+                     kw: int = 1, sh: int = 1, sw: int = 1, pad_top: int = 0, pad_left: int = 0,
+                     block: int = 1) -> int:
+    """The largest byte offset of an int8 output relative to its int8 input (both dense,
+    HWC) at which a windowed kernel never overwrites an input byte it will read again.
+
+    Contract of the kernels (codegen.step.STREAM_DEFAULTS): output pixels are produced in
+    raster order, `block` at a time; while writing pixel n, a kernel reads no input below the
+    first byte of the window of any pixel in n's block or later. Window origins are clamped
+    to the tensor: padding is never read.
+    """
+    n = np.arange(oh * ow)
+    oy, ox = np.divmod(n, ow)
+    first = (np.maximum(oy * sh - pad_top, 0) * iw + np.maximum(ox * sw - pad_left, 0)) * ic
+    first = np.minimum(first, ih * iw * ic)
+    # Lowest input byte still to be read from pixel m on: origins are not monotone at the
+    # borders (clamping), so take the minimum over all later pixels.
+    needed_from = np.minimum.accumulate(first[::-1])[::-1]
+    group_start = (n // block) * block
+    write_end = (n + 1) * oc
+    return int(np.min(needed_from[group_start] - write_end))
+
+
+def elementwise_max_delta() -> int:
+    """An elementwise kernel reads element i before it writes element i: in place is safe."""
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifetimes
 
 
 def buffers_for(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Sequence[int],
@@ -113,25 +192,174 @@ def buffers_for(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Se
     return buffers
 
 
-def place_first_fit(buffers: list[Buffer]) -> int:
-    """Give each buffer the lowest offset where it collides with no placed buffer that is
-    live at the same time; largest first. Returns the arena size."""
+# ---------------------------------------------------------------------------------------------
+# Placement
+
+
+def _permissions(buffers: list[Buffer], overlaps: Sequence[Overlap]) -> dict[tuple[str, str], Overlap]:
+    """The overlaps that are legal for these lifetimes, keyed by (source, destination) buffer."""
+    by_tensor = {t: b for b in buffers for t in b.tensors}
+    allowed = {}
+    for ov in overlaps:
+        src, dst = by_tensor.get(ov.src), by_tensor.get(ov.dst)
+        if src is None or dst is None or src is dst:
+            continue
+        if src.last > ov.src_last or dst.first < ov.dst_first:
+            continue  # the source is still needed later, or the destination lives earlier
+        key = (src.name, dst.name)
+        if key not in allowed or ov.max_delta > allowed[key].max_delta:
+            allowed[key] = ov
+    return allowed
+
+
+def _delta(src: Buffer, dst: Buffer, src_off: int, dst_off: int, mirrored: bool) -> int:
+    """dst's offset minus src's in the real arena (a mirrored placement counts offsets down
+    from the top: the real offset is arena - offset - size)."""
+    if mirrored:
+        return (src_off + align(src.size)) - (dst_off + align(dst.size))
+    return dst_off - src_off
+
+
+def _fits(buf: Buffer, offset: int, placed: list[Buffer],
+          allowed: dict[tuple[str, str], Overlap], mirrored: bool) -> bool:
+    end = offset + align(buf.size)
+    for p in placed:
+        if not p.overlaps_in_time(buf) or end <= p.offset or p.end <= offset:
+            continue
+        ov = allowed.get((p.name, buf.name))  # buf is the output, over its input p
+        if ov is not None and _delta(p, buf, p.offset, offset, mirrored) <= ov.max_delta:
+            continue
+        ov = allowed.get((buf.name, p.name))  # buf is the input, under its output p
+        if ov is not None and _delta(buf, p, offset, p.offset, mirrored) <= ov.max_delta:
+            continue
+        return False
+    return True
+
+
+def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
+           mirrored: bool = False, best_fit: bool = True) -> int:
+    """Best fit: each buffer where it collides with no placed buffer live at the same time
+    (except where an overlap allows it) and widens the arena least, lowest first. Offsets may
+    go below zero while placing (an output that must sit a few bytes under its input); they
+    are shifted up at the end. First fit (best_fit False): the lowest offset from zero up. Mirrored, offsets count from the top of the arena (outputs
+    then settle above their inputs instead of below). Returns the arena size."""
     placed: list[Buffer] = []
-    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
-        busy = sorted((b.offset, b.offset + align(b.size)) for b in placed if b.overlaps_in_time(buf))
-        offset = 0
-        for start, end in busy:
-            if offset + align(buf.size) <= start:
-                break
-            offset = max(offset, end)
-        buf.offset = offset
+    low, high = 0, 0
+    for buf in order:
+        size = align(buf.size)
+        live = [p for p in placed if p.overlaps_in_time(buf)]
+        candidates = {low, high - size}
+        for p in live:
+            candidates.update((p.end, p.offset - size))
+            for key, sign in (((p.name, buf.name), 1), ((buf.name, p.name), -1)):
+                if key in allowed:  # the offsets where the allowed overlap just holds
+                    d = allowed[key].max_delta // ALIGN * ALIGN
+                    candidates.add(p.end - size - sign * d if mirrored else p.offset + sign * d)
+        if not best_fit:
+            candidates = {c for c in candidates if c >= 0} | {0}
+        best = min((max(high, c + size) - min(low, c) if best_fit else 0, abs(c - low), c)
+                   for c in candidates if _fits(buf, c, live, allowed, mirrored))
+        buf.offset = best[2]
+        low, high = min(low, buf.offset), max(high, buf.end)
         placed.append(buf)
-    return max((b.offset + align(b.size) for b in buffers), default=0)
+    for b in placed:
+        b.offset = (high - b.end) if mirrored else (b.offset - low)
+    return high - low
+
+
+ORDERS = {
+    "largest-first": lambda b: (-align(b.size), b.first, b.name),
+    "longest-first": lambda b: (-(b.last - b.first), -b.size, b.name),
+    "earliest-first": lambda b: (b.first, -b.size, b.name),
+}
+
+
+def _used_overlaps(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap]):
+    by_name = {b.name: b for b in buffers}
+    used = []
+    for (s, d), ov in allowed.items():
+        src, dst = by_name[s], by_name[d]
+        if src.offset < dst.end and dst.offset < src.end:
+            used.append((ov, dst.offset - src.offset))
+    return used
+
+
+def _pair_footprint(src: int, dst: int, max_delta: int) -> int:
+    """The fewest bytes an input and the output allowed over it can occupy together."""
+    if max_delta >= 0:
+        return max(src, dst)
+    d = max_delta // ALIGN * ALIGN
+    return max(src - d, dst)
+
+
+def layerwise_bound(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
+                    num_steps: int) -> int:
+    """No placement can use less than the busiest step: the sum of what is live there, less
+    what the allowed overlaps between live buffers can save at best."""
+    by_name = {b.name: b for b in buffers}
+    bound = 0
+    for i in range(-1, num_steps + 1):
+        live = {b.name for b in buffers if b.first <= i <= b.last}
+        total = sum(align(by_name[n].size) for n in live)
+        savings = []
+        for (s, d), ov in allowed.items():
+            if s in live and d in live:
+                a, b = align(by_name[s].size), align(by_name[d].size)
+                savings.append((a + b - _pair_footprint(a, b, ov.max_delta), s, d))
+        used: set[str] = set()
+        for saving, s, d in sorted(savings, reverse=True):
+            if s not in used and d not in used:
+                total -= saving
+                used.update((s, d))
+        bound = max(bound, total)
+    return bound
 
 
 def plan_arena(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Sequence[int],
-               sizes: dict[int, int]) -> ArenaPlan:
-    """Plan every activation (sizes: tensor id -> bytes) and scratch buffer of a schedule."""
+               sizes: dict[int, int], overlaps: Sequence[Overlap] = (),
+               effort: str = "full") -> ArenaPlan:
+    """Plan every activation (sizes: tensor id -> bytes) and scratch buffer of a schedule:
+    the smallest arena over the placement strategies. effort "full": every order, direction
+    and fit, with and without overlaps, and every order for small graphs; "quick": largest
+    first with overlaps, both directions (to compare many candidate schedules)."""
+    best: ArenaPlan | None = None
     buffers = buffers_for(steps, inputs, outputs, sizes)
-    arena = place_first_fit(buffers)
-    return ArenaPlan(buffers=buffers, arena_bytes=max(arena, ALIGN), num_steps=len(steps))
+    allowed_all = _permissions(buffers, overlaps)
+    variants = [("overlaps", allowed_all)] if allowed_all else []
+    if effort == "full" or not allowed_all:
+        variants.append(("no overlaps", {}))
+    keys = ORDERS if effort == "full" else {"largest-first": ORDERS["largest-first"]}
+    fits = (True, False) if effort == "full" else (True,)
+    for label, allowed in variants:
+        orders = [(name, sorted(buffers, key=key)) for name, key in keys.items()]
+        if effort == "full" and len(buffers) <= EXHAUSTIVE_BUFFERS:
+            orders = [("exhaustive", list(p)) for p in itertools.permutations(buffers)]
+        for (name, order), mirrored, best_fit in itertools.product(orders, (False, True), fits):
+            arena = _place(order, allowed, mirrored, best_fit)
+            if best is None or arena < best.arena_bytes:
+                how = ", ".join([name] + ["mirrored"] * mirrored + ["first fit"] * (not best_fit))
+                best = ArenaPlan(buffers=[Buffer(**vars(b)) for b in buffers], arena_bytes=arena,
+                                 num_steps=len(steps), overlaps=_used_overlaps(buffers, allowed),
+                                 strategy=f"{how}, {label}")
+    assert best is not None
+    best.arena_bytes = max(best.arena_bytes, ALIGN)
+    best.lower_bound = layerwise_bound(buffers, allowed_all, len(steps))
+    return best
+
+
+def verify(plan: ArenaPlan) -> None:
+    """Raise AssertionError unless no two buffers live at the same time share a byte, other
+    than an overlap the plan chose, placed within its safe delta."""
+    allowed = {}
+    for ov, _ in plan.overlaps:
+        src, dst = plan._buffer_of(ov.src), plan._buffer_of(ov.dst)
+        allowed[(src.name, dst.name)] = ov
+    for a, b in itertools.combinations(plan.buffers, 2):
+        assert a.offset >= 0 and a.offset % ALIGN == 0, f"{a.name} at {a.offset}"
+        assert a.end <= plan.arena_bytes and b.end <= plan.arena_bytes
+        if not a.overlaps_in_time(b) or a.end <= b.offset or b.end <= a.offset:
+            continue
+        ov = allowed.get((a.name, b.name)) or allowed.get((b.name, a.name))
+        assert ov is not None, f"{a.name} and {b.name} share bytes while both are live"
+        src, dst = (a, b) if (a.name, b.name) in allowed else (b, a)
+        assert dst.offset - src.offset <= ov.max_delta, f"{dst.name} over {src.name} too early"

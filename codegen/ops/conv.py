@@ -8,7 +8,7 @@ from mcunet.graph import Op
 from mcunet.quant import activation_range, conv_multipliers
 from mcunet.shapes import window_padding
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from ..step import STREAM_DEFAULTS, LowerContext, Step, TensorArg, lowers, unsupported
 
 
 def _weights(op: Op, ctx: LowerContext, channels: int):
@@ -47,7 +47,7 @@ def _window_params(op: Op, ctx: LowerContext, kh: int, kw: int) -> dict:
     return {"ih": ih, "iw": iw, "ic": ic, "oh": oh, "ow": ow, "oc": oc, "kh": kh, "kw": kw,
             "sh": op.attrs["stride_h"], "sw": op.attrs["stride_w"],
             "dh": op.attrs["dilation_h"], "dw": op.attrs["dilation_w"],
-            "pad_top": pad_top, "pad_left": pad_left}
+            "pad_top": pad_top, "pad_left": pad_left, **STREAM_DEFAULTS, "in_row": iw, "out_row": ow}
 
 
 def _check_symmetric(op: Op, ctx: LowerContext) -> None:

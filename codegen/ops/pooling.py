@@ -5,7 +5,7 @@ from mcunet.graph import Op
 from mcunet.quant import activation_range
 from mcunet.shapes import window_padding
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from ..step import STREAM_DEFAULTS, LowerContext, Step, TensorArg, lowers, unsupported
 
 
 @lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
@@ -22,6 +22,7 @@ def lower_pool(op: Op, ctx: LowerContext) -> Step:
     act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
     params = {"ih": ih, "iw": iw, "c": c, "oh": oh, "ow": ow, "kh": kh, "kw": kw,
               "sh": op.attrs["stride_h"], "sw": op.attrs["stride_w"],
-              "pad_top": pad_top, "pad_left": pad_left, "act_min": act_min, "act_max": act_max}
+              "pad_top": pad_top, "pad_left": pad_left, "act_min": act_min, "act_max": act_max,
+              **STREAM_DEFAULTS, "in_row": iw, "out_row": ow}
     template = "average_pool_s8.c.j2" if op.kind == "AVERAGE_POOL_2D" else "max_pool_s8.c.j2"
     return Step(op, template, params, [TensorArg(op.inputs[0], const=True), TensorArg(op.outputs[0])])
