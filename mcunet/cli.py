@@ -13,7 +13,55 @@ import numpy as np
 from . import __version__
 from .errors import McunetError
 
-PATCH_HELP = "patch-based inference of the first stage: 'none' (layer by layer)"
+PATCH_HELP = ("patch-based inference of the first stage: 'auto' (the split and grid with the "
+              "smallest peak SRAM, if patches help), 'none' (layer by layer) or RxC@LAYER "
+              "(an RxC grid through op LAYER)")
+
+
+def memory_options(fn):
+    """--patch, --max-overhead and the budget options shared by plan, compile and simulate."""
+    options = [
+        click.option("--patch", default="auto", show_default=True, help=PATCH_HELP),
+        click.option("--max-overhead", default=15.0, show_default=True, type=float,
+                     help="with --patch auto: most extra MACs (percent) patches may add"),
+        click.option("--sram", default=None, help="SRAM budget, e.g. 256KB (fail if over)"),
+        click.option("--flash", default=None, help="flash budget for weights, e.g. 1MB"),
+        click.option("--board", default=None, help="take the budgets (and the stack) from a "
+                     "board; see `mcunet boards`"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _compile(model, patch, max_overhead, sram, flash, board):
+    """Compile with the memory options and check the budget; also returns the budget."""
+    from .budget import check, resolve
+    from .compiler import compile_model
+
+    if not 0 <= max_overhead <= 1000:
+        raise McunetError(f"--max-overhead {max_overhead} is not a percentage")
+    budget = resolve(sram, flash, board)
+    dsp = bool(getattr(budget.board, "dsp", False))
+    compiled = compile_model(model, patch=patch, dsp=dsp, max_overhead=max_overhead / 100)
+    if budget.board is not None:
+        try:
+            from boards.firmware import kernel_stack_bytes
+        except ImportError:
+            kernel_stack_bytes = None
+        if kernel_stack_bytes is not None:
+            compiled.stack_bytes = kernel_stack_bytes(compiled, budget.board)
+    check(compiled, budget)
+    return compiled
+
+
+def _memory_figure(model_path, compiled):
+    """The layer-by-layer plan beside the chosen one, and their PNG."""
+    from .compiler import compile_model
+    from .plot import memory_png
+
+    layerwise = compiled if compiled.patch is None else compile_model(model_path, patch="none")
+    return layerwise, memory_png(layerwise, compiled, f"{Path(model_path).name}: live arena per layer")
 
 
 def _load_inputs(paths: tuple[str, ...], graph, random_rows: int, seed: int) -> list[np.ndarray]:
@@ -53,50 +101,56 @@ def inspect(model):
 
 @cli.command()
 @click.argument("model", type=click.Path())
-@click.option("--patch", default="none", show_default=True, help=PATCH_HELP)
+@memory_options
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of tables")
-def plan(model, patch, as_json):
-    """Plan MODEL's memory: peak SRAM, flash and a per-layer table."""
-    from .compiler import compile_model
+@click.option("--png", "png_path", default=None, type=click.Path(dir_okay=False),
+              help="where to write the memory-per-layer figure [default: MODEL_memory.png]")
+@click.option("--no-png", is_flag=True, help="do not write the figure")
+def plan(model, patch, max_overhead, sram, flash, board, as_json, png_path, no_png):
+    """Plan MODEL's memory: peak SRAM, flash, a per-layer table and a figure."""
     from .report import plan_table, summary_lines
 
-    compiled = compile_model(model, patch=patch)
+    compiled = _compile(model, patch, max_overhead, sram, flash, board)
+    written = None
+    if not no_png:
+        from .plot import write_png
+        layerwise, png = _memory_figure(model, compiled)
+        written = write_png(Path(png_path or f"{Path(model).stem}_memory.png"), png)
     if as_json:
-        click.echo(json.dumps({
-            "model": str(model), "patch": patch,
-            "peak_sram_bytes": compiled.peak_sram_bytes,
-            "arena_bytes": compiled.plan.arena_bytes,
-            "lower_bound_bytes": compiled.plan.lower_bound,
-            "flash_bytes": compiled.flash_bytes,
-            "macs": compiled.macs,
-            "layers": compiled.layers(),
-        }, indent=2))
+        click.echo(json.dumps({"model": str(model), **compiled.summary(),
+                               "png": str(written) if written else None,
+                               "layers": compiled.layers()}, indent=2))
         return
     click.echo(plan_table(compiled))
     click.echo("\n".join(summary_lines(compiled)))
+    if written:
+        click.echo(f"figure: {written}")
 
 
 @cli.command(name="compile")
 @click.argument("model", type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="folder for the generated C library")
-@click.option("--patch", default="none", show_default=True, help=PATCH_HELP)
-def compile_cmd(model, out_dir, patch):
-    """Turn MODEL into a self-contained C99 library in OUT."""
-    from .compiler import compile_model
+@memory_options
+def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
+    """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html)."""
+    from .plot import html_report, write_png
     from .report import compile_report, summary_lines
 
     start = time.perf_counter()
-    compiled = compile_model(model, patch=patch)
+    compiled = _compile(model, patch, max_overhead, sram, flash, board)
     library = compiled.library()
     out = Path(out_dir)
     paths = library.write(out)
     rel = [str(p.relative_to(out)) for p in paths]
     (out / "report.md").write_text(compile_report(compiled, rel))
+    layerwise, png = _memory_figure(model, compiled)
+    write_png(out / "memory.png", png)
+    (out / "report.html").write_text(html_report(compiled, layerwise, png, rel))
     click.echo(f"wrote {len(paths)} files to {out} in {time.perf_counter() - start:.2f} s "
                f"({len(library.kernels)} kernels)")
     click.echo("\n".join(summary_lines(compiled)))
-    click.echo(f"report: {out / 'report.md'}")
+    click.echo(f"report: {out / 'report.html'}")
 
 
 @cli.command()
@@ -110,14 +164,15 @@ def compile_cmd(model, out_dir, patch):
 @click.option("--seed", default=0, show_default=True, help="seed for --random")
 @click.option("--check", is_flag=True, help="also run TFLite's reference kernels and compare "
               "every output byte; on a difference, name the first differing layer")
-@click.option("--patch", default="none", show_default=True, help=PATCH_HELP)
-@click.option("--sanitize", is_flag=True, help="build with -fsanitize=address,undefined")
-def simulate(model, inputs, outputs, random_rows, seed, check, patch, sanitize):
+@memory_options
+@click.option("--sanitize", is_flag=True, help="build with -fsanitize=address,undefined and "
+              "guard bytes around the arena")
+def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhead, sram, flash,
+             board, sanitize):
     """Build MODEL's generated C for this host and run it on inputs."""
-    from .compiler import compile_model
     from .simulate import build_host
 
-    compiled = compile_model(model, patch=patch)
+    compiled = _compile(model, patch, max_overhead, sram, flash, board)
     arrays = _load_inputs(inputs, compiled.graph, random_rows, seed)
     if outputs and len(outputs) != len(compiled.graph.outputs):
         raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "

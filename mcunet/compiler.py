@@ -49,21 +49,61 @@ class CompiledModel:
         return render_library(self.graph, self.steps, self.consts, self.plan)
 
     def layers(self) -> list[dict]:
-        """Per-step figures for reports and `mcunet plan --json`."""
-        rows = []
+        """Per-op figures for reports and `mcunet plan --json`. A layer of a patch stage runs
+        once per patch: its row sums the MACs and shows the busiest patch."""
+        rows: list[dict] = []
+        by_op: dict[int, dict] = {}
+        stage_ops = {s.op.index for s in self.steps[:self.patch.num_steps]} if self.patch else set()
+        g = self.graph
         for i, step in enumerate(self.steps):
-            g = self.graph
-            rows.append({
+            live = self.plan.live_bytes(i)
+            row = by_op.get(step.op.index)
+            if row is not None and step.op.index in stage_ops:
+                row["live_bytes"] = max(row["live_bytes"], live)
+                row["macs"] += step.macs
+                row["scratch_bytes"] = max(row["scratch_bytes"], step.scratch_bytes)
+                continue
+            marks = []
+            if step.op.index in stage_ops:
+                marks.append(f"patch {self.patch.spec.rows}x{self.patch.spec.cols}")
+            for t in step.writes:
+                kind = self.plan.overlap_kind(t)
+                if kind == "patch":
+                    marks.append("over stage input")
+                elif kind:
+                    marks.append(kind)
+            if step.kernel and step.params.get("fused"):
+                marks.append("fused " + step.params["fused"])
+            row = {
                 "index": step.op.index, "op": step.op.kind,
                 "kernel": step.kernel.split(".")[0] if step.kernel else "view",
                 "output_shape": list(g.t(step.op.outputs[0]).shape),
-                "input_bytes": sum(g.t(t).nbytes for t in step.reads),
+                "input_bytes": sum(g.t(t).nbytes for t in step.op.inputs
+                                   if t >= 0 and not g.t(t).is_const),
                 "output_bytes": sum(g.t(t).nbytes for t in step.op.outputs),
                 "scratch_bytes": step.scratch_bytes,
-                "live_bytes": self.plan.live_bytes(i),
+                "live_bytes": live,
                 "macs": step.macs,
-            })
+                "marks": marks,
+            }
+            by_op[step.op.index] = row
+            rows.append(row)
         return rows
+
+    def summary(self) -> dict:
+        """The plan's headline figures (stable keys: `mcunet plan --json`)."""
+        p = self.patch
+        return {
+            "peak_sram_bytes": self.peak_sram_bytes,
+            "arena_bytes": self.plan.arena_bytes,
+            "stack_bytes": self.stack_bytes,
+            "lower_bound_bytes": self.plan.lower_bound,
+            "flash_bytes": self.flash_bytes,
+            "macs": self.macs,
+            "patch": str(p.spec) if p else "none",
+            "patch_mac_overhead": round(p.mac_overhead, 4) if p else 0.0,
+            "placement": self.plan.strategy,
+        }
 
 
 def load_graph(path: str | Path) -> Graph:
@@ -117,14 +157,16 @@ def overlap_candidates(graph: Graph, steps: list) -> list[Overlap]:
 
 
 def plan_steps(graph: Graph, steps: list, extra: Sequence[Overlap] = (),
-               effort: str = "full") -> tuple[list, ArenaPlan]:
-    """The best (order, plan) over the candidate operator orders."""
+               effort: str = "full", fixed: int = 0) -> tuple[list, ArenaPlan]:
+    """The best (order, plan) over the candidate operator orders of steps[fixed:] (a patch
+    stage, the first `fixed` steps, runs patch after patch as it is)."""
     used = set(graph.inputs) | set(graph.outputs)
     for step in steps:
         used.update(step.reads, step.writes)
     sizes = {t: graph.t(t).nbytes for t in sorted(used) if not graph.t(t).is_const}
     best = None
-    orders = candidate_orders(steps, sizes)
+    orders = [list(range(fixed)) + [fixed + i for i in o]
+              for o in candidate_orders(steps[fixed:], sizes)]
     for order in orders:
         ordered = [steps[i] for i in order]
         plan = plan_arena(ordered, graph.inputs, graph.outputs, sizes,
@@ -166,7 +208,8 @@ def compile_graph(graph: Graph, patch: str = "auto", dsp: bool = False,
         return _finish(graph, ordered, consts, plan, dsp, None)
     if isinstance(spec, PatchSpec):
         pgraph, psteps, stage = apply_patches(graph, steps, spec)
-        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap])
+        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
+                                   fixed=stage.num_steps)
         return _finish(pgraph, ordered, consts, plan, dsp, stage)
     # auto: the layer-by-layer plan, unless some patch stage needs less.
     best_steps, best_plan = plan_steps(graph, finish_steps(list(steps)))
@@ -174,11 +217,13 @@ def compile_graph(graph: Graph, patch: str = "auto", dsp: bool = False,
     # Rank every candidate stage with a quick plan, then plan the best few in full.
     ranked = []
     for spec_k, (pgraph, psteps, stage) in patch_candidates(graph, steps, max_overhead):
-        _, quick = plan_steps(pgraph, psteps, [stage.overlap], effort="quick")
+        _, quick = plan_steps(pgraph, psteps, [stage.overlap], effort="quick",
+                              fixed=stage.num_steps)
         ranked.append((quick.arena_bytes, stage.mac_overhead, str(spec_k), pgraph, psteps, stage))
     ranked.sort(key=lambda r: r[:3])
     for *_, pgraph, psteps, stage in ranked[:AUTO_FINALISTS]:
-        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap])
+        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
+                                   fixed=stage.num_steps)
         if plan.arena_bytes < best[2].arena_bytes:
             best = (pgraph, ordered, plan, stage)
     return _finish(best[0], best[1], consts, best[2], dsp, best[3])

@@ -55,6 +55,7 @@ class PatchStage:
     """What a patch rewrite did, for reports."""
     spec: PatchSpec
     stage_steps: int  # layers in the stage
+    num_steps: int  # steps the stage became (layers x patches)
     stage_macs: int  # their MACs layer by layer
     patched_macs: int  # their MACs patch by patch (halos included)
     model_macs: int  # the whole model's MACs layer by layer
@@ -224,7 +225,7 @@ def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, li
     max_delta = min(n - w for n, w in zip(needed_after, write_ends))
     overlap = Overlap(src=layers[0].inp, dst=layers[-1].out, max_delta=max_delta,
                       src_last=(len(patches) - 1) * k, dst_first=k - 1, kind="patch")
-    info = PatchStage(spec=spec, stage_steps=k, stage_macs=sum(s.macs for s in stage),
+    info = PatchStage(spec=spec, stage_steps=k, num_steps=len(new_steps), stage_macs=sum(s.macs for s in stage),
                       patched_macs=sum(s.macs for s in new_steps),
                       model_macs=sum(s.macs for s in steps), overlap=overlap)
     patched = Graph(tensors=tensors, ops=graph.ops, inputs=graph.inputs, outputs=graph.outputs,

@@ -51,18 +51,29 @@ def io_lines(graph: Graph) -> list[str]:
 
 def plan_table(model: CompiledModel) -> str:
     rows = [[r["index"], r["op"], r["kernel"], shape(r["output_shape"]), r["output_bytes"],
-             r["scratch_bytes"], r["live_bytes"], r["macs"]] for r in model.layers()]
-    return table(["#", "op", "kernel", "output", "out bytes", "scratch", "live bytes", "MACs"],
-                 rows, align="rlllrrrr")
+             r["scratch_bytes"], r["live_bytes"], r["macs"], ", ".join(r["marks"])]
+            for r in model.layers()]
+    return table(["#", "op", "kernel", "output", "out bytes", "scratch", "live bytes", "MACs",
+                  "marks"], rows, align="rlllrrrrl")
 
 
 def summary_lines(model: CompiledModel) -> list[str]:
-    return [
-        f"peak SRAM (arena, incl. scratch): {model.peak_sram_bytes:,} bytes",
-        f"layer-wise lower bound:           {model.plan.lower_bound:,} bytes",
-        f"flash (constant data):            {model.flash_bytes:,} bytes",
-        f"MACs:                             {model.macs:,}",
+    stack = f" + stack {model.stack_bytes:,}" if model.stack_bytes else ""
+    lines = [
+        f"peak SRAM:              {model.peak_sram_bytes:,} bytes (arena {model.plan.arena_bytes:,}, "
+        f"scratch included{stack})",
+        f"layer-wise lower bound: {model.plan.lower_bound:,} bytes",
+        f"flash (constant data):  {model.flash_bytes:,} bytes",
+        f"MACs:                   {model.macs:,}",
     ]
+    if model.patch is not None:
+        p = model.patch
+        lines.append(f"patch stage:            {p.spec} ({p.spec.rows}x{p.spec.cols} patches through "
+                     f"op {p.spec.last_op}, {p.stage_steps} layers), "
+                     f"+{100 * p.mac_overhead:.1f}% MACs")
+    else:
+        lines.append("patch stage:            none (layer by layer)")
+    return lines
 
 
 def compile_report(model: CompiledModel, files: list[str]) -> str:

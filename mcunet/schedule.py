@@ -13,13 +13,26 @@ MAX_ORDERS = 64  # enumerate every topological order only when there are at most
 
 
 def dependencies(steps: Sequence[PlannedStep]) -> list[set[int]]:
-    """For each step, the steps that must run before it (they write what it reads)."""
-    writer: dict[int, int] = {}
+    """For each step, the steps that must run before it: every earlier writer of what it
+    reads or writes (a patch stage writes its output piece by piece, in order) and every
+    earlier reader of what it writes."""
+    writers: dict[int, list[int]] = {}
+    readers: dict[int, list[int]] = {}
+    deps: list[set[int]] = []
     for i, step in enumerate(steps):
+        d: set[int] = set()
+        for t in step.reads:
+            d.update(writers.get(t, []))
         for t in step.writes:
-            writer[t] = i
-    return [{writer[t] for t in step.reads if t in writer and writer[t] != i}
-            for i, step in enumerate(steps)]
+            d.update(writers.get(t, []))
+            d.update(readers.get(t, []))
+        d.discard(i)
+        deps.append(d)
+        for t in step.reads:
+            readers.setdefault(t, []).append(i)
+        for t in step.writes:
+            writers.setdefault(t, []).append(i)
+    return deps
 
 
 def _all_orders(deps: list[set[int]], limit: int) -> list[list[int]] | None:

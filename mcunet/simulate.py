@@ -16,7 +16,8 @@ from .errors import McunetError
 from .graph import NP_TYPES
 
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g",
+                  "-DMCUNET_ARENA_GUARD"]  # and guard bytes around the arena
 
 
 def cache_dir() -> Path:

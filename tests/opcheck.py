@@ -17,10 +17,10 @@ FAST = ["-O1"]  # small generated models build faster; -O2 is the default everyw
 
 def assert_bit_exact(model: bytes | str | Path, inputs: list[np.ndarray] | None = None,
                      rows: int = 3, seed: int = 0, sanitize: bool = False,
-                     flags: list[str] | None = FAST):
+                     flags: list[str] | None = FAST, patch: str = "auto"):
     """Returns (compiled model, our outputs) after checking every output byte."""
     data = Path(model).read_bytes() if isinstance(model, (str, Path)) else model
-    compiled = compile_graph(run_passes(parse_tflite(data)))
+    compiled = compile_graph(run_passes(parse_tflite(data)), patch=patch)
     if inputs is None:
         inputs = random_inputs(compiled.graph, rows, seed)
     ours, _ = build_host(compiled, sanitize=sanitize, extra_flags=flags).run(inputs)

@@ -1,4 +1,5 @@
-"""The MLPerf Tiny reference models: compile, simulate bit-exactly, stay clean under sanitizers."""
+"""The MLPerf Tiny reference models: compile, simulate bit-exactly, stay clean under sanitizers
+(with guard bytes around the arena), layer by layer and with the automatic patch stage."""
 import numpy as np
 import pytest
 
@@ -8,14 +9,16 @@ from .conftest import MLPERF, mlperf_model
 from .opcheck import assert_bit_exact, random_inputs
 
 
+@pytest.mark.parametrize("patch", ["none", "auto"])
 @pytest.mark.parametrize("name", MLPERF)
-def test_bit_exact_on_random_inputs(name):
-    assert_bit_exact(mlperf_model(name), rows=25, seed=1, flags=None)
+def test_bit_exact_on_random_inputs(name, patch):
+    assert_bit_exact(mlperf_model(name), rows=25, seed=1, flags=None, patch=patch)
 
 
+@pytest.mark.parametrize("patch", ["none", "auto"])
 @pytest.mark.parametrize("name", MLPERF)
-def test_bit_exact_under_address_and_undefined_sanitizers(name):
-    assert_bit_exact(mlperf_model(name), rows=3, seed=2, sanitize=True)
+def test_bit_exact_under_address_and_undefined_sanitizers(name, patch):
+    assert_bit_exact(mlperf_model(name), rows=3, seed=2, sanitize=True, patch=patch)
 
 
 def test_extreme_inputs_are_bit_exact():
