@@ -19,7 +19,7 @@ def test_bench_measures_kws_against_plan_and_tflm():
     path = mlperf_model("kws_ref_model.tflite")
     r = bench.measure_model(path, rows=10, repeats=2)
 
-    plan = run_cli("plan", path, "--json")
+    plan = run_cli("plan", path, "--json", "--no-png")
     assert plan.returncode == 0, plan.stderr
     plan = json.loads(plan.stdout)
     assert r["arena_bytes"] == plan["peak_sram_bytes"]
@@ -39,3 +39,21 @@ def test_bench_measures_kws_against_plan_and_tflm():
 
     text = bench.table([r])
     assert "kws_ref_model.tflite" in text and str(r["arena_bytes"]) in text
+
+
+def test_bench_memory_rows_match_the_planner():
+    spec = importlib.util.spec_from_file_location("bench_memory", ROOT / "scripts" / "bench_memory.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from mcunet.compiler import compile_model
+    path = mlperf_model("vww_96_int8.tflite")
+    r = bench.measure(path)
+    assert "tflm_error" not in r, r
+    assert r["none_bytes"] == compile_model(path, patch="none").peak_sram_bytes
+    auto = compile_model(path)
+    assert r["auto_bytes"] == auto.peak_sram_bytes and r["patch"] == str(auto.patch.spec)
+    assert r["tflm_total_bytes"] > r["tflm_head_bytes"] > 0
+    assert r["ratio_auto"] == pytest.approx(r["auto_bytes"] / r["tflm_total_bytes"])
+    assert r["bound_auto_bytes"] <= r["auto_bytes"]
+    text = bench.table([r])
+    assert "vww_96_int8" in text and f"{r['auto_bytes']:,}" in text

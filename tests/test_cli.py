@@ -50,10 +50,10 @@ def test_compile_writes_a_self_contained_c99_library(tmp_path):
 
 def test_plan_json_contract():
     model = mlperf_model("vww_96_int8.tflite")
-    r = run_cli("plan", model, "--json", "--patch", "none")
+    r = run_cli("plan", model, "--json", "--patch", "none", "--no-png")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
-    compiled = compile_model(model)
+    compiled = compile_model(model, patch="none")
     assert plan["peak_sram_bytes"] == compiled.peak_sram_bytes == compiled.plan.arena_bytes
     assert plan["flash_bytes"] == compiled.flash_bytes
     assert plan["macs"] == 7_489_664
@@ -89,7 +89,50 @@ def test_compile_and_plan_do_not_import_tensorflow(tmp_path):
             "try:\n    main(['compile', sys.argv[1], '--out', sys.argv[2]])\nexcept SystemExit: pass\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
             "print('heavy:', bad)\n")
-    r = subprocess.run(["python", "-c", code, str(mlperf_model("ad01_int8.tflite")), str(tmp_path / "o")],
-                       capture_output=True, text=True, executable=__import__("sys").executable)
+    r = subprocess.run([__import__("sys").executable, "-c", code,
+                        str(mlperf_model("ad01_int8.tflite")), str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "heavy: []" in r.stdout
+
+
+def test_plan_prints_marks_and_writes_the_figure(tmp_path):
+    model = mlperf_model("vww_96_int8.tflite")
+    r = run_cli("plan", model, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    auto = compile_model(model)
+    spec = auto.patch.spec
+    assert f"patch {spec.rows}x{spec.cols}" in r.stdout and "alias" in r.stdout
+    assert f"peak SRAM:              {auto.peak_sram_bytes:,} bytes" in r.stdout
+    png = tmp_path / "vww_96_int8_memory.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run_cli("plan", model, "--json", "--png", tmp_path / "m.png")
+    plan = json.loads(r.stdout)
+    assert plan["patch"] == str(spec) and 0 < plan["patch_mac_overhead"] <= 0.15
+    assert plan["peak_sram_bytes"] == auto.peak_sram_bytes < compile_model(model, patch="none").peak_sram_bytes
+    assert (tmp_path / "m.png").is_file() and plan["png"] == str(tmp_path / "m.png")
+
+
+def test_compile_writes_a_self_contained_html_report(tmp_path):
+    r = run_cli("compile", mlperf_model("vww_96_int8.tflite"), "--out", tmp_path / "lib",
+                "--patch", "4x4@3")
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "lib" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "4x4@3" in html
+    assert "http://" not in html and "https://" not in html  # nothing outside the file
+    assert (tmp_path / "lib" / "memory.png").is_file()
+
+
+def test_budgets_fail_with_what_is_needed(tmp_path):
+    model = mlperf_model("vww_96_int8.tflite")
+    need = compile_model(model).peak_sram_bytes
+    r = run_cli("compile", model, "--out", tmp_path / "lib", "--sram", "16KB")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"needs {need:,} bytes of SRAM but the budget has 16,384 ({need - 16384:,} over" in r.stderr
+    assert not (tmp_path / "lib").exists()
+    r = run_cli("plan", model, "--flash", "100KB", "--no-png")
+    assert r.returncode == 2 and "240,960 bytes of flash" in r.stderr and "138,560 over" in r.stderr
+    r = run_cli("plan", model, "--sram", "lots", "--no-png")
+    assert r.returncode == 2 and "cannot read 'lots' as a size" in r.stderr
+    r = run_cli("plan", model, "--sram", "64KB", "--flash", "1MB", "--no-png")
+    assert r.returncode == 0, r.stderr
