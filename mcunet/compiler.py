@@ -8,7 +8,8 @@ from typing import Sequence
 from .errors import McunetError
 from .frontend import read_tflite
 from .graph import Graph
-from .memory import ArenaPlan, Overlap, elementwise_max_delta, plan_arena, window_max_delta
+from .memory import (ArenaPlan, Overlap, align, elementwise_max_delta, plan_arena,
+                     window_max_delta)
 from .passes import run_passes
 from .patch import DEFAULT_MAX_OVERHEAD, PatchSpec, PatchStage, apply_patches, parse_patch
 from .patch import candidates as patch_candidates
@@ -16,6 +17,7 @@ from .schedule import candidate_orders
 
 PATCH_CHOICES = ("auto", "none", "RxC@LAYER")
 AUTO_FINALISTS = 3  # patch stages planned in full after the quick ranking
+AUTO_MIN_SAVING = 0.02  # a patch stage must save this share of the peak to be worth its code
 
 
 @dataclass
@@ -72,8 +74,8 @@ class CompiledModel:
                     marks.append("over stage input")
                 elif kind:
                     marks.append(kind)
-            if step.kernel and step.params.get("fused"):
-                marks.append("fused " + step.params["fused"])
+            if step.kernel and step.params.get("fused_add"):
+                marks.append(f"fused ADD {step.params['fused_add']['op']}")
             row = {
                 "index": step.op.index, "op": step.op.kind,
                 "kernel": step.kernel.split(".")[0] if step.kernel else "view",
@@ -138,7 +140,9 @@ def overlap_candidates(graph: Graph, steps: list) -> list[Overlap]:
         if len(outs) != 1 or outs[0].offset or any(a.offset for a in ins):
             continue
         out = graph.t(outs[0].tid)
-        if "io_restrict" in p and len(ins) == 1:
+        if step.kernel in ("depthwise_conv_inplace_s8.c.j2", "depthwise_conv_inplace_s8_dsp.c.j2"):
+            result.append(Overlap(ins[0].tid, outs[0].tid, 0, i, i, "in-place", exact=True))
+        elif "io_restrict" in p and len(ins) == 1:
             x = graph.t(ins[0].tid)
             if (x.dtype, out.dtype) != ("int8", "int8") or p["in_row"] != p["iw"] \
                     or p["out_row"] != p["ow"]:
@@ -148,11 +152,39 @@ def overlap_candidates(graph: Graph, steps: list) -> list[Overlap]:
                                      p["kw"], p["sh"], p["sw"], p["pad_top"], p["pad_left"],
                                      p.get("out_block", 1))
             result.append(Overlap(ins[0].tid, outs[0].tid, delta, i, i, "alias"))
+        elif p.get("fused_add"):  # the sum goes over the residual (the last input)
+            result.append(Overlap(ins[-1].tid, outs[0].tid, elementwise_max_delta(), i, i,
+                                  "in-place"))
         elif step.kernel == "add_s8.c.j2" and not p["broadcast"]:
             for a in ins:
                 if graph.t(a.tid).nbytes == out.nbytes:
                     result.append(Overlap(a.tid, outs[0].tid, elementwise_max_delta(), i, i,
                                           "in-place"))
+    return result
+
+
+def in_place_depthwise(graph: Graph, steps: list) -> list:
+    """Depthwise layers that need less memory in place (their output over their input, one
+    channel plane of scratch) than with the output offset a row ahead of the input: a copy of
+    each such step switched to the in-place kernel."""
+    from codegen.step import ScratchArg, Step, TensorArg
+
+    result = []
+    for step in steps:
+        p = step.params
+        ins = [a for a in step.args if isinstance(a, TensorArg) and a.const]
+        if (step.kernel == "depthwise_conv_s8.c.j2" and p["depth_multiplier"] == 1
+                and p["in_row"] == p["iw"] and p["out_row"] == p["ow"] and len(ins) == 1
+                and not any(a.offset for a in step.args if isinstance(a, TensorArg))):
+            offset_cost = -window_max_delta(p["ih"], p["iw"], p["ic"], p["oh"], p["ow"], p["oc"],
+                                            p["kh"], p["kw"], p["sh"], p["sw"], p["pad_top"],
+                                            p["pad_left"], p.get("out_block", 1))
+            plane = align(p["ih"] * p["iw"])
+            if plane < offset_cost:
+                step = Step(step.op, "depthwise_conv_inplace_s8.c.j2", dict(p, c=p["ic"]),
+                            list(step.args) + [ScratchArg("int8_t")], plane, macs=step.macs,
+                            trace=step.trace)
+        result.append(step)
     return result
 
 
@@ -194,10 +226,14 @@ def compile_graph(graph: Graph, patch: str = "auto", dsp: bool = False,
                   max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
     """patch: 'auto' (choose a patch stage when it lowers the peak), 'none' or 'RxC@LAYER'.
     dsp: choose the Cortex-M DSP (SMLAD) kernel variants where one exists."""
+    from codegen.fuse import fuse_residual_adds
+
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph)
+    steps = fuse_residual_adds(graph, steps)
 
     def finish_steps(s: list) -> list:
+        s = in_place_depthwise(graph, s)  # first: the DSP variants include in-place ones
         if dsp:
             from codegen.dispatch import choose_variants
             choose_variants(s, dsp=True)
@@ -211,20 +247,20 @@ def compile_graph(graph: Graph, patch: str = "auto", dsp: bool = False,
         ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
                                    fixed=stage.num_steps)
         return _finish(pgraph, ordered, consts, plan, dsp, stage)
-    # auto: the layer-by-layer plan, unless some patch stage needs less.
+    # auto: the layer-by-layer plan, unless some patch stage needs clearly less.
     best_steps, best_plan = plan_steps(graph, finish_steps(list(steps)))
     best = (graph, best_steps, best_plan, None)
     # Rank every candidate stage with a quick plan, then plan the best few in full.
     ranked = []
     for spec_k, (pgraph, psteps, stage) in patch_candidates(graph, steps, max_overhead):
-        _, quick = plan_steps(pgraph, psteps, [stage.overlap], effort="quick",
+        _, quick = plan_steps(pgraph, finish_steps(psteps), [stage.overlap], effort="quick",
                               fixed=stage.num_steps)
         ranked.append((quick.arena_bytes, stage.mac_overhead, str(spec_k), pgraph, psteps, stage))
     ranked.sort(key=lambda r: r[:3])
     for *_, pgraph, psteps, stage in ranked[:AUTO_FINALISTS]:
         ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
                                    fixed=stage.num_steps)
-        if plan.arena_bytes < best[2].arena_bytes:
+        if plan.arena_bytes < best[2].arena_bytes * (1 - AUTO_MIN_SAVING):
             best = (pgraph, ordered, plan, stage)
     return _finish(best[0], best[1], consts, best[2], dsp, best[3])
 

@@ -50,6 +50,7 @@ class Overlap:
     src_last: int
     dst_first: int
     kind: str = "alias"  # "alias" (output over input at an offset), "in-place", "patch"
+    exact: bool = False  # only delta == max_delta is safe (an in-place depthwise)
 
 
 @dataclass
@@ -227,13 +228,17 @@ def _fits(buf: Buffer, offset: int, placed: list[Buffer],
         if not p.overlaps_in_time(buf) or end <= p.offset or p.end <= offset:
             continue
         ov = allowed.get((p.name, buf.name))  # buf is the output, over its input p
-        if ov is not None and _delta(p, buf, p.offset, offset, mirrored) <= ov.max_delta:
+        if ov is not None and _safe(ov, _delta(p, buf, p.offset, offset, mirrored)):
             continue
         ov = allowed.get((buf.name, p.name))  # buf is the input, under its output p
-        if ov is not None and _delta(buf, p, offset, p.offset, mirrored) <= ov.max_delta:
+        if ov is not None and _safe(ov, _delta(buf, p, offset, p.offset, mirrored)):
             continue
         return False
     return True
+
+
+def _safe(ov: Overlap, delta: int) -> bool:
+    return delta == ov.max_delta if ov.exact else delta <= ov.max_delta
 
 
 def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
@@ -362,4 +367,4 @@ def verify(plan: ArenaPlan) -> None:
         ov = allowed.get((a.name, b.name)) or allowed.get((b.name, a.name))
         assert ov is not None, f"{a.name} and {b.name} share bytes while both are live"
         src, dst = (a, b) if (a.name, b.name) in allowed else (b, a)
-        assert dst.offset - src.offset <= ov.max_delta, f"{dst.name} over {src.name} too early"
+        assert _safe(ov, dst.offset - src.offset), f"{dst.name} over {src.name} unsafely"

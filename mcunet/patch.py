@@ -210,6 +210,8 @@ def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, li
                 in_row = rin.w
             params = dict(step.params, ih=rin.h, iw=rin.w, oh=rout.h, ow=rout.w,
                           pad_top=pad_top, pad_left=pad_left, in_row=in_row, out_row=out_row)
+            if k == 1:  # one layer reads the stage input and writes the output over it
+                params["io_restrict"] = ""
             args = [in_arg if (isinstance(a, TensorArg) and a.const) else
                     out_arg if isinstance(a, TensorArg) else a for a in step.args]
             full = step.params["oh"] * step.params["ow"]
@@ -220,7 +222,7 @@ def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, li
             prev_tid = out_arg.tid
     # The stage output may sit over the input bytes that no later patch reads. With one
     # layer, reading and writing a patch interleave, so the patch's own input counts too.
-    own = 0 if k > 1 else 1
+    own = 1 if k > 1 else 0
     needed_after = [min(first_reads[q + own:] or [x_in.nbytes]) for q in range(len(patches))]
     max_delta = min(n - w for n, w in zip(needed_after, write_ends))
     overlap = Overlap(src=layers[0].inp, dst=layers[-1].out, max_delta=max_delta,

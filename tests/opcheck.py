@@ -8,6 +8,7 @@ import numpy as np
 
 from mcunet.compiler import compile_graph
 from mcunet.frontend import parse_tflite
+from mcunet.memory import verify
 from mcunet.passes import run_passes
 from mcunet.reference import reference_outputs
 from mcunet.simulate import build_host, random_inputs  # noqa: F401 (tests import it from here)
@@ -21,6 +22,7 @@ def assert_bit_exact(model: bytes | str | Path, inputs: list[np.ndarray] | None 
     """Returns (compiled model, our outputs) after checking every output byte."""
     data = Path(model).read_bytes() if isinstance(model, (str, Path)) else model
     compiled = compile_graph(run_passes(parse_tflite(data)), patch=patch)
+    verify(compiled.plan)
     if inputs is None:
         inputs = random_inputs(compiled.graph, rows, seed)
     ours, _ = build_host(compiled, sanitize=sanitize, extra_flags=flags).run(inputs)

@@ -23,10 +23,12 @@ def test_compile_writes_a_self_contained_c99_library(tmp_path):
         assert (out / name).is_file(), name
     sources = sorted(out.rglob("*.[ch]"))
     kernels = sorted((out / "kernels").glob("*.c"))
-    # Only the kernels the model uses: conv, add, average pool, fully connected, softmax.
+    # Only the kernels the model uses: conv (with the residual ADDs fused into it), average
+    # pool, fully connected, softmax.
     assert {re.sub(r"_\d+$", "", k.stem) for k in kernels} == {
-        "mcunet_conv2d_s8", "mcunet_add_s8", "mcunet_average_pool_s8",
-        "mcunet_fully_connected_s8", "mcunet_softmax_s8"}
+        "mcunet_conv2d_s8", "mcunet_average_pool_s8", "mcunet_fully_connected_s8",
+        "mcunet_softmax_s8"}
+    assert sum("residual ADD" in k.read_text() for k in kernels) == 3
     for src in sources:
         text = src.read_text()
         assert set(re.findall(r'#include [<"]([^>"]+)[>"]', text)) <= ALLOWED_INCLUDES, src

@@ -60,10 +60,11 @@ def lower_add(op: Op, ctx: LowerContext) -> Step:
     out_scale = float(np.float32(1 << LEFT_SHIFT) * np.float32(out.quant.s))
     mo, so = quantize_multiplier(twice_max / out_scale)
     act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
-    params = {"input1_offset": -a.quant.zp, "input2_offset": -b.quant.zp,
-              "output_offset": out.quant.zp, "left_shift": LEFT_SHIFT,
-              "input1_multiplier": m1, "input1_shift": s1,
-              "input2_multiplier": m2, "input2_shift": s2,
-              "output_multiplier": mo, "output_shift": so,
-              "act_min": act_min, "act_max": act_max, **broadcast_params(op, ctx)}
-    return Step(op, "add_s8.c.j2", params, binary_args(op, ctx))
+    add = {"input1_offset": -a.quant.zp, "input2_offset": -b.quant.zp,
+           "output_offset": out.quant.zp, "left_shift": LEFT_SHIFT,
+           "input1_multiplier": m1, "input1_shift": s1,
+           "input2_multiplier": m2, "input2_shift": s2,
+           "output_multiplier": mo, "output_shift": so,
+           "act_min": act_min, "act_max": act_max}
+    return Step(op, "add_s8.c.j2", {"add": add, **broadcast_params(op, ctx)},
+                binary_args(op, ctx))

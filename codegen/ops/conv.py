@@ -64,7 +64,7 @@ def lower_conv2d(op: Op, ctx: LowerContext) -> Step:
         raise unsupported(op, f"grouped convolution ({params['ic']} input channels, filter "
                               f"depth {ic}) is not supported")
     _check_symmetric(op, ctx)
-    params.update(_io_params(op, ctx))
+    params.update(_io_params(op, ctx), fused_add=None)  # codegen.fuse may fuse an ADD
     args = [TensorArg(op.inputs[0], const=True), *_weights(op, ctx, oc), TensorArg(op.outputs[0])]
     return Step(op, "conv2d_s8.c.j2", params, args, macs=op_macs(ctx.graph, op))
 
