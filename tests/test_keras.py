@@ -50,12 +50,17 @@ def test_mobilenet_v1_025_128():
     compiled, _ = assert_bit_exact(to_int8_tflite(model, (128, 128, 3)), rows=4, flags=None)
     kinds = {s.op.kind for s in compiled.steps}
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "SOFTMAX"} <= kinds
+    assert compiled.patch is not None  # --patch auto runs the 64x64 stage patch by patch
 
 
 def test_mobilenet_v2_035_96(mobilenet_v2):
-    compiled, _ = assert_bit_exact(to_int8_tflite(mobilenet_v2, (96, 96, 3)), rows=4, flags=None)
-    kinds = [s.op.kind for s in compiled.steps]
-    assert kinds.count("ADD") == 10  # the residual connections
+    data = to_int8_tflite(mobilenet_v2, (96, 96, 3))
+    compiled, _ = assert_bit_exact(data, rows=4, flags=None)
+    # The ten residual connections, each fused into the projection conv before it.
+    assert sum(bool(s.params.get("fused_add")) for s in compiled.steps) == 10
+    assert not any(s.op.kind == "ADD" for s in compiled.steps)
+    assert compiled.patch is not None
+    assert_bit_exact(data, rows=2, flags=None, patch="none")
 
 
 def test_mobilenet_v2_with_float_input_and_output(mobilenet_v2):
