@@ -25,6 +25,7 @@ import numpy as np
 
 ALIGN = 4  # every buffer starts on a 4-byte boundary (int32 scratch, float I/O)
 EXHAUSTIVE_BUFFERS = 7  # up to this many buffers, every placement order is tried (7! = 5040)
+COMPACTED = 4  # the best placements that are then compacted
 
 
 def align(n: int, a: int = ALIGN) -> int:
@@ -272,10 +273,38 @@ def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
     return high - low
 
 
+def _compact(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
+             passes: int = 8) -> int:
+    """Gravity: move each buffer, lowest first, down to the lowest offset where it still fits,
+    until nothing moves. A buffer pinned high by a chain of overlaps often only needs a
+    neighbour moved first: repeated passes let the chain settle. Returns the arena size."""
+    concurrent = {b.name: [p for p in buffers if p is not b and p.overlaps_in_time(b)]
+                  for b in buffers}
+    for _ in range(passes):
+        moved = False
+        for buf in sorted(buffers, key=lambda b: (b.offset, b.name)):
+            live = concurrent[buf.name]
+            candidates = {0}
+            for p in live:
+                candidates.add(p.end)
+                for key, sign in (((p.name, buf.name), 1), ((buf.name, p.name), -1)):
+                    if key in allowed:
+                        candidates.add(p.offset + sign * (allowed[key].max_delta // ALIGN * ALIGN))
+            for c in sorted(c for c in candidates if 0 <= c < buf.offset):
+                if _fits(buf, c, live, allowed, False):
+                    buf.offset = c
+                    moved = True
+                    break
+        if not moved:
+            break
+    return max((b.end for b in buffers), default=0)
+
+
 ORDERS = {
     "largest-first": lambda b: (-align(b.size), b.first, b.name),
     "longest-first": lambda b: (-(b.last - b.first), -b.size, b.name),
     "earliest-first": lambda b: (b.first, -b.size, b.name),
+    "latest-first": lambda b: (-b.last, -b.size, b.name),
 }
 
 
@@ -327,7 +356,7 @@ def plan_arena(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Seq
     the smallest arena over the placement strategies. effort "full": every order, direction
     and fit, with and without overlaps, and every order for small graphs; "quick": largest
     first with overlaps, both directions (to compare many candidate schedules)."""
-    best: ArenaPlan | None = None
+    results = []
     buffers = buffers_for(steps, inputs, outputs, sizes)
     allowed_all = _permissions(buffers, overlaps)
     variants = [("overlaps", allowed_all)] if allowed_all else []
@@ -341,11 +370,19 @@ def plan_arena(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Seq
             orders = [("exhaustive", list(p)) for p in itertools.permutations(buffers)]
         for (name, order), mirrored, best_fit in itertools.product(orders, (False, True), fits):
             arena = _place(order, allowed, mirrored, best_fit)
-            if best is None or arena < best.arena_bytes:
-                how = ", ".join([name] + ["mirrored"] * mirrored + ["first fit"] * (not best_fit))
-                best = ArenaPlan(buffers=[Buffer(**vars(b)) for b in buffers], arena_bytes=arena,
-                                 num_steps=len(steps), overlaps=_used_overlaps(buffers, allowed),
-                                 strategy=f"{how}, {label}")
+            how = ", ".join([name] + ["mirrored"] * mirrored + ["first fit"] * (not best_fit))
+            results.append((arena, f"{how}, {label}", [Buffer(**vars(b)) for b in buffers],
+                            allowed))
+    # Then let the best few settle under gravity.
+    results.sort(key=lambda r: r[0])
+    best = None
+    for arena, how, placed, allowed in results[:COMPACTED if effort == "full" else 1]:
+        compacted = _compact(placed, allowed)
+        if compacted < arena:
+            arena, how = compacted, how + ", compacted"
+        if best is None or arena < best.arena_bytes:
+            best = ArenaPlan(buffers=placed, arena_bytes=arena, num_steps=len(steps),
+                             overlaps=_used_overlaps(placed, allowed), strategy=how)
     assert best is not None
     best.arena_bytes = max(best.arena_bytes, ALIGN)
     best.lower_bound = layerwise_bound(buffers, allowed_all, len(steps))
