@@ -138,3 +138,15 @@ def test_budgets_fail_with_what_is_needed(tmp_path):
     assert r.returncode == 2 and "cannot read 'lots' as a size" in r.stderr
     r = run_cli("plan", model, "--sram", "64KB", "--flash", "1MB", "--no-png")
     assert r.returncode == 0, r.stderr
+
+
+def test_a_board_gives_the_budget_and_adds_the_kernels_stack():
+    model = mlperf_model("kws_ref_model.tflite")
+    r = run_cli("plan", model, "--board", "mps2-an386", "--json", "--no-png")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["stack_bytes"] > 0
+    assert plan["peak_sram_bytes"] == plan["arena_bytes"] + plan["stack_bytes"]
+    r = run_cli("plan", model, "--board", "mps2-an386", "--sram", "4KB", "--no-png")
+    assert r.returncode == 2
+    assert f"needs {plan['peak_sram_bytes']:,} bytes of SRAM but board mps2-an386 has 4,096" in r.stderr
