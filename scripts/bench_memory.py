@@ -10,8 +10,9 @@ Columns:
   TFLM total/head  TFLM's arena for the model (tflite-micro's RecordingMicroAllocator, read
                    from print_allocations() after one invoke, in a child process): total =
                    head (activations) + tail (persistent: tensor and node structs, buffers)
-  bound            our layer-wise lower bound for the chosen plan: the busiest step's live
-                   bytes less what the allowed overlaps can save there at best
+  bound            our layer-wise lower bound for the plan beside it (layer by layer, then
+                   patch-based): the busiest step's live bytes less what the allowed overlaps
+                   can save there at best
   none             our peak SRAM layer by layer (--patch none): arena incl. scratch, which is
                    all the RAM the generated library needs
   auto             our peak SRAM with --patch auto (the split and grid with the smallest
@@ -71,8 +72,8 @@ def measure(path: Path) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    headers = ["model", "TFLM total", "TFLM head", "bound", "none", "/TFLM", "auto", "/TFLM",
-               "patch", "+MACs", "placement"]
+    headers = ["model", "TFLM total", "TFLM head", "bound", "none", "/TFLM", "bound", "auto",
+               "/TFLM", "patch", "+MACs", "placement"]
     lines = [headers]
     for r in rows:
         if "tflm_error" in r:
@@ -81,13 +82,14 @@ def table(rows: list[dict]) -> str:
         else:
             tflm = [f"{r['tflm_total_bytes']:,}", f"{r['tflm_head_bytes']:,}"]
             ratios = [f"{r['ratio_none']:.3f}", f"{r['ratio_auto']:.3f}"]
-        lines.append([r["model"], *tflm, f"{r['bound_auto_bytes']:,}", f"{r['none_bytes']:,}",
-                      ratios[0], f"{r['auto_bytes']:,}", ratios[1], r["patch"],
+        lines.append([r["model"], *tflm, f"{r['bound_none_bytes']:,}", f"{r['none_bytes']:,}",
+                      ratios[0], f"{r['bound_auto_bytes']:,}", f"{r['auto_bytes']:,}", ratios[1],
+                      r["patch"],
                       f"{100 * r['mac_overhead']:.1f}%", r["placement"]])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(headers))]
     out = []
     for n, line in enumerate(lines):
-        out.append(" | ".join(str(c).ljust(w) if i in (0, 8, 10) else str(c).rjust(w)
+        out.append(" | ".join(str(c).ljust(w) if i in (0, 9, 11) else str(c).rjust(w)
                               for i, (c, w) in enumerate(zip(line, widths))))
         if n == 0:
             out.append("-|-".join("-" * w for w in widths))
