@@ -7,33 +7,20 @@ from .opcheck import assert_bit_exact
 
 import tensorflow as tf  # the [tf] extra, installed by scripts/setup.sh
 
-
-def calibrate(model, shape, seed=0):
-    """Random weights make activations vanish through deep nets (TFLite then rejects the tiny
-    scales): set every batch-norm's statistics from one batch, so each layer sees unit scale."""
-    x = np.random.default_rng(seed).uniform(-1, 1, (16, *shape)).astype(np.float32)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model(x, training=True)
-    return model
+from .conftest import ROOT
 
 
-def to_int8_tflite(model, shape, seed=0, float_io=False) -> bytes:
-    rng = np.random.default_rng(seed)
+def _zoo():
+    """scripts/model_zoo.py: calibration and conversion shared with the benchmarks."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("model_zoo", ROOT / "scripts" / "model_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def representative():
-        for _ in range(8):
-            yield [rng.uniform(-1, 1, (1, *shape)).astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if not float_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
+ZOO = _zoo()
+calibrate, to_int8_tflite = ZOO.calibrate, ZOO.to_int8_tflite
 
 
 @pytest.fixture(scope="module")
