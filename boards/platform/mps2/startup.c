@@ -1,0 +1,88 @@
+/* Startup and host I/O for the emulated Arm MPS2 boards (QEMU): vector table, reset handler
+ * (copy .data, zero .bss, enable the FPU), and the mcunet port functions over Arm
+ * semihosting (the debugger's channel, which QEMU serves with -semihosting). */
+#include <stdint.h>
+#include <string.h>
+
+
+extern uint32_t __data_start__, __data_end__, __data_load__, __bss_start__, __bss_end__;
+extern uint32_t __stack_top__;
+int main(void);
+void mcunet_reset_handler(void);
+/* The mcunet port API (mcunet_port.h of the firmware harness), implemented here. */
+void mcunet_port_init(void);
+void mcunet_port_write(const char *text);
+uint32_t mcunet_port_cycles(void);
+void mcunet_port_done(int status);
+
+#define SYS_WRITE0 0x04
+#define SYS_EXIT 0x18
+#define ADP_STOPPED_APPLICATION_EXIT 0x20026
+#define ADP_STOPPED_RUN_TIME_ERROR 0x20023
+
+static uint32_t semihost(uint32_t op, const void *arg)
+{
+    register uint32_t r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+void mcunet_port_init(void)
+{
+}
+
+void mcunet_port_write(const char *text)
+{
+    semihost(SYS_WRITE0, text);
+}
+
+uint32_t mcunet_port_cycles(void)
+{
+    return 0; /* QEMU does not model cycles: `mcunet run` counts instructions instead */
+}
+
+void mcunet_port_done(int status)
+{
+    /* QEMU exits with 0 for an application exit and 1 for a run-time error. */
+    semihost(SYS_EXIT, (const void *)(uintptr_t)(status == 0 ? ADP_STOPPED_APPLICATION_EXIT
+                                                             : ADP_STOPPED_RUN_TIME_ERROR));
+    for (;;) {
+    }
+}
+
+static void fault_handler(void)
+{
+    mcunet_port_write("mcunet-fault\n");
+    mcunet_port_done(1);
+}
+
+void mcunet_reset_handler(void)
+{
+#if defined(__ARM_FP)
+    /* CPACR: full access to CP10 and CP11 before any floating-point instruction runs. */
+    *(volatile uint32_t *)0xE000ED88 |= 0xFu << 20;
+    __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
+    memcpy(&__data_start__, &__data_load__,
+           (size_t)((char *)&__data_end__ - (char *)&__data_start__));
+    memset(&__bss_start__, 0, (size_t)((char *)&__bss_end__ - (char *)&__bss_start__));
+    mcunet_port_done(main());
+}
+
+__attribute__((section(".vectors"), used))
+static void (*const vectors[16])(void) = {
+    (void (*)(void))(&__stack_top__),
+    mcunet_reset_handler,
+    fault_handler, /* NMI */
+    fault_handler, /* HardFault */
+    fault_handler, /* MemManage */
+    fault_handler, /* BusFault */
+    fault_handler, /* UsageFault */
+    0, 0, 0, 0,
+    fault_handler, /* SVCall */
+    fault_handler, /* DebugMon */
+    0,
+    fault_handler, /* PendSV */
+    fault_handler, /* SysTick */
+};

@@ -1,0 +1,66 @@
+"""Emulated boards: run firmware under QEMU and count the instructions it executes with a
+TCG plugin (boards/insn_count.c, built on demand with the host C compiler)."""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcunet.errors import McunetError
+
+from .toolchain import cache_root, require
+
+PLUGIN_SOURCE = Path(__file__).resolve().parent / "insn_count.c"
+
+
+def plugin_path() -> Path:
+    """The instruction-counting plugin, compiled once per source version into the cache."""
+    source = PLUGIN_SOURCE.read_bytes()
+    folder = cache_root() / "qemu-plugin"
+    lib = folder / f"insn_count-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if lib.exists():
+        return lib
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise McunetError("no host C compiler to build QEMU's instruction-counting plugin; "
+                          "install one (Debian: apt-get install gcc)")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = lib.with_suffix(f".tmp{id(source)}")
+    proc = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(PLUGIN_SOURCE)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise McunetError(f"building the QEMU plugin failed:\n{proc.stderr.strip()[-2000:]}")
+    tmp.replace(lib)
+    return lib
+
+
+@dataclass
+class QemuRun:
+    stdout: str  # what the firmware wrote (QEMU sends semihosting output to stderr)
+    marks: list[int]  # the instruction counter each time the mark address ran
+    total_instructions: int
+    returncode: int
+
+
+def run_qemu(elf: Path, machine: str, mark_address: int | None, timeout: float) -> QemuRun:
+    qemu = require("qemu-system-arm")
+    plugin = f"{plugin_path()}" + (f",mark={mark_address:#x}" if mark_address is not None else "")
+    cmd = [qemu, "-M", machine, "-display", "none", "-serial", "none", "-monitor", "none",
+           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
+           "-plugin", plugin, "-d", "plugin"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise McunetError(f"the firmware on emulated {machine} did not finish in {timeout:g} s "
+                          "(it may be stuck; pass a longer --timeout if the model is large)") \
+            from None
+    marks = [int(m) for m in re.findall(r"^mcunet-insn mark (\d+)$", proc.stderr, re.M)]
+    total = re.search(r"^mcunet-insn total (\d+)$", proc.stderr, re.M)
+    if total is None:
+        raise McunetError(f"QEMU ({machine}) failed (exit {proc.returncode}):\n"
+                          f"{proc.stderr.strip()[-2000:]}")
+    return QemuRun(proc.stdout + proc.stderr, marks, int(total.group(1)), proc.returncode)

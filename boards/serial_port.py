@@ -1,0 +1,63 @@
+"""Real boards: upload with `pio run -t upload`, then ask the harness to run over the serial
+port (send 'r') and read its lines until it says mcunet-end, or give up after a timeout."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mcunet.errors import McunetError
+
+from .toolchain import run_pio
+
+BAUD = 115200
+
+
+def find_port() -> str:
+    """$MCUNET_SERIAL_PORT, else the only USB serial port present."""
+    if os.environ.get("MCUNET_SERIAL_PORT"):
+        return os.environ["MCUNET_SERIAL_PORT"]
+    try:
+        from serial.tools import list_ports
+    except ImportError:
+        raise McunetError("pyserial is missing (pip install pyserial; PlatformIO normally "
+                          "brings it)") from None
+    ports = [p.device for p in list_ports.comports() if p.vid is not None]
+    if len(ports) != 1:
+        found = ", ".join(ports) or "none"
+        raise McunetError(f"cannot tell which serial port is the board (USB serial ports: "
+                          f"{found}); set MCUNET_SERIAL_PORT=/dev/ttyACM0 or similar")
+    return ports[0]
+
+
+def read_harness(port: str, timeout: float, start_grace: float = 2.0) -> str:
+    """Open the port, send 'r' (again every second until the board starts answering) and
+    collect lines until mcunet-end."""
+    import serial
+
+    deadline = time.monotonic() + timeout
+    try:
+        conn = serial.Serial(port, BAUD, timeout=0.2)
+    except (serial.SerialException, OSError) as exc:
+        raise McunetError(f"cannot open serial port {port}: {exc}") from None
+    text = ""
+    with conn:
+        time.sleep(start_grace)  # boards reset when the port opens
+        last_poke = 0.0
+        while time.monotonic() < deadline:
+            if "mcunet-begin" not in text and time.monotonic() - last_poke > 1.0:
+                conn.write(b"r")
+                last_poke = time.monotonic()
+            chunk = conn.read(4096).decode("ascii", "replace")
+            text += chunk
+            if "mcunet-end" in text:
+                return text.replace("\r\n", "\n")
+    what = "never answered" if not text.strip() else "stopped answering"
+    raise McunetError(f"the board on {port} {what} within {timeout:.0f} s; check that it is "
+                      "connected, that the upload succeeded, and the port "
+                      "(MCUNET_SERIAL_PORT)")
+
+
+def run_serial(project: Path, board, timeout: float) -> str:
+    run_pio(["run", "--environment", board.name, "--target", "upload"], cwd=project)
+    return read_harness(find_port(), timeout)

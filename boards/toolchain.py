@@ -1,0 +1,138 @@
+"""The outside tools firmware needs (arm-none-eabi-gcc, QEMU, PlatformIO), found or
+provisioned on demand, with an install hint when one is missing.
+
+PlatformIO runs every build through its core package `tool-scons`, which it would download
+from its registry. Here that package is assembled from the SCons that pip installed with
+mcunet (PyPI's `scons`), so `pio run` works offline right after `pip install mcunet`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mcunet.errors import McunetError
+
+ARM_GCC = "arm-none-eabi-gcc"
+TOOL_SCONS_VERSION = "4.41101.0"  # what PlatformIO 6 asks for (~4.41101.0)
+PLATFORM_DIR = Path(__file__).resolve().parent / "platform"
+
+HINTS = {
+    ARM_GCC: "install the GNU Arm toolchain (Debian/Ubuntu: apt-get install gcc-arm-none-eabi "
+             "libnewlib-arm-none-eabi; or scripts/setup.sh)",
+    "qemu-system-arm": "install QEMU for Arm (Debian/Ubuntu: apt-get install qemu-system-arm; "
+                       "or scripts/setup.sh)",
+}
+
+
+def cache_root() -> Path:
+    root = os.environ.get("MCUNET_CACHE") or \
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mcunet"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def require(tool: str) -> str:
+    """The full path of a command-line tool, or an error saying how to install it."""
+    path = shutil.which(tool)
+    if path is None:
+        hint = HINTS.get(tool, "install it and put it on PATH")
+        raise McunetError(f"'{tool}' was not found on PATH; {hint}")
+    return path
+
+
+def arm_tool(name: str) -> str:
+    """arm-none-eabi-<name> (gcc, nm, size, ...), with the toolchain's install hint."""
+    require(ARM_GCC)
+    return require(f"arm-none-eabi-{name}")
+
+
+def platformio_core_dir() -> Path:
+    """PlatformIO's core folder: $PLATFORMIO_CORE_DIR if the user set one, else mcunet's cache
+    (so mcunet never writes into ~/.platformio behind the user's back)."""
+    if os.environ.get("PLATFORMIO_CORE_DIR"):
+        return Path(os.environ["PLATFORMIO_CORE_DIR"])
+    return cache_root() / "platformio"
+
+
+def provision_tool_scons(core_dir: Path) -> Path:
+    """Make $core/packages/tool-scons from the installed SCons module (idempotent)."""
+    target = core_dir / "packages" / "tool-scons"
+    if (target / ".piopm").exists() and (target / "SCons").is_dir():
+        return target
+    try:
+        import SCons
+    except ImportError:
+        raise McunetError("SCons is missing from this Python environment; reinstall mcunet "
+                          "(pip install mcunet pulls in scons) or pip install scons") from None
+    tmp = target.with_name(f".tool-scons-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copytree(Path(SCons.__file__).parent, tmp / "SCons",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp / "scons.py").write_text(
+        "# Entry script of PlatformIO's tool-scons package, assembled by mcunet from PyPI's scons.\n"
+        "import os\nimport sys\n\n"
+        "sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))\n"
+        "from SCons.Script.Main import main  # noqa: E402\n\n"
+        "if __name__ == '__main__':\n    sys.exit(main())\n")
+    (tmp / "package.json").write_text(json.dumps({
+        "name": "tool-scons", "version": TOOL_SCONS_VERSION,
+        "description": "SCons software construction tool (from PyPI's scons, via mcunet)"}))
+    (tmp / ".piopm").write_text(json.dumps({
+        "type": "tool", "name": "tool-scons", "version": TOOL_SCONS_VERSION,
+        "spec": {"owner": "platformio", "id": None, "name": "tool-scons",
+                 "requirements": None, "uri": None}}))
+    if target.exists():  # a half-made or foreign package: replace it
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process provisioned it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def pio_env() -> dict[str, str]:
+    """Environment for running `pio`: mcunet's core folder with tool-scons provisioned, no
+    update checks or telemetry (they would wait on the network)."""
+    core = platformio_core_dir()
+    core.mkdir(parents=True, exist_ok=True)
+    provision_tool_scons(core)
+    env = dict(os.environ)
+    env.update(PLATFORMIO_CORE_DIR=str(core), PLATFORMIO_NO_ANSI="true",
+               PLATFORMIO_SETTING_ENABLE_TELEMETRY="No",
+               PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL="3650",
+               PLATFORMIO_SETTING_CHECK_PLATFORMS_INTERVAL="3650",
+               PLATFORMIO_SETTING_CHECK_PRUNE_SYSTEM_THRESHOLD="0")
+    return env
+
+
+def pio_command() -> list[str]:
+    """`pio` from this Python environment (platformio is one of mcunet's dependencies)."""
+    try:
+        import platformio  # noqa: F401
+    except ImportError:
+        exe = shutil.which("pio") or shutil.which("platformio")
+        if exe is None:
+            raise McunetError("PlatformIO is missing; pip install platformio (it is one of "
+                              "mcunet's dependencies)") from None
+        return [exe]
+    return [sys.executable, "-m", "platformio"]
+
+
+def run_pio(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run `pio ARGS` in a project folder; an error carries pio's own last lines."""
+    try:
+        proc = subprocess.run(pio_command() + args, cwd=cwd, env=pio_env(), capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise McunetError(f"`pio {' '.join(args)}` did not finish in {timeout:.0f} s "
+                          f"(project {cwd})") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise McunetError(f"`pio {' '.join(args)}` failed in {cwd} (exit {proc.returncode}):\n"
+                          f"{tail}")
+    return proc

@@ -1,0 +1,50 @@
+"""Kernel variants for the target core: on ARMv7E-M (Cortex-M4/M7) the hot kernels switch to
+DSP versions built on SMLAD/SXTB16 (templates/kernels/*_dsp.c.j2). They take the same
+arguments as the portable kernels (plus scratch where they need it), honour the same row
+strides and overlap contract (STREAM_DEFAULTS in codegen/step.py), and compute the same
+integers, so they are bit-exact too; on the host they compile against plain-C versions of
+the instructions."""
+from __future__ import annotations
+
+from .step import ScratchArg
+
+CONV = "conv2d_s8.c.j2"
+CONV_SMALL_K = 256  # windows up to this many values are computed four pixels at a time
+CONV_PIXELS_SMALL_K = 4
+
+
+def _align4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+def choose_variants(steps: list, dsp: bool) -> None:
+    """Swap each step's kernel for its DSP variant where one applies (in place)."""
+    if not dsp:
+        return
+    for step in steps:
+        p = step.params
+        if step.kernel == CONV:
+            # P pixels' windows as int16 (P x K x 2 bytes of scratch): four pixels share each
+            # weight load while the windows stay small, two beyond.
+            k = p["kh"] * p["kw"] * p["ic"]
+            pixels = CONV_PIXELS_SMALL_K if k <= CONV_SMALL_K else 2
+            step.kernel = "conv2d_s8_dsp.c.j2"
+            step.params = dict(p, out_block=pixels, P=pixels)
+            step.args = list(step.args) + [ScratchArg("int16_t")]
+            step.scratch_bytes = _align4(2 * pixels * k)
+        elif (step.kernel == "depthwise_conv_s8.c.j2" and p["depth_multiplier"] == 1
+              and p["ic"] % 4 == 0):
+            # A pixel's outputs are staged (ic bytes) until its window was read.
+            step.kernel = "depthwise_conv_s8_dsp.c.j2"
+            step.args = list(step.args) + [ScratchArg("int8_t")]
+            step.scratch_bytes = _align4(p["ic"])
+        elif step.kernel == "fully_connected_s8.c.j2":
+            step.kernel = "fully_connected_s8_dsp.c.j2"  # same arguments, no scratch
+        elif step.kernel == "depthwise_conv_inplace_s8.c.j2" and _is_3x3_s1(p):
+            # The plane with its padding, plus 3 columns for the last 4-byte loads.
+            step.kernel = "depthwise_conv_inplace_s8_dsp.c.j2"
+            step.scratch_bytes = _align4((p["oh"] + 2) * (p["ow"] + 3))
+
+
+def _is_3x3_s1(p: dict) -> bool:
+    return (p["kh"], p["kw"], p["sh"], p["sw"], p["dh"], p["dw"]) == (3, 3, 1, 1, 1, 1)

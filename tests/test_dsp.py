@@ -1,0 +1,195 @@
+"""The Cortex-M DSP kernels (SMLAD/SXTB16) are bit-exact with TFLite's reference kernels.
+On the host they compile against the plain-C versions of the instructions in mcunet_common.h;
+the firmware tests run the real instructions under QEMU."""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from mcunet.compiler import compile_graph, compile_model
+from mcunet.frontend import parse_tflite
+from mcunet.passes import run_passes
+from mcunet.reference import reference_outputs
+from mcunet.simulate import build_host, random_inputs
+
+from .conftest import MLPERF, mlperf_model
+from .modelgen import ModelBuilder
+from .test_ops_core import ACTIVATIONS, log_uniform, weights, window, zero_points
+
+SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+DSP_KERNELS = {"conv2d_s8_dsp.c.j2", "depthwise_conv_s8_dsp.c.j2",
+               "depthwise_conv_inplace_s8_dsp.c.j2", "fully_connected_s8_dsp.c.j2"}
+
+
+def assert_dsp_bit_exact(data: bytes, rows: int = 2, seed: int = 0, patch: str = "none",
+                         sanitize: bool = False, expect: set[str] = frozenset()):
+    """Compile with the DSP variants, run on the host, compare every byte with TFLite."""
+    compiled = compile_graph(run_passes(parse_tflite(data)), patch=patch, dsp=True)
+    used = {s.kernel for s in compiled.steps if s.kernel}
+    assert expect <= used, f"expected DSP kernels {expect - used} were not chosen"
+    inputs = random_inputs(compiled.graph, rows, seed)
+    ours, _ = build_host(compiled, sanitize=sanitize, extra_flags=["-O1"]).run(inputs)
+    for mine, ref in zip(ours, reference_outputs(data, inputs)):
+        assert np.array_equal(mine, ref), \
+            f"{np.count_nonzero(mine != ref)} of {mine.size} values differ from TFLite"
+    return compiled
+
+
+@pytest.mark.parametrize("name", MLPERF)
+def test_mlperf_models_dsp_path(name):
+    data = mlperf_model(name).read_bytes()
+    expect = {"fully_connected_s8_dsp.c.j2"}
+    if name != "ad01_int8.tflite":
+        expect.add("conv2d_s8_dsp.c.j2")
+    # vww with the patch stage: its patches read rows of wider tensors (in_row/out_row).
+    patch = "auto" if name == "vww_96_int8.tflite" else "none"
+    assert_dsp_bit_exact(data, rows=2, seed=5, patch=patch, expect=expect)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MLPERF)
+def test_mlperf_models_dsp_path_sanitized_layer_by_layer(name):
+    assert_dsp_bit_exact(mlperf_model(name).read_bytes(), rows=2, seed=9, sanitize=True)
+
+
+@given(win=window(), c=st.integers(1, 9), oc=st.integers(1, 9), in_s=log_uniform(1e-3, 1),
+       in_zp=zero_points, out_gain=log_uniform(0.05, 20), out_zp=zero_points,
+       act=ACTIVATIONS, seed=st.integers(0, 2**16))
+@SETTINGS
+def test_conv2d_dsp(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed):
+    """Every kernel size, stride, dilation, padding; channel counts off the groups of four;
+    odd pixel and channel counts (the unpaired last pixel and channel)."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, win["h"], win["w"], c), "int8", scale=in_s, zero_point=in_zp)
+    data, scales, _ = weights(rng, (oc, win["kh"], win["kw"], c), oc, 0)
+    w = m.const(data, scale=scales, zero_point=[0] * oc, quantized_dimension=0)
+    b = m.const(rng.integers(-5000, 5000, oc).astype(np.int32),
+                scale=[in_s * s for s in scales], zero_point=[0] * oc)
+    out_s = in_s * float(np.mean(scales)) * math.sqrt(win["kh"] * win["kw"] * c) * 40 * out_gain
+    y = m.tensor((1, win["oh"], win["ow"], oc), "int8", scale=out_s, zero_point=out_zp)
+    m.op("CONV_2D", [x, w, b], [y], padding=win["padding"], stride_h=win["sh"], stride_w=win["sw"],
+         dilation_h=win["dh"], dilation_w=win["dw"], fused_activation=act)
+    m.output(y)
+    assert_dsp_bit_exact(m.build(), seed=seed, expect={"conv2d_s8_dsp.c.j2"})
+
+
+@given(win=window(), groups=st.integers(1, 3), in_s=log_uniform(1e-3, 1), in_zp=zero_points,
+       out_gain=log_uniform(0.05, 20), out_zp=zero_points, act=ACTIVATIONS,
+       seed=st.integers(0, 2**16))
+@SETTINGS
+def test_depthwise_dsp(win, groups, in_s, in_zp, out_gain, out_zp, act, seed):
+    """Four channels per SIMD group; every window, stride, dilation and padding."""
+    rng = np.random.default_rng(seed)
+    c = 4 * groups
+    m = ModelBuilder()
+    x = m.input((1, win["h"], win["w"], c), "int8", scale=in_s, zero_point=in_zp)
+    data, scales, _ = weights(rng, (1, win["kh"], win["kw"], c), c, 3)
+    w = m.const(data, scale=scales, zero_point=[0] * c, quantized_dimension=3)
+    b = m.const(rng.integers(-3000, 3000, c).astype(np.int32),
+                scale=[in_s * s for s in scales], zero_point=[0] * c)
+    out_s = in_s * float(np.mean(scales)) * math.sqrt(win["kh"] * win["kw"]) * 40 * out_gain
+    y = m.tensor((1, win["oh"], win["ow"], c), "int8", scale=out_s, zero_point=out_zp)
+    m.op("DEPTHWISE_CONV_2D", [x, w, b], [y], padding=win["padding"], stride_h=win["sh"],
+         stride_w=win["sw"], dilation_h=win["dh"], dilation_w=win["dw"], depth_multiplier=1,
+         fused_activation=act)
+    m.output(y)
+    data = m.build()
+    compiled = compile_graph(run_passes(parse_tflite(data)), patch="none", dsp=True)
+    used = {s.kernel for s in compiled.steps}
+    assert used & {"depthwise_conv_s8_dsp.c.j2", "depthwise_conv_inplace_s8_dsp.c.j2",
+                   "depthwise_conv_inplace_s8.c.j2"}
+    assert_dsp_bit_exact(data, seed=seed)
+
+
+def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False):
+    """conv 1x1 -> depthwise 3x3 (wide channels, small planes: planned in place) -> output."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, h, w, 4), "int8", scale=0.05, zero_point=in_zp)
+    cw = m.const(rng.integers(-127, 128, (c, 1, 1, 4)).astype(np.int8), scale=[0.02] * c,
+                 zero_point=[0] * c, quantized_dimension=0)
+    cb = m.const(rng.integers(-500, 500, c).astype(np.int32), scale=[0.001] * c, zero_point=[0] * c)
+    a = m.tensor((1, h, w, c), "int8", scale=0.06, zero_point=in_zp)
+    m.op("CONV_2D", [x, cw, cb], [a], padding="SAME")
+    data = (rng.choice([-127, 127], (1, 3, 3, c)) if extreme
+            else rng.integers(-127, 128, (1, 3, 3, c))).astype(np.int8)
+    scales = [float(np.float32(s)) for s in rng.uniform(0.002, 0.05, c)]
+    dw = m.const(data, scale=scales, zero_point=[0] * c, quantized_dimension=3)
+    db = m.const(rng.integers(-3000, 3000, c).astype(np.int32), scale=[0.06 * s for s in scales],
+                 zero_point=[0] * c)
+    oh, ow = (h, w) if padding == "SAME" else (h - 2, w - 2)
+    y = m.tensor((1, oh, ow, c), "int8", scale=0.06 * 0.03 * 3 * 20, zero_point=out_zp)
+    m.op("DEPTHWISE_CONV_2D", [a, dw, db], [y], padding=padding, depth_multiplier=1,
+         fused_activation=act)
+    m.output(y)
+    return m.build()
+
+
+@given(h=st.integers(3, 7), w=st.integers(3, 9), c=st.integers(24, 48),
+       padding=st.sampled_from(["SAME", "VALID"]), in_zp=zero_points, out_zp=zero_points,
+       act=ACTIVATIONS, seed=st.integers(0, 2**16))
+@SETTINGS
+def test_depthwise_in_place_dsp(h, w, c, padding, in_zp, out_zp, act, seed):
+    data = _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed)
+    # (Where the planner prefers the offset layout over in place, the portable kernel runs.)
+    assert_dsp_bit_exact(data, seed=seed)
+
+
+def test_depthwise_in_place_dsp_is_chosen_and_extreme_values():
+    """Weights of +-127 with inputs at both ends of the range: the folded offset and the
+    16-bit halves hold the largest products."""
+    for zp in (-128, 127):
+        data = _depthwise_model(5, 5, 40, "SAME", zp, 0, "NONE", 3, extreme=True)
+        assert_dsp_bit_exact(data, rows=3, expect={"depthwise_conv_inplace_s8_dsp.c.j2"})
+
+
+def test_portable_path_without_dsp():
+    compiled = compile_model(mlperf_model("kws_ref_model.tflite"), dsp=False)
+    assert not {s.kernel for s in compiled.steps} & DSP_KERNELS
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
+def test_cortex_m4_build_uses_the_dsp_instructions(tmp_path):
+    """For an ARMv7E-M core the helpers become SMLAD/SXTB16; for the M3 the plain C."""
+    compiled = compile_model(mlperf_model("kws_ref_model.tflite"), dsp=True)
+    compiled.library().write(tmp_path)
+    kernel = next(tmp_path.glob("kernels/mcunet_conv2d_s8_dsp_*.c"))
+    for cpu, expected in (("cortex-m4", True), ("cortex-m3", False)):
+        obj = tmp_path / f"{cpu}.o"
+        subprocess.run(["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-O2", "-std=c99",
+                        "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path), "-c", str(kernel),
+                        "-o", str(obj)], check=True)
+        asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
+                             text=True, check=True).stdout
+        assert ("smlad" in asm and "sxtb16" in asm) == expected, cpu
+
+
+@given(rows=st.integers(1, 3), depth=st.integers(1, 70), units=st.integers(1, 17),
+       per_channel=st.booleans(), in_s=log_uniform(1e-3, 1), in_zp=zero_points,
+       out_gain=log_uniform(0.05, 20), out_zp=zero_points, act=ACTIVATIONS,
+       seed=st.integers(0, 2**16))
+@SETTINGS
+def test_fully_connected_dsp(rows, depth, units, per_channel, in_s, in_zp, out_gain, out_zp, act,
+                             seed):
+    """Depths off the groups of four, odd unit counts, several rows (batches)."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, rows, depth), "int8", scale=in_s, zero_point=in_zp)
+    n = units if per_channel else 1
+    scales = [float(np.float32(s)) for s in rng.uniform(0.002, 0.05, n)]
+    w = m.const(rng.integers(-127, 128, (units, depth)).astype(np.int8), scale=scales,
+                zero_point=[0] * n, quantized_dimension=0)
+    b = m.const(rng.integers(-4000, 4000, units).astype(np.int32),
+                scale=[in_s * s for s in scales], zero_point=[0] * n)
+    out_s = in_s * float(np.mean(scales)) * math.sqrt(depth) * 40 * out_gain
+    y = m.tensor((1, rows, units), "int8", scale=out_s, zero_point=out_zp)
+    m.op("FULLY_CONNECTED", [x, w, b], [y], fused_activation=act, keep_num_dims=True)
+    m.output(y)
+    assert_dsp_bit_exact(m.build(), seed=seed, expect={"fully_connected_s8_dsp.c.j2"})

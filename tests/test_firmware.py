@@ -1,0 +1,153 @@
+"""Firmware on emulated Cortex-M boards (QEMU): PlatformIO builds with mcunet's local
+platform, outputs bit-exact with TFLite's reference kernels, instruction counts and RAM
+accounted for byte for byte."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from boards import get_board
+from boards.firmware import kernel_stack_bytes, parse_harness, run_on_board
+from mcunet.compiler import compile_model
+from mcunet.errors import McunetError
+from mcunet.reference import reference_outputs
+from mcunet.simulate import random_inputs
+
+from .conftest import MLPERF, mlperf_model, run_cli
+
+needs_tools = pytest.mark.skipif(
+    not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+    reason="needs arm-none-eabi-gcc and qemu-system-arm (scripts/setup.sh installs them)")
+
+
+def check_run(name: str, board_name: str, rows: int = 2, patch: str = "auto"):
+    board = get_board(board_name)
+    path = mlperf_model(name)
+    model = compile_model(path, patch=patch, dsp=board.dsp)
+    model.stack_bytes = kernel_stack_bytes(model, board)
+    inputs = random_inputs(model.graph, rows, seed=7)
+    result = run_on_board(model, board, inputs)
+    expected = reference_outputs(path.read_bytes(), inputs)
+    for mine, ref in zip(result.outputs, expected):
+        assert mine.dtype == ref.dtype and mine.shape == ref.shape
+        assert np.array_equal(mine, ref), f"{name} on {board_name}: outputs differ from TFLite"
+    ram = result.ram
+    # The arena in the image is the plan's, to the byte; the library's measured stack stays
+    # within the -fstack-usage bound; the measured total is the sum of its parts.
+    assert ram["arena_bytes"] == model.plan.arena_bytes
+    assert 0 < ram["kernel_stack_bytes"] <= model.stack_bytes
+    assert result.ram_bytes_measured == (ram["static_bytes"] + ram["kernel_stack_bytes"]
+                                         + ram["harness_stack_bytes"])
+    assert result.peak_sram_bytes == model.plan.arena_bytes + model.stack_bytes
+    assert result.flash["weights_bytes"] == model.flash_bytes
+    assert result.instructions and len(result.instructions_per_row) == rows
+    return model, result
+
+
+@needs_tools
+def test_kws_on_m4_bit_exact_and_accounted():
+    model, result = check_run("kws_ref_model.tflite", "mps2-an386")
+    assert result.dsp == get_board("mps2-an386").dsp
+    # Instructions are deterministic: the same row twice costs the same.
+    assert result.instructions_per_row[0] > model.macs
+
+
+@pytest.mark.slow
+@needs_tools
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps2-an500"])
+@pytest.mark.parametrize("name", MLPERF)
+def test_mlperf_on_emulated_boards(name, board):
+    check_run(name, board)
+
+
+@pytest.mark.slow
+@needs_tools
+def test_layer_by_layer_plan_on_m3():
+    check_run("vww_96_int8.tflite", "mps2-an385", rows=1, patch="none")
+
+
+@needs_tools
+def test_cli_run_writes_outputs_and_json(tmp_path):
+    model = mlperf_model("ad01_int8.tflite")
+    x = np.random.default_rng(3).integers(-128, 128, (2, 640)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    proc = run_cli("run", model, "--board", "mps2-an385", "--input", tmp_path / "x.npy",
+                   "--output", tmp_path / "y.npy", "--json", tmp_path / "r.json", "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert "bit-exact" in proc.stdout
+    y = np.load(tmp_path / "y.npy")
+    assert np.array_equal(y, reference_outputs(model.read_bytes(), [x])[0])
+    report = json.loads((tmp_path / "r.json").read_text())
+    for key in ("instructions", "cycles", "macs", "ram_bytes_measured", "flash_bytes_measured",
+                "peak_sram_bytes"):
+        assert key in report
+    assert report["macs"] == 264192 and report["instructions"] > report["macs"]
+
+
+@needs_tools
+def test_cli_build_writes_platformio_project(tmp_path):
+    out = tmp_path / "fw"
+    proc = run_cli("build", mlperf_model("ad01_int8.tflite"), "--board", "mps2-an386", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    ini = (out / "platformio.ini").read_text()
+    assert "board = mps2-an386" in ini and "platform = symlink://" in ini
+    assert (out / "lib" / "mcunet_model" / "library.json").exists()
+    assert (out / "lib" / "mcunet_model" / "mcunet_model.h").exists()
+    assert (out / "src" / "main.c").exists()
+    assert (out / ".pio" / "build" / "mps2-an386" / "firmware.elf").exists()
+
+
+@needs_tools
+def test_real_board_project_uses_the_vendor_platform(tmp_path):
+    proc = run_cli("build", mlperf_model("kws_ref_model.tflite"), "--board", "nucleo-f411re",
+                   "--out", tmp_path / "fw", "--no-build")
+    assert proc.returncode == 0, proc.stderr
+    files = {str(p.relative_to(tmp_path / "fw")): p.read_text()
+             for p in (tmp_path / "fw").rglob("*") if p.is_file()}
+    ini = files["platformio.ini"]
+    assert "platform = ststm32" in ini and "board = nucleo_f411re" in ini
+    assert "framework = arduino" in ini and "upload_protocol = stlink" in ini
+    assert "src/port_arduino.cpp" in files and "boards/nucleo_f411re.json" not in files
+
+
+def test_harness_report_parsing_and_errors():
+    text = ("mcunet-begin sp=0x20001000\nmcunet-row 0 cycles=123 stack=96\n"
+            "mcunet-out 0 0102\nmcunet-out 0 ff\nmcunet-end\n")
+    report = parse_harness(text, 1)
+    assert report.raw == [bytes([1, 2, 255])] and report.cycles == [123] and report.stack == [96]
+    with pytest.raises(McunetError, match="did not run to the end"):
+        parse_harness("mcunet-begin sp=0x0\n", 1)
+    with pytest.raises(McunetError, match="stack went past"):
+        parse_harness("mcunet-begin sp=0x0\nmcunet-row 0 cycles=0 stack=9 overflow\nmcunet-end\n", 1)
+
+
+def test_board_that_never_answers(monkeypatch):
+    """A serial port that stays silent ends in a clear error after the timeout."""
+    import sys
+    import types
+
+    from boards import serial_port
+
+    class Silent:
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def write(self, data):
+            pass
+
+        def read(self, n):
+            return b""
+
+    fake = types.SimpleNamespace(Serial=Silent, SerialException=OSError)
+    monkeypatch.setitem(sys.modules, "serial", fake)
+    with pytest.raises(McunetError, match="never answered within 1 s"):
+        serial_port.read_harness("/dev/ttyFAKE", timeout=1, start_grace=0)
