@@ -1,0 +1,140 @@
+"""Peak SRAM, flash and MACs of an architecture, measured by mcunet's own planner.
+
+One source of truth for memory: the numbers come from ``compile_graph`` on the graph that
+search/graph.py builds for the architecture, with the best patch schedule when the compiler
+offers patch-based inference (the joint architecture + schedule search of MCUNetV2).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mcunet.errors import McunetError
+
+from .graph import build_graph
+from .space import Arch, SearchSpace
+
+UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1 << 20, "MB": 1 << 20,
+         "MIB": 1 << 20}
+
+
+def parse_count(text: str | int | None) -> int | None:
+    """'2.5M', '800k' or a plain number (None and 'auto' stay None)."""
+    if text is None or isinstance(text, int) or str(text).lower() == "auto":
+        return text if isinstance(text, int) else None
+    s = str(text).strip().upper()
+    mult = {"K": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:], 1)
+    try:
+        value = float(s[:-1] if s[-1:] in "KMG" else s) * mult
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise McunetError(f"cannot read '{text}' as a count; write e.g. 2.5M or 800k")
+    return int(value)
+
+
+def parse_bytes(text: str | int) -> int:
+    """'32KB', '32k', '128KiB', '1MB' or a plain number of bytes."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip().upper().replace(" ", "")
+    num = s.rstrip("KMGIB")
+    unit = s[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        value = -1
+    if unit not in UNITS or value <= 0:
+        raise McunetError(f"cannot read '{text}' as a size; write e.g. 32KB, 256KB or 1MB")
+    return int(value * UNITS[unit])
+
+
+def default_patch() -> str:
+    from mcunet.compiler import PATCH_CHOICES
+    return "auto" if "auto" in PATCH_CHOICES else "none"
+
+
+@dataclass(frozen=True)
+class Budget:
+    sram_bytes: int
+    flash_bytes: int
+    latency_ms: float | None = None
+    clock_hz: int | None = None  # to turn MACs into an estimated latency
+    macs_per_cycle: float = 0.25  # int8 MACs per cycle: ~4 instructions per MAC measured on an emulated M4
+    max_macs: int | None = None  # a compute cap (what training in the time budget can afford)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Cost:
+    peak_sram_bytes: int
+    flash_bytes: int
+    macs: int
+    patch: str  # the schedule chosen: "none" or the patch stage's description
+
+    def latency_ms(self, budget: Budget) -> float | None:
+        if not budget.clock_hz:
+            return None
+        return self.macs / budget.macs_per_cycle / budget.clock_hz * 1000.0
+
+    def fits(self, budget: Budget) -> bool:
+        if self.peak_sram_bytes > budget.sram_bytes or self.flash_bytes > budget.flash_bytes:
+            return False
+        if budget.max_macs is not None and self.macs > budget.max_macs:
+            return False
+        lat = self.latency_ms(budget)
+        return budget.latency_ms is None or lat is None or lat <= budget.latency_ms
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(space: SearchSpace, arch: Arch, patch: str = "none") -> Cost:
+    """Plan arch's int8 graph with mcunet's compiler."""
+    from mcunet.compiler import compile_graph
+
+    compiled = compile_graph(build_graph(space, arch), patch=patch)
+    stage = getattr(compiled, "patch", None)
+    return Cost(peak_sram_bytes=compiled.peak_sram_bytes, flash_bytes=compiled.flash_bytes,
+                macs=compiled.macs, patch=str(getattr(stage, "spec", "patch")) if stage else "none")
+
+
+class CostCache:
+    """The cost of an architecture, memoised by the network it builds.
+
+    The layer-by-layer plan takes milliseconds; the best patch schedule ("auto") can take
+    seconds, so it is planned only for a candidate that does not fit layer by layer but
+    whose flash fits (patches change only SRAM), and at most `patch_plans` times per search
+    (a count, not a time, so a search stays reproducible). A candidate that fits either way
+    is reported with the plan that fits.
+    """
+
+    def __init__(self, space: SearchSpace, patch: str | None = None, patch_plans: int = 15):
+        self.space = space
+        self.patch = patch or default_patch()
+        self.patch_plans = patch_plans
+        self.table: dict[str, Cost] = {}
+        self.patched: set[str] = set()  # keys whose "auto" plan was computed
+
+    def __call__(self, arch: Arch, budget: Budget | None = None) -> Cost:
+        key = self.space.key(arch)
+        cost = self.table.get(key)
+        if cost is None:
+            cost = self.table[key] = measure(self.space, arch, "none")
+        if (budget is not None and self.patch == "auto" and key not in self.patched
+                and not cost.fits(budget) and cost.flash_bytes <= budget.flash_bytes
+                and (budget.max_macs is None or cost.macs <= budget.max_macs)
+                and len(self.patched) < self.patch_plans):
+            cost = self.table[key] = min(cost, measure(self.space, arch, "auto"),
+                                         key=lambda c: c.peak_sram_bytes)
+            self.patched.add(key)
+        return cost
+
+    def to_dict(self) -> dict:
+        return {"patched": sorted(self.patched),
+                "table": {k: v.to_dict() for k, v in self.table.items()}}
+
+    def load(self, d: dict) -> None:
+        self.patched = set(d.get("patched", []))
+        self.table.update({k: Cost(**v) for k, v in d.get("table", {}).items()})

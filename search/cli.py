@@ -1,0 +1,218 @@
+"""`mcunet search` and `mcunet search-and-deploy` (registered by mcunet/cli.py).
+
+Nothing heavy at module level: TensorFlow is imported only when a search runs.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from mcunet.errors import McunetError
+
+DEFAULT_DATASET = "fashion-mnist"
+DEFAULT_DEPLOY_BOARD = "mps2-an386"  # emulated Cortex-M4
+DEFAULT_SRAM, DEFAULT_FLASH = "32KB", "128KB"
+
+
+def _board(name: str):
+    try:
+        from boards import get_board
+    except ImportError:
+        raise McunetError("board support is not installed in this version of mcunet; give "
+                          "--sram and --flash instead of --board") from None
+    return get_board(name)
+
+
+def _budget(board: str | None, sram: str | None, flash: str | None) -> tuple[int, int, int | None]:
+    """(SRAM bytes, flash bytes, clock Hz) from --board or --sram/--flash (these win)."""
+    from .budget import parse_bytes
+
+    b = _board(board) if board else None
+    if b is None and (sram is None or flash is None):
+        raise McunetError("give a budget: --board NAME, or both --sram (e.g. 32KB) and --flash "
+                          "(e.g. 128KB)")
+    s = parse_bytes(sram) if sram else b.sram_bytes
+    f = parse_bytes(flash) if flash else b.flash_bytes
+    return s, f, getattr(b, "clock_hz", None) if b else None
+
+
+def search_options(fn):
+    opts = [
+        click.option("--dataset", default=DEFAULT_DATASET, show_default=True,
+                     help="fashion-mnist, a folder with one sub-folder of images per class, "
+                          "or an .npz file (x_train, y_train[, x_test, y_test, classes])"),
+        click.option("--latency-ms", type=float, default=None,
+                     help="latency budget, estimated from MACs at the board's clock"),
+        click.option("--time-budget", "time_budget", type=float, default=900.0, show_default=True,
+                     help="seconds for the whole search, training included"),
+        click.option("--seed", default=0, show_default=True, help="random seed"),
+        click.option("--resume", is_flag=True, help="continue the search saved in --out"),
+        click.option("--supernet-steps", type=int, default=None,
+                     help="fix the supernet's training steps (default: from the time budget)"),
+        click.option("--finetune-steps", type=int, default=None,
+                     help="fix the winner's fine-tuning steps (default: from the time budget)"),
+        click.option("--generations", type=int, default=None,
+                     help="fix the number of evolution generations (default: from the time budget)"),
+        click.option("--population", type=int, default=16, show_default=True,
+                     help="candidates per generation"),
+        click.option("--max-macs", default="auto", show_default=True,
+                     help="compute cap, e.g. 2.5M (auto: what the time budget can train)"),
+        click.option("--train-subset", type=int, default=None,
+                     help="train on only this many images (quick trials)"),
+        click.option("--quiet", is_flag=True, help="no progress bars"),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out, supernet_steps,
+            finetune_steps, generations, population, train_subset, max_macs):
+    from .budget import parse_count
+    from .pipeline import SearchConfig
+
+    sram_b, flash_b, clock = _budget(board, sram, flash)
+    if time_budget <= 0:
+        raise McunetError("--time-budget must be positive (seconds)")
+    if latency_ms is not None and not clock:
+        raise McunetError("--latency-ms needs --board (its clock turns MACs into time)")
+    return SearchConfig(dataset=dataset, sram_bytes=sram_b, flash_bytes=flash_b,
+                        out=str(out), latency_ms=latency_ms, clock_hz=clock,
+                        time_budget_s=time_budget, seed=seed, board=board,
+                        supernet_steps=supernet_steps, finetune_steps=finetune_steps,
+                        generations=generations, population=population,
+                        train_subset=train_subset, max_macs=parse_count(max_macs))
+
+
+def _summary(meta: dict, out: Path) -> list[str]:
+    m = meta["measured"]
+    test = m["test_accuracy_int8"]
+    return [
+        f"model: {out / 'model.tflite'} ({meta['arch_key']}, {meta['input']['resolution']}x"
+        f"{meta['input']['resolution']} input)",
+        f"accuracy (int8): {100 * m['val_accuracy_int8']:.2f}% validation"
+        + (f", {100 * test:.2f}% test" if test is not None else ""),
+        f"peak SRAM {m['peak_sram_bytes']} B ({m['peak_sram_bytes'] / 1024:.1f} KB, patch "
+        f"{m['patch']}), flash {m['flash_bytes']} B ({m['flash_bytes'] / 1024:.1f} KB), "
+        f"{m['macs'] / 1e6:.2f} M MACs; budget {meta['budget']['sram_bytes'] / 1024:g} KB / "
+        f"{meta['budget']['flash_bytes'] / 1024:g} KB",
+        f"Pareto plot: {out / 'pareto.png'}; details: {out / 'model.json'}; "
+        f"{meta['seconds']:.0f} s",
+    ]
+
+
+@click.command()
+@click.option("--board", default=None, help="take the SRAM/flash budget from this board")
+@click.option("--sram", default=None, help="SRAM budget, e.g. 32KB")
+@click.option("--flash", default=None, help="flash budget, e.g. 128KB")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="folder for model.tflite, model.json, pareto.png and the checkpoints")
+@search_options
+def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resume,
+           supernet_steps, finetune_steps, generations, population, train_subset, max_macs, quiet):
+    """Search a network for a dataset under an SRAM/flash budget (TinyNAS), train it and
+    write it as an int8 .tflite."""
+    from .pipeline import run_search
+
+    cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
+                  supernet_steps, finetune_steps, generations, population, train_subset, max_macs)
+    meta = run_search(cfg, resume=resume, progress=not quiet, log=click.echo)
+    click.echo("\n".join(_summary(meta, Path(out))))
+
+
+@click.command(name="search-and-deploy")
+@click.option("--board", default=DEFAULT_DEPLOY_BOARD, show_default=True,
+              help="where the model runs (an emulated board runs in QEMU)")
+@click.option("--sram", default=DEFAULT_SRAM, show_default=True, help="SRAM budget")
+@click.option("--flash", default=DEFAULT_FLASH, show_default=True, help="flash budget")
+@click.option("--out", "out", default="mcunet-search", show_default=True,
+              type=click.Path(file_okay=False), help="folder for everything")
+@click.option("--rows", default=200, show_default=True,
+              help="test images to run on the board")
+@search_options
+def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_budget, seed,
+                      resume, supernet_steps, finetune_steps, generations, population,
+                      train_subset, max_macs, quiet):
+    """Search, compile, build and run on a board: dataset and budget in, running firmware out.
+    With no arguments: Fashion-MNIST, 32 KB SRAM / 128 KB flash, on an emulated Cortex-M4."""
+    from .pipeline import run_search
+
+    out = Path(out)
+    target = _board(board)
+    # The budget is --sram/--flash (a small MCU's, by default); the board gives the clock.
+    cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
+                  supernet_steps, finetune_steps, generations, population, train_subset, max_macs)
+    if cfg.sram_bytes > target.sram_bytes or cfg.flash_bytes > target.flash_bytes:
+        raise McunetError(f"the budget ({cfg.sram_bytes} B SRAM, {cfg.flash_bytes} B flash) is "
+                          f"more than {target.name} offers the model ({target.sram_bytes} B, "
+                          f"{target.flash_bytes} B)")
+    if resume and (out / "model.json").exists() and (out / "state.json").exists():
+        from .pipeline import State
+        if State(out).get("done"):
+            import json
+            meta = json.loads((out / "model.json").read_text())
+        else:
+            meta = run_search(cfg, resume=True, progress=not quiet, log=click.echo)
+    else:
+        meta = run_search(cfg, resume=resume, progress=not quiet, log=click.echo)
+    click.echo("\n".join(_summary(meta, out)))
+    deploy(out, meta, target, rows)
+
+
+def deploy(out: Path, meta: dict, board, rows: int) -> dict:
+    """Compile the searched model for the board, build the firmware, run test images on it
+    and print accuracy, memory and cost."""
+    import json
+
+    import numpy as np
+
+    from mcunet.compiler import compile_model
+
+    from .budget import default_patch
+    from .data import load_dataset, prepare
+    from .export import int8_predict, quantize_input
+
+    try:
+        from boards.firmware import run_on_board
+    except ImportError:
+        raise McunetError("board support (boards.firmware.run_on_board) is not available; the "
+                          f"model is in {out / 'model.tflite'}: compile it with `mcunet compile`") from None
+    start = time.perf_counter()
+    compiled = compile_model(out / "model.tflite", patch=default_patch(), dsp=board.dsp)
+    lib = out / "lib"
+    compiled.library().write(lib)
+    ds = load_dataset(meta["dataset_source"] if meta["dataset"] != "fashion-mnist" else "fashion-mnist",
+                      seed=meta["seed"])
+    split = ds.test if ds.test is not None else ds.val
+    split = split.subset(rows, meta["seed"]) if rows < len(split) else split
+    x = prepare(split.x, meta["input"]["resolution"])
+    q = quantize_input(x, meta["input"]["scale"], meta["input"]["zero_point"])
+    result = run_on_board(compiled, board, [q], out / "firmware")
+    y_board = result.outputs[0]
+    y_ref = int8_predict((out / "model.tflite").read_bytes(), x)
+    exact = bool(np.array_equal(y_board.reshape(y_ref.shape), y_ref))
+    acc = float((y_board.reshape(len(split), -1).argmax(1) == split.y).mean())
+    report = {"board": board.name, "rows": int(len(split)), "accuracy_int8_on_board": acc,
+              "bit_exact_with_tflite": exact, "peak_sram_bytes": result.peak_sram_bytes,
+              "arena_bytes": result.arena_bytes, "stack_bytes": result.stack_bytes,
+              "ram_bytes_measured": result.ram_bytes_measured,
+              "flash_bytes_measured": result.flash_bytes_measured,
+              "instructions_per_inference": result.instructions, "cycles": result.cycles,
+              "macs": result.macs, "seconds": round(time.perf_counter() - start, 1)}
+    (out / "deploy.json").write_text(json.dumps(report, indent=2) + "\n")
+    cost = (f"{result.instructions:,} instructions per inference"
+            f" ({result.instructions / max(result.macs, 1):.2f} per MAC)"
+            if result.instructions else
+            f"{result.cycles:,} cycles per inference" if result.cycles else "cost not measured")
+    click.echo(f"on {board.name}: {100 * acc:.2f}% of {len(split)} test images "
+               f"({'bit-exact with' if exact else 'DIFFERENT from'} TFLite's reference kernels)")
+    click.echo(f"SRAM {result.peak_sram_bytes} B planned (arena {result.arena_bytes} + stack "
+               f"{result.stack_bytes}), {result.ram_bytes_measured} B measured; flash "
+               f"{result.flash_bytes_measured} B measured; {cost}")
+    click.echo(f"firmware project: {out / 'firmware'}; C library: {lib}")
+    return report
+
+
+COMMANDS = [search, search_and_deploy]

@@ -1,0 +1,230 @@
+"""Datasets for the search: Fashion-MNIST (Debian's dataset-fashion-mnist), an image folder
+(one sub-folder per class) or an .npz file.
+
+Everything becomes a Dataset of uint8 images (N, H, W, C) and int labels, with a
+validation split carved from the training data (the search chooses on it) and a test split
+that only reports the final figure and is never used to choose anything.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mcunet.errors import McunetError
+
+FASHION_DIRS = [Path(os.environ.get("MCUNET_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))]
+FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                   "sneaker", "bag", "ankle boot"]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff"}
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # uint8 (N, H, W, C)
+    y: np.ndarray  # int32 (N,)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, n: int, seed: int = 0) -> "Split":
+        if n >= len(self):
+            return self
+        idx = np.random.default_rng(seed).permutation(len(self))[:n]
+        return Split(self.x[idx], self.y[idx])
+
+
+@dataclass
+class Dataset:
+    name: str
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split | None
+    source: str = ""
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+# -- readers ------------------------------------------------------------------------------
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise McunetError(f"cannot read {path}: {exc}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise McunetError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise McunetError(f"{path} is truncated ({arr.size} of {int(np.prod(dims))} values)")
+    return arr.reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (folder / name).exists():
+            return folder / name
+    raise McunetError(f"{folder} has no {stem}(.gz)")
+
+
+def load_fashion_mnist() -> tuple[Split, Split]:
+    for folder in FASHION_DIRS:
+        if folder.is_dir():
+            break
+    else:
+        raise McunetError("Fashion-MNIST is not installed: `apt-get install dataset-fashion-mnist` "
+                          "(IDX files in /usr/share/datasets/fashion-mnist), or set "
+                          "MCUNET_FASHION_MNIST to a folder holding them")
+    parts = []
+    for prefix in ("train", "t10k"):
+        x = read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte"))
+        y = read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte"))
+        parts.append(Split(x[..., None], y.astype(np.int32)))
+    return parts[0], parts[1]
+
+
+def load_npz(path: Path) -> tuple[Split, Split | None, list[str] | None]:
+    """Keys x_train, y_train (required), x_test, y_test, classes (optional); or x, y."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise McunetError(f"{path} is not a readable .npz file ({exc})") from None
+    xk, yk = ("x_train", "y_train") if "x_train" in d else ("x", "y")
+    if xk not in d or yk not in d:
+        raise McunetError(f"{path} needs arrays x_train and y_train (or x and y); it has "
+                          f"{', '.join(sorted(d)) or 'none'}")
+
+    def split(x, y) -> Split:
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.ndim != 4 or len(x) != len(y):
+            raise McunetError(f"{path}: images must be (N, H, W[, C]) with one label each; got "
+                              f"{x.shape} and {np.shape(y)}")
+        if x.dtype != np.uint8:  # floats in [0, 1] or other ints in [0, 255]
+            x = np.clip(x * (255.0 if x.dtype.kind == "f" and x.max() <= 1.0 else 1.0), 0, 255)
+            x = np.round(x).astype(np.uint8)
+        return Split(x, np.asarray(y).reshape(-1).astype(np.int32))
+
+    train = split(d[xk], d[yk])
+    test = split(d["x_test"], d["y_test"]) if "x_test" in d and "y_test" in d else None
+    classes = [str(c) for c in d["classes"]] if "classes" in d else None
+    return train, test, classes
+
+
+def load_folder(path: Path, size: int | None = None) -> tuple[Split, list[str]]:
+    """One sub-folder per class; images are resized to size x size (default: the first
+    image's size) and kept grey if every image is grey."""
+    from PIL import Image
+
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise McunetError(f"{path} needs one sub-folder per class (at least two); found "
+                          f"{len(classes)}")
+    files = [(f, i) for i, c in enumerate(classes) for f in sorted((path / c).rglob("*"))
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise McunetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
+    images = []
+    for f, _ in files:
+        try:
+            images.append(Image.open(f))
+        except OSError as exc:
+            raise McunetError(f"cannot read image {f}: {exc}") from None
+    grey = all(im.mode in ("L", "1", "I", "I;16") for im in images)
+    if size is None:
+        size = images[0].size[0]
+    xs = [np.asarray(im.convert("L" if grey else "RGB").resize((size, size), Image.BILINEAR))
+          for im in images]
+    x = np.stack(xs)
+    if grey:
+        x = x[..., None]
+    return Split(x.astype(np.uint8), np.array([i for _, i in files], dtype=np.int32)), classes
+
+
+def load_dataset(spec: str, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
+    """'fashion-mnist', a folder of class sub-folders, or an .npz file."""
+    name = spec
+    classes: list[str] | None = None
+    test: Split | None = None
+    if spec.lower().replace("_", "-") in ("fashion-mnist", "fashion", "fmnist"):
+        name, source = "fashion-mnist", str(FASHION_DIRS[0])
+        train, test = load_fashion_mnist()
+        classes = FASHION_CLASSES
+    else:
+        path = Path(spec)
+        source = str(path)
+        if path.is_dir():
+            full, classes = load_folder(path)
+            # A folder has no separate test split: hold out a fixed part of it.
+            train, test = _split(full, 0.1, seed + 1)
+        elif path.suffix == ".npz" and path.is_file():
+            train, test, classes = load_npz(path)
+        elif not path.exists():
+            raise McunetError(f"unknown dataset '{spec}': give fashion-mnist, a folder with one "
+                              "sub-folder per class, or an .npz file")
+        else:
+            raise McunetError(f"{spec} is neither a folder of class sub-folders nor an .npz file")
+        name = path.stem or path.name
+    n_cls = int(max(train.y.max(), test.y.max() if test is not None else 0)) + 1
+    classes = classes or [str(i) for i in range(n_cls)]
+    if train.y.min() < 0 or n_cls > len(classes):
+        raise McunetError(f"labels must be 0..{len(classes) - 1}")
+    if len(train) < 20:
+        raise McunetError(f"{spec} has only {len(train)} training images; need at least 20")
+    train, val = _split(train, val_fraction, seed)
+    return Dataset(name=name, classes=classes, train=train, val=val, test=test, source=source)
+
+
+def _split(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """A stratified-enough random split: (rest, held out)."""
+    idx = np.random.default_rng(seed).permutation(len(data))
+    n = max(1, int(round(len(data) * fraction)))
+    held, rest = idx[:n], idx[n:]
+    return Split(data.x[rest], data.y[rest]), Split(data.x[held], data.y[held])
+
+
+def prepare(x: np.ndarray, resolution: int) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1] at resolution x resolution (bilinear), as the
+    exported model expects (model.json records this)."""
+    x = x.astype(np.float32) / 255.0
+    if x.shape[1] != resolution or x.shape[2] != resolution:
+        x = resize_bilinear(x, resolution)
+    return x
+
+
+def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize with half-pixel centres (as tf.image.resize and PIL), in numpy."""
+    n, h, w, c = x.shape
+
+    def axis(src: int):
+        pos = (np.arange(size) + 0.5) * src / size - 0.5
+        pos = np.clip(pos, 0, src - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, src - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    y0, y1, fy = axis(h)
+    x0, x1, fx = axis(w)
+    top = x[:, y0] * (1 - fy)[None, :, None, None] + x[:, y1] * fy[None, :, None, None]
+    return (top[:, :, x0] * (1 - fx)[None, None, :, None] + top[:, :, x1] * fx[None, None, :, None]
+            ).astype(np.float32)

@@ -1,0 +1,136 @@
+"""Evolutionary search over the supernet's sub-networks under SRAM, flash and latency budgets.
+
+Every candidate's memory is planned by mcunet (search/budget.py) on the graph built straight
+from its architecture; its accuracy is the supernet's, with batch norm recalibrated, on the
+validation split (never the test split). Each generation keeps the best `parents`, and fills
+the population with mutations and crossovers that fit. The state after every generation is a
+plain dict, so a killed search resumes at the generation it reached.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .budget import Budget, CostCache
+from .space import Arch, SearchSpace
+
+
+@dataclass
+class Candidate:
+    arch: Arch
+    accuracy: float
+    peak_sram_bytes: int
+    flash_bytes: int
+    macs: int
+    patch: str
+    generation: int
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch.to_dict(), "accuracy": self.accuracy,
+                "peak_sram_bytes": self.peak_sram_bytes, "flash_bytes": self.flash_bytes,
+                "macs": self.macs, "patch": self.patch, "generation": self.generation}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Candidate":
+        return cls(arch=Arch.from_dict(d["arch"]), **{k: v for k, v in d.items() if k != "arch"})
+
+
+@dataclass
+class EvolutionState:
+    generation: int = 0  # generations finished
+    population: list[Candidate] = field(default_factory=list)
+    history: list[Candidate] = field(default_factory=list)  # every candidate evaluated
+
+    def to_dict(self) -> dict:
+        return {"generation": self.generation,
+                "population": [c.to_dict() for c in self.population],
+                "history": [c.to_dict() for c in self.history]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvolutionState":
+        return cls(d["generation"], [Candidate.from_dict(c) for c in d["population"]],
+                   [Candidate.from_dict(c) for c in d["history"]])
+
+    @property
+    def best(self) -> Candidate | None:
+        return max(self.population, key=rank, default=None)
+
+
+def rank(c: Candidate):
+    return (c.accuracy, -c.peak_sram_bytes, -c.macs)
+
+
+def _fitting(space: SearchSpace, make: Callable[[], Arch], costs: CostCache, budget: Budget,
+             seen: set[str], tries: int = 200) -> Arch | None:
+    for _ in range(tries):
+        arch = make()
+        key = space.key(arch)
+        if key in seen:
+            continue
+        if costs(arch, budget).fits(budget):
+            seen.add(key)
+            return arch
+    return None
+
+
+def evolve(space: SearchSpace, budget: Budget, costs: CostCache,
+           fitness: Callable[[Arch], float], generations: int, population: int = 16,
+           parents: int = 4, mutate_prob: float = 0.2, seed: int = 0,
+           state: EvolutionState | None = None,
+           on_generation: Callable[[EvolutionState], None] | None = None,
+           on_candidate: Callable[[], None] | None = None) -> EvolutionState:
+    """Run (or continue) the search until `generations` generations are done."""
+    state = state or EvolutionState()
+    seen = {space.key(c.arch) for c in state.history}
+
+    def evaluate(arch: Arch, gen: int) -> Candidate:
+        cost = costs(arch, budget)
+        cand = Candidate(arch, fitness(arch), cost.peak_sram_bytes, cost.flash_bytes, cost.macs,
+                         cost.patch, gen)
+        state.history.append(cand)
+        if on_candidate:
+            on_candidate()
+        return cand
+
+    while state.generation < generations:
+        gen = state.generation
+        rng = random.Random(f"{seed}/evolution/{gen}")  # per generation: resumable
+        if not state.population:
+            archs = [a for a in (_fitting(space, lambda: space.sample(rng), costs, budget, seen)
+                                 for _ in range(population)) if a is not None]
+            extra = space.smallest()  # a safe seed, and a baseline on the plot
+            if space.key(extra) not in seen and costs(extra, budget).fits(budget):
+                seen.add(space.key(extra))
+                archs.append(extra)
+            pop = [evaluate(a, gen) for a in archs]
+        else:
+            keep = sorted(state.population, key=rank, reverse=True)[:parents]
+            children = []
+            for i in range(population - len(keep)):
+                if i % 2 == 0 or len(keep) < 2:
+                    def make():
+                        return space.mutate(rng.choice(keep).arch, rng, mutate_prob)
+                else:
+                    def make():
+                        a, b = rng.sample(keep, 2)
+                        return space.crossover(a.arch, b.arch, rng)
+                arch = _fitting(space, make, costs, budget, seen, tries=50)
+                if arch is not None:
+                    children.append(evaluate(arch, gen))
+            pop = keep + children
+        state.population = pop
+        state.generation = gen + 1
+        if on_generation:
+            on_generation(state)
+    return state
+
+
+def pareto_front(cands: list[Candidate]) -> list[Candidate]:
+    """Candidates no other beats on both accuracy (higher) and peak SRAM (lower)."""
+    front, best = [], -1.0
+    for c in sorted(cands, key=lambda c: (c.peak_sram_bytes, -c.accuracy)):
+        if c.accuracy > best:
+            front.append(c)
+            best = c.accuracy
+    return front

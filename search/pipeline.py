@@ -1,0 +1,358 @@
+"""The whole search, phase by phase, with its state in OUT so a killed run resumes.
+
+  stage 1 (space_opt)  ->  supernet training  ->  evolution  ->  fine-tune  ->  int8 export
+
+OUT/state.json records the configuration, the training plan (steps per phase, fixed once
+measured) and each finished phase's result; supernet and fine-tune checkpoints sit beside
+it. With a time budget, each phase's number of steps is set from the speed measured in its
+first steps, so the amount of training depends on the machine; give explicit step counts for
+bit-identical reruns with the same seed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from mcunet.errors import McunetError
+
+from .budget import Budget, CostCache, default_patch
+from .space import Arch, SearchSpace, default_space
+
+# Shares of the time budget (the rest, after stage 1, goes to fine-tuning and export).
+SUPERNET_SHARE = 0.28
+EVOLUTION_SHARE = 0.10
+EXPORT_RESERVE_S = 60.0  # conversion, int8 evaluation (reference kernels), plan, plot
+PROBE_STEPS = 8
+# Training speed falls with a network's MACs: about 1.4e9 / MACs images per second on two
+# CPU cores. So that fine-tuning gets several epochs of a 60k-image dataset within the time
+# budget, the search caps MACs at this many per second of budget (900 s: 2.7 M MACs).
+MACS_PER_BUDGET_SECOND = 3000
+
+
+@dataclass
+class SearchConfig:
+    dataset: str
+    sram_bytes: int
+    flash_bytes: int
+    out: str
+    latency_ms: float | None = None
+    clock_hz: int | None = None
+    time_budget_s: float = 900.0
+    seed: int = 0
+    board: str | None = None
+    # Explicit plan (None: derived from the time budget).
+    supernet_steps: int | None = None
+    finetune_steps: int | None = None
+    generations: int | None = None
+    population: int = 16
+    stage1_samples: int = 12
+    train_subset: int | None = None  # use only this many training images (tests)
+    val_subset: int = 2000  # validation images that rank candidates
+    recal_images: int = 500
+    space: dict | None = None  # a SearchSpace as a dict (None: the default for the dataset)
+    max_macs: int | None = None  # None: from the time budget (MACS_PER_BUDGET_SECOND)
+
+    @property
+    def budget(self) -> Budget:
+        cap = self.max_macs or int(MACS_PER_BUDGET_SECOND * self.time_budget_s)
+        return Budget(self.sram_bytes, self.flash_bytes, self.latency_ms, self.clock_hz,
+                      max_macs=cap)
+
+    def fingerprint(self) -> dict:
+        """What must not change between a run and its --resume."""
+        d = asdict(self)
+        for k in ("out", "time_budget_s"):
+            d.pop(k)
+        return json.loads(json.dumps(d))  # as state.json stores it (tuples become lists)
+
+
+class State:
+    """OUT/state.json, written atomically after every step of progress."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "state.json"
+        self.data: dict = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+    def __getitem__(self, k):
+        return self.data[k]
+
+    def get(self, k, default=None):
+        return self.data.get(k, default)
+
+    def __setitem__(self, k, v):
+        self.data[k] = v
+        self.save()
+
+
+@dataclass
+class Clock:
+    """The time budget across resumes: seconds spent before plus this session's."""
+    budget: float
+    spent_before: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def spent(self) -> float:
+        return self.spent_before + time.perf_counter() - self.start
+
+    @property
+    def left(self) -> float:
+        return self.budget - self.spent
+
+
+def _bar(total, desc, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
+               log=print) -> dict:
+    """Run (or resume) the search; returns the summary also written to OUT/model.json."""
+    from .data import load_dataset, prepare
+    from .evolution import Candidate, EvolutionState, evolve
+    from .export import int8_accuracy, io_quant, to_int8_tflite, write_model
+    from .plot import pareto_plot
+    from .space_opt import optimise_space
+    from .supernet import Supernet
+    from .train import Deadline, finetune, keras_accuracy, setup_tf, train_supernet
+
+    out = Path(cfg.out)
+    if out.exists() and (out / "state.json").exists() and not resume:
+        raise McunetError(f"{out} already holds a search; add --resume to continue it or choose "
+                          "another --out")
+    if resume and not (out / "state.json").exists():
+        raise McunetError(f"nothing to resume: {out} holds no search (state.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    state = State(out)
+    if resume and state.get("config") != cfg.fingerprint():
+        raise McunetError(f"{out} holds a search with other settings; resume it with the same "
+                          f"dataset, budget and seed ({state.get('config')})")
+    state.data.setdefault("config", cfg.fingerprint())
+    clock = Clock(cfg.time_budget_s, state.get("spent_s", 0.0))
+
+    def save_time():
+        state.data["spent_s"] = clock.spent
+        state.save()
+
+    # -- data and space -----------------------------------------------------------------------
+    ds = load_dataset(cfg.dataset, seed=cfg.seed)
+    train = ds.train.subset(cfg.train_subset, cfg.seed) if cfg.train_subset else ds.train
+    h, w, c = ds.shape
+    space = (SearchSpace.from_dict(cfg.space) if cfg.space else
+             default_space(c, ds.num_classes, max(h, w)))
+    if space.in_channels != c or space.num_classes != ds.num_classes:
+        space = replace(space, in_channels=c, num_classes=ds.num_classes)
+    budget = cfg.budget
+    costs = CostCache(space, patch_plans=max(2, int(cfg.time_budget_s / 60)))
+    if state.get("costs"):
+        costs.load(state["costs"])
+    log(f"dataset {ds.name}: {len(train)} train, {len(ds.val)} validation, "
+        f"{len(ds.test) if ds.test is not None else 0} test images of {h}x{w}x{c}, "
+        f"{ds.num_classes} classes; budget {budget.sram_bytes / 1024:g} KB SRAM, "
+        f"{budget.flash_bytes / 1024:g} KB flash, at most {budget.max_macs / 1e6:.2f} M MACs; "
+        f"planner patch mode {default_patch()}")
+
+    # -- stage 1: width and resolution ----------------------------------------------------------
+    if "stage1" not in state.data:
+        n = len(space.width_choices) * len(space.resolution_choices) * cfg.stage1_samples
+        with _bar(n, "stage 1: space", progress) as bar:
+            (width, res), stats = optimise_space(space, budget, costs, cfg.stage1_samples,
+                                                 cfg.seed, progress=bar.update)
+        state.data["costs"] = costs.to_dict()
+        state["stage1"] = {"width": width, "resolution": res,
+                           "pairs": [s.to_dict() for s in stats]}
+        save_time()
+    width, res = state["stage1"]["width"], state["stage1"]["resolution"]
+    sub = space.restrict(width, res)
+    costs.space = sub
+    log(f"stage 1: width {width:g}, resolution {res} "
+        f"(highest mean MACs of the sampled networks that fit)")
+
+    setup_tf()
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(cfg.seed)
+    x_train = prepare(train.x, res)
+    rs = np.random.default_rng(cfg.seed)
+    x_recal = x_train[rs.permutation(len(x_train))[:cfg.recal_images]]
+    val_rank = ds.val.subset(cfg.val_subset, cfg.seed)
+    x_val_rank = prepare(val_rank.x, res)
+    net = Supernet(sub, seed=cfg.seed)
+
+    # -- supernet -------------------------------------------------------------------------------
+    plan = state.get("plan", {})
+    if not state.get("supernet_done"):
+        total = cfg.supernet_steps or plan.get("supernet_steps")
+        with _bar(total, "supernet", progress) as bar:
+            def tick(step, total, loss, acc):
+                if total < 10 ** 9 and bar.total != total:
+                    bar.total = total
+                bar.update(step - bar.n)
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
+            if total is None:  # measure the speed (after tracing), then fix the plan
+                r = train_supernet(net, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                                   stop_at=PROBE_STEPS, progress=tick, x_cache=x_train)
+                r = train_supernet(net, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                                   stop_at=max(r["last"], PROBE_STEPS) + 4, progress=tick,
+                                   x_cache=x_train)
+                per_step = r["seconds"] / max(1, r["last"] - r["first"])
+                seconds = SUPERNET_SHARE * clock.left
+                total = max(PROBE_STEPS + 4, int(seconds / per_step))
+                plan["supernet_steps"] = total
+                plan["supernet_step_s"] = per_step
+                plan["supernet_until_s"] = clock.spent + seconds
+                state["plan"] = plan
+                bar.total = total
+                bar.refresh()
+            deadline = None if cfg.supernet_steps else \
+                Deadline(time.perf_counter() + plan["supernet_until_s"] - clock.spent)
+            result = train_supernet(net, train, res, total, cfg.seed, out, warmup=warmup,
+                                    progress=tick, x_cache=x_train, deadline=deadline)
+            plan["supernet_steps"] = result["steps"]
+        state.data["supernet"] = result
+        state["supernet_done"] = True
+        save_time()
+    else:
+        train_supernet(net, train, res, 0, cfg.seed, out, warmup=1)  # restores the weights
+
+    # -- evolution ------------------------------------------------------------------------------
+    def fitness(arch: Arch) -> float:
+        net.recalibrate(arch, x_recal)
+        return net.accuracy(arch, x_val_rank, val_rank.y)
+
+    evo = EvolutionState.from_dict(state["evolution"]) if state.get("evolution") else EvolutionState()
+    if not state.get("evolution_done"):
+        generations = cfg.generations or plan.get("generations")
+        with _bar(None, "evolution", progress) as bar:
+            def on_gen(s: EvolutionState):
+                nonlocal generations
+                if generations is None:  # after the first generation: fix the plan
+                    per_gen = max(clock.spent - plan["evolution_start"], 1e-3)
+                    generations = max(2, int(EVOLUTION_SHARE * cfg.time_budget_s / per_gen))
+                    plan["generations"] = generations
+                    state.data["plan"] = plan
+                state.data["evolution"] = s.to_dict()
+                state.data["costs"] = costs.to_dict()
+                save_time()
+                bar.set_postfix(gen=f"{s.generation}/{generations or '?'}",
+                                best=f"{s.best.accuracy:.3f}" if s.best else "-")
+
+            plan.setdefault("evolution_start", clock.spent)
+            if generations is None:
+                evo = evolve(sub, budget, costs, fitness, 1, cfg.population, seed=cfg.seed,
+                             state=evo, on_generation=on_gen, on_candidate=bar.update)
+            evo = evolve(sub, budget, costs, fitness, generations, cfg.population, seed=cfg.seed,
+                         state=evo, on_generation=on_gen, on_candidate=bar.update)
+        state["evolution_done"] = True
+    best = evo.best
+    if best is None:
+        raise McunetError("the evolutionary search found no sub-network within the budget")
+    log(f"evolution: {len(evo.history)} candidates, best {sub.key(best.arch)}: "
+        f"{100 * best.accuracy:.2f}% (supernet, validation), "
+        f"{best.peak_sram_bytes} B SRAM, {best.flash_bytes} B flash")
+
+    # -- fine-tune ------------------------------------------------------------------------------
+    net.recalibrate(best.arch, x_recal)
+    model = net.to_keras(best.arch)
+    if not state.get("finetune_done"):
+        total = cfg.finetune_steps or plan.get("finetune_steps")
+        warmup = 30 if not cfg.finetune_steps else max(1, cfg.finetune_steps // 10)
+        with _bar(total, "fine-tune", progress) as bar:
+            def tick(step, total, loss, acc):
+                if total < 10 ** 9 and bar.total != total:
+                    bar.total = total
+                bar.update(step - bar.n)
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            if total is None:
+                r = finetune(model, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                             stop_at=PROBE_STEPS, progress=tick, x_cache=x_train)
+                r = finetune(model, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                             stop_at=max(r["last"], PROBE_STEPS) + 20, progress=tick,
+                             x_cache=x_train)
+                per_step = r["seconds"] / max(1, r["last"] - r["first"])
+                total = max(PROBE_STEPS + 4, int((clock.left - EXPORT_RESERVE_S) / per_step))
+                plan["finetune_steps"] = total
+                plan["finetune_step_s"] = per_step
+                state["plan"] = plan
+                bar.total = total
+                bar.refresh()
+            deadline = None if cfg.finetune_steps else \
+                Deadline(time.perf_counter() + clock.left - EXPORT_RESERVE_S)
+            result = finetune(model, train, res, total, cfg.seed, out, warmup=warmup,
+                              progress=tick, x_cache=x_train, deadline=deadline)
+            plan["finetune_steps"] = result["steps"]
+            state.data["plan"] = plan
+        state.data["finetune"] = result
+        state["finetune_done"] = True
+        save_time()
+    else:
+        finetune(model, train, res, 0, cfg.seed, out, warmup=1)  # restores the weights
+
+    # -- export ---------------------------------------------------------------------------------
+    from mcunet.compiler import compile_model
+
+    x_val = prepare(ds.val.x, res)
+    float_val = keras_accuracy(model, x_val, ds.val.y)
+    rep = x_train[np.random.default_rng(cfg.seed + 1).permutation(len(x_train))[:200]]
+    tflite = to_int8_tflite(model, rep)
+    # With TFLite's reference kernels, i.e. exactly what the generated C computes (about 3 ms
+    # an image): the validation figure on the ranking subset, the test figure on all of it.
+    int8_val = int8_accuracy(tflite, x_val_rank, val_rank.y)
+    int8_test = int8_accuracy(tflite, prepare(ds.test.x, res), ds.test.y) \
+        if ds.test is not None else None
+    model_path = out / "model.tflite"
+    model_path.write_bytes(tflite)
+    compiled = compile_model(model_path, patch=default_patch())
+    fits = compiled.peak_sram_bytes <= budget.sram_bytes and compiled.flash_bytes <= budget.flash_bytes
+    in_scale, in_zp, out_scale, out_zp = io_quant(tflite)
+    meta = {
+        "format": "mcunet-search/1",
+        "dataset": ds.name, "dataset_source": ds.source, "classes": ds.classes,
+        "input": {"shape": [1, res, res, c], "dtype": "int8", "layout": "NHWC",
+                  "resolution": res, "source_size": [h, w],
+                  "resize": "bilinear" if (h, w) != (res, res) else "none",
+                  "normalisation": "x = pixel / 255 (0..1); q = round(x / scale) + zero_point",
+                  "scale": in_scale, "zero_point": in_zp},
+        "output": {"kind": "softmax probabilities", "dtype": "int8", "scale": out_scale,
+                   "zero_point": out_zp},
+        "arch": best.arch.to_dict(), "arch_key": sub.key(best.arch), "space": sub.to_dict(),
+        "budget": {"sram_bytes": budget.sram_bytes, "flash_bytes": budget.flash_bytes,
+                   "latency_ms": budget.latency_ms, "max_macs": budget.max_macs,
+                   "board": cfg.board},
+        "measured": {"peak_sram_bytes": compiled.peak_sram_bytes,
+                     "flash_bytes": compiled.flash_bytes, "macs": compiled.macs,
+                     "patch": str(getattr(compiled.patch, "spec", "none")) if compiled.patch else "none",
+                     "fits": fits,
+                     "planned_from_architecture": {"peak_sram_bytes": best.peak_sram_bytes,
+                                                   "flash_bytes": best.flash_bytes},
+                     "val_accuracy_float": float_val, "val_accuracy_int8": int8_val,
+                     "val_int8_images": len(val_rank),
+                     "test_accuracy_int8": int8_test,
+                     "supernet_val_accuracy": best.accuracy},
+        "seed": cfg.seed, "plan": plan, "candidates": len(evo.history),
+        "stage1": state["stage1"],
+    }
+    chosen = next((c for c in evo.history if sub.key(c.arch) == sub.key(best.arch)), best)
+    pareto_plot(out / "pareto.png", evo.history, budget.sram_bytes, chosen,
+                (compiled.peak_sram_bytes, int8_val),
+                title=f"{ds.name}: {budget.sram_bytes // 1024} KB SRAM, "
+                      f"{budget.flash_bytes // 1024} KB flash")
+    meta["seconds"] = round(clock.spent, 1)
+    write_model(out, tflite, meta)
+    state.data["done"] = True
+    save_time()
+    if not fits:
+        raise McunetError(f"the exported model needs {compiled.peak_sram_bytes} B SRAM and "
+                          f"{compiled.flash_bytes} B flash, over the budget; this is a bug in the "
+                          "search's memory model, please report it")
+    return meta

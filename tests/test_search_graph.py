@@ -1,0 +1,173 @@
+"""The search's building blocks: the space, the graph built from an architecture (it must plan
+to the same bytes as the exported int8 .tflite), the budget, the data readers and the
+supernet's weight sharing."""
+import random
+import sys
+import subprocess
+
+import numpy as np
+import pytest
+
+from mcunet.compiler import compile_graph, compile_model
+from mcunet.errors import McunetError
+from search.budget import Budget, CostCache, parse_bytes, parse_count
+from search.data import Split, load_dataset, read_idx, resize_bilinear
+from search.graph import build_graph
+from search.space import Arch, SearchSpace, Stage
+
+SMALL = SearchSpace(stages=(Stage(16, 2, 1), Stage(24, 2, 2), Stage(32, 2, 2)),
+                    width_choices=(0.5, 0.75), resolution_choices=(20, 28))
+
+
+def test_space_sampling_mutation_and_keys():
+    space = SearchSpace()
+    rng = random.Random(0)
+    for _ in range(50):
+        a = space.sample(rng)
+        space.check(a)
+        b = space.mutate(a, rng, 0.5)
+        c = space.crossover(a, b, rng)
+        for x in (b, c):
+            assert x.width in space.width_choices and x.resolution in space.resolution_choices
+            assert all(k in space.kernel_choices for k in x.kernels)
+            assert all(s.min_depth <= d <= s.max_depth for d, s in zip(x.depths, space.stages))
+        assert Arch.from_dict(a.to_dict()) == a
+    # Inactive genes do not change the network, nor its key.
+    a = space.smallest()
+    kernels = list(a.kernels)
+    kernels[1] = 7  # stage 0's second block, inactive at depth 1
+    assert space.key(a) == space.key(Arch(a.width, a.resolution, a.depths, tuple(kernels), a.expands))
+    blocks = space.blocks(space.largest())
+    assert len(blocks) == 1 + space.num_blocks
+    assert [b.residual for b in blocks[1:3]] == [False, True]
+
+
+def _export(space, arch, seed):
+    """An untrained network with random (distinct) weights and batch-norm statistics,
+    converted by TF's converter exactly as search/export.py converts."""
+    import tensorflow as tf
+
+    from search.export import to_int8_tflite
+    from search.keras_net import build_keras
+
+    tf.keras.utils.set_random_seed(seed)
+    model = build_keras(space, arch)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            n = weights[0].size
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n),
+                               rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)])
+        elif isinstance(layer, tf.keras.layers.Dense):  # logits of a useful range
+            layer.set_weights([weights[0] * 10, rng.normal(0, 1, weights[1].shape)])
+    rep = rng.uniform(0, 1, (8, arch.resolution, arch.resolution, space.in_channels))
+    return to_int8_tflite(model, rep.astype(np.float32))
+
+
+@pytest.mark.parametrize("width,resolution,seed,patch", [
+    (0.5, 28, 0, "none"), (0.75, 20, 1, "none"), (0.5, 20, 2, "auto")])
+def test_graph_from_architecture_plans_like_the_exported_tflite(tmp_path, width, resolution,
+                                                                seed, patch):
+    arch = SMALL.sample(random.Random(seed), width, resolution)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(_export(SMALL, arch, seed))
+    real = compile_model(path, patch=patch)
+    direct = compile_graph(build_graph(SMALL, arch), patch=patch)
+    assert [s.op.kind for s in direct.steps] == [s.op.kind for s in real.steps]
+    assert direct.peak_sram_bytes == real.peak_sram_bytes
+    assert direct.flash_bytes == real.flash_bytes
+    assert direct.macs == real.macs
+
+
+def test_budget_fits_and_caches():
+    space = SMALL
+    costs = CostCache(space, patch_plans=0)
+    arch = space.smallest()
+    cost = costs(arch, Budget(1 << 20, 1 << 20))
+    assert cost.fits(Budget(cost.peak_sram_bytes, cost.flash_bytes))
+    assert not cost.fits(Budget(cost.peak_sram_bytes - 4, cost.flash_bytes))
+    assert not cost.fits(Budget(cost.peak_sram_bytes, cost.flash_bytes - 1))
+    assert not cost.fits(Budget(1 << 20, 1 << 20, max_macs=cost.macs - 1))
+    assert costs(arch) is cost
+    again = CostCache(space)
+    again.load(costs.to_dict())
+    assert again.table == costs.table
+
+
+def test_sizes_parse():
+    assert parse_bytes("32KB") == 32768 and parse_bytes("1MB") == 1 << 20
+    assert parse_bytes("128k") == 131072 and parse_bytes("512") == 512
+    assert parse_count("2.5M") == 2_500_000 and parse_count("auto") is None
+    for bad in ("lots", "-3KB", "32XB"):
+        with pytest.raises(McunetError):
+            parse_bytes(bad)
+
+
+def test_data_readers(tmp_path):
+    import gzip
+    import struct
+
+    imgs = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    with gzip.open(tmp_path / "x.gz", "wb") as f:
+        f.write(b"\0\0\x08\x03" + struct.pack(">3I", 3, 4, 5) + imgs.tobytes())
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), imgs)
+    (tmp_path / "bad").write_bytes(b"\0\0\x08\x03" + struct.pack(">3I", 3, 4, 5) + b"12")
+    with pytest.raises(McunetError, match="truncated"):
+        read_idx(tmp_path / "bad")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((50, 8, 8)), y_train=rng.integers(0, 3, 50),
+             x_test=rng.random((10, 8, 8)), y_test=rng.integers(0, 3, 10))
+    ds = load_dataset(str(tmp_path / "d.npz"), val_fraction=0.2)
+    assert ds.shape == (8, 8, 1) and len(ds.train) == 40 and len(ds.val) == 10
+    assert ds.train.x.dtype == np.uint8 and ds.num_classes == 3 and len(ds.test) == 10
+    from PIL import Image
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png")
+    ds = load_dataset(str(tmp_path / "imgs"))
+    assert ds.classes == ["cat", "dog"] and ds.shape == (6, 6, 3)
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 24
+    with pytest.raises(McunetError, match="unknown dataset"):
+        load_dataset(str(tmp_path / "nothing"))
+    x = rng.random((2, 7, 7, 1)).astype(np.float32)
+    assert np.allclose(resize_bilinear(x, 7), x)
+    assert resize_bilinear(x, 10).shape == (2, 10, 10, 1)
+
+
+def test_fashion_mnist_splits():
+    ds = load_dataset("fashion-mnist")
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (54000, 6000, 10000)
+    assert ds.shape == (28, 28, 1) and ds.num_classes == 10
+
+
+def test_supernet_subnetwork_equals_its_standalone_keras_model():
+    """Weight sharing is exact: a sub-network's masked forward pass gives the outputs of a
+    standalone Keras network holding the sliced weights (elastic width, expand, kernel and
+    depth all exercised)."""
+    import tensorflow as tf
+
+    from search.supernet import Supernet, arch_config
+
+    space = SMALL
+    net = Supernet(space, seed=0)
+    rng = np.random.default_rng(0)
+    for v in net.vars.values():  # random statistics, so batch norm matters
+        if v.name.endswith(("_bn_mean:0", "_bn_beta:0")):
+            v.assign(rng.normal(0, 0.3, v.shape))
+    x = rng.random((6, 20, 20, 1)).astype(np.float32)
+    for seed in range(3):
+        arch = space.sample(random.Random(seed), resolution=20)
+        net.recalibrate(arch, x)
+        ours = tf.nn.softmax(net._eval_fn()(x, arch_config(space, net.lay, arch))).numpy()
+        theirs = net.to_keras(arch)(x, training=False).numpy()
+        assert np.abs(ours - theirs).max() < 1e-4, space.key(arch)
+
+
+def test_mcunet_cli_does_not_import_tensorflow():
+    code = ("import sys; import mcunet.cli; "
+            "assert 'search' in mcunet.cli.cli.commands and 'search-and-deploy' in mcunet.cli.cli.commands; "
+            "assert 'tensorflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
