@@ -19,7 +19,7 @@ from mcunet.simulate import build_host, random_inputs
 
 from .conftest import MLPERF, mlperf_model
 from .modelgen import ModelBuilder
-from .test_ops_core import ACTIVATIONS, log_uniform, weights, window, zero_points
+from .test_ops_core import ACTIVATIONS, log_uniform, out_size, weights, window, zero_points
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -108,7 +108,7 @@ def test_depthwise_dsp(win, groups, in_s, in_zp, out_gain, out_zp, act, seed):
     assert_dsp_bit_exact(data, seed=seed)
 
 
-def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False):
+def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False, stride=1):
     """conv 1x1 -> depthwise 3x3 (wide channels, small planes: planned in place) -> output."""
     rng = np.random.default_rng(seed)
     m = ModelBuilder()
@@ -124,20 +124,20 @@ def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False):
     dw = m.const(data, scale=scales, zero_point=[0] * c, quantized_dimension=3)
     db = m.const(rng.integers(-3000, 3000, c).astype(np.int32), scale=[0.06 * s for s in scales],
                  zero_point=[0] * c)
-    oh, ow = (h, w) if padding == "SAME" else (h - 2, w - 2)
+    oh, ow = (out_size(h, 3, stride, 1, padding), out_size(w, 3, stride, 1, padding))
     y = m.tensor((1, oh, ow, c), "int8", scale=0.06 * 0.03 * 3 * 20, zero_point=out_zp)
     m.op("DEPTHWISE_CONV_2D", [a, dw, db], [y], padding=padding, depth_multiplier=1,
-         fused_activation=act)
+         stride_h=stride, stride_w=stride, fused_activation=act)
     m.output(y)
     return m.build()
 
 
 @given(h=st.integers(3, 7), w=st.integers(3, 9), c=st.integers(24, 48),
-       padding=st.sampled_from(["SAME", "VALID"]), in_zp=zero_points, out_zp=zero_points,
-       act=ACTIVATIONS, seed=st.integers(0, 2**16))
+       padding=st.sampled_from(["SAME", "VALID"]), stride=st.sampled_from([1, 2]),
+       in_zp=zero_points, out_zp=zero_points, act=ACTIVATIONS, seed=st.integers(0, 2**16))
 @SETTINGS
-def test_depthwise_in_place_dsp(h, w, c, padding, in_zp, out_zp, act, seed):
-    data = _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed)
+def test_depthwise_in_place_dsp(h, w, c, padding, stride, in_zp, out_zp, act, seed):
+    data = _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, stride=stride)
     # (Where the planner prefers the offset layout over in place, the portable kernel runs.)
     assert_dsp_bit_exact(data, seed=seed)
 
@@ -146,8 +146,45 @@ def test_depthwise_in_place_dsp_is_chosen_and_extreme_values():
     """Weights of +-127 with inputs at both ends of the range: the folded offset and the
     16-bit halves hold the largest products."""
     for zp in (-128, 127):
-        data = _depthwise_model(5, 5, 40, "SAME", zp, 0, "NONE", 3, extreme=True)
-        assert_dsp_bit_exact(data, rows=3, expect={"depthwise_conv_inplace_s8_dsp.c.j2"})
+        for stride in (1, 2):
+            data = _depthwise_model(6, 5, 40, "SAME", zp, 0, "NONE", 3, extreme=True,
+                                    stride=stride)
+            assert_dsp_bit_exact(data, rows=3, expect={"depthwise_conv_inplace_s8_dsp.c.j2"})
+
+
+@pytest.mark.parametrize("out_zp", [-128, 0, 127])
+@pytest.mark.parametrize("kind", ["CONV_2D", "DEPTHWISE_CONV_2D"])
+def test_every_requantisation_path(kind, out_zp):
+    """Per-channel scales chosen so that one layer's shifts fall in each of the DSP kernels'
+    cases: right shifts of 2..23 (the output offset folded into the constants), 24..31 (the
+    offset added after) and none (the general path); then each case alone."""
+    rng = np.random.default_rng(11)
+    in_s, out_s = 0.05, 0.1
+    # real multipliers 2^(shift - 1) * 1.5: shifts -2, -9, -23, -24, -31 and 0.
+    reals = {"fold": [2.0 ** -3 * 1.5, 2.0 ** -10 * 1.5, 2.0 ** -24 * 1.5, 2.0 ** -3],
+             "add": [2.0 ** -3 * 1.5, 2.0 ** -25 * 1.5, 2.0 ** -32 * 1.5, 2.0 ** -20],
+             "general": [2.0 ** -1 * 1.5, 2.0 ** -10 * 1.5, 2.0 ** -25 * 1.5, 2.0 ** -5]}
+    for case, real in reals.items():
+        scales = [float(np.float32(r * out_s / in_s)) for r in real]
+        m = ModelBuilder()
+        x = m.input((1, 6, 7, 4), "int8", scale=in_s, zero_point=-3)
+        if kind == "CONV_2D":
+            w = m.const(rng.integers(-127, 128, (4, 3, 3, 4)).astype(np.int8), scale=scales,
+                        zero_point=[0] * 4, quantized_dimension=0)
+        else:
+            w = m.const(rng.integers(-127, 128, (1, 3, 3, 4)).astype(np.int8), scale=scales,
+                        zero_point=[0] * 4, quantized_dimension=3)
+        b = m.const(rng.integers(-2000, 2000, 4).astype(np.int32),
+                    scale=[in_s * s for s in scales], zero_point=[0] * 4)
+        y = m.tensor((1, 6, 7, 4), "int8", scale=out_s, zero_point=out_zp)
+        attrs = {"depth_multiplier": 1} if kind == "DEPTHWISE_CONV_2D" else {}
+        m.op(kind, [x, w, b], [y], padding="SAME", **attrs)
+        m.output(y)
+        compiled = assert_dsp_bit_exact(m.build(), rows=4, seed=2)
+        step = next(s for s in compiled.steps if s.params.get("shift_min") is not None)
+        lo, hi = step.params["shift_min"], step.params["shift_max"]
+        assert {"fold": -23 <= lo and hi <= -2, "add": lo < -23 and hi <= -2,
+                "general": hi > -2}[case], (case, lo, hi)
 
 
 def test_portable_path_without_dsp():

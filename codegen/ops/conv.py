@@ -12,7 +12,9 @@ from ..step import STREAM_DEFAULTS, LowerContext, Step, TensorArg, lowers, unsup
 
 
 def _weights(op: Op, ctx: LowerContext, channels: int):
-    """(filter, bias, multiplier, shift) constant args of a conv or depthwise layer."""
+    """(filter, bias, multiplier, shift) constant args of a conv or depthwise layer, and the
+    range of the shifts as template parameters (the DSP kernels requantise with fewer
+    instructions when every shift lies in [-31, -2])."""
     x, w = ctx.t(op.inputs[0]), ctx.t(op.inputs[1])
     out = ctx.t(op.outputs[0])
     if not w.is_const or w.dtype != "int8" or w.quant is None:
@@ -26,8 +28,12 @@ def _weights(op: Op, ctx: LowerContext, channels: int):
     else:
         bias = np.zeros(channels, dtype=np.int32)
     mult, shift = conv_multipliers(x.quant.s, w.quant.scale, out.quant.s, channels)
+    # A channel with multiplier 0 outputs its zero point whatever its shift: give it the
+    # shift -2 so it does not keep the layer off the DSP kernels' fast requantisation.
+    shift = np.where(mult == 0, -2, shift).astype(np.int32)
     return [ctx.const("filter", w.data.astype(np.int8)), ctx.const("bias", bias),
-            ctx.const("multiplier", mult), ctx.const("shift", shift)]
+            ctx.const("multiplier", mult), ctx.const("shift", shift)], \
+        {"shift_min": int(np.min(shift)), "shift_max": int(np.max(shift))}
 
 
 def _io_params(op: Op, ctx: LowerContext) -> dict:
@@ -64,8 +70,9 @@ def lower_conv2d(op: Op, ctx: LowerContext) -> Step:
         raise unsupported(op, f"grouped convolution ({params['ic']} input channels, filter "
                               f"depth {ic}) is not supported")
     _check_symmetric(op, ctx)
-    params.update(_io_params(op, ctx), fused_add=None)  # codegen.fuse may fuse an ADD
-    args = [TensorArg(op.inputs[0], const=True), *_weights(op, ctx, oc), TensorArg(op.outputs[0])]
+    consts, shifts = _weights(op, ctx, oc)
+    params.update(_io_params(op, ctx), **shifts, fused_add=None)  # codegen.fuse may fuse an ADD
+    args = [TensorArg(op.inputs[0], const=True), *consts, TensorArg(op.outputs[0])]
     return Step(op, "conv2d_s8.c.j2", params, args, macs=op_macs(ctx.graph, op))
 
 
@@ -76,8 +83,9 @@ def lower_depthwise(op: Op, ctx: LowerContext) -> Step:
     if oc % params["ic"]:
         raise unsupported(op, f"{oc} output channels is not a multiple of {params['ic']} inputs")
     _check_symmetric(op, ctx)
-    params.update(_io_params(op, ctx), depth_multiplier=oc // params["ic"])
-    args = [TensorArg(op.inputs[0], const=True), *_weights(op, ctx, oc), TensorArg(op.outputs[0])]
+    consts, shifts = _weights(op, ctx, oc)
+    params.update(_io_params(op, ctx), **shifts, depth_multiplier=oc // params["ic"])
+    args = [TensorArg(op.inputs[0], const=True), *consts, TensorArg(op.outputs[0])]
     return Step(op, "depthwise_conv_s8.c.j2", params, args, macs=op_macs(ctx.graph, op))
 
 
