@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MODELS = ROOT.parent / "shared" / "models" / "mlperf-tiny"
 NAMES = ["vww_96_int8", "kws_ref_model", "pretrainedResnet_quant", "ad01_int8"]
+CONV_MODELS = NAMES[:3]
+TARGET_INSN_PER_MAC = 2.0  # on the Cortex-M4, for the conv models
 
 
 def main() -> int:
@@ -41,6 +43,7 @@ def main() -> int:
               f"{'= arena':>8} {'+ stack':>7} {'+ harness':>9} {'planned':>8} {'exact':>5}")
     print(header)
     print("-" * len(header))
+    insn = {}  # (model, DSP kernels?) -> (board, instructions per MAC), M4 first
     for board_name in args.boards.split(","):
         board = get_board(board_name)
         for name in args.models.split(","):
@@ -60,9 +63,21 @@ def main() -> int:
                   f"{r.ram_bytes_measured:>10,} {ram['arena_bytes']:>8,} "
                   f"{ram['kernel_stack_bytes']:>7,} {harness:>9,} {r.peak_sram_bytes:>8,} "
                   f"{'yes' if exact else 'NO':>5}", flush=True)
+            if board.core == "cortex-m4" or (name, r.dsp) not in insn:
+                insn[(name, r.dsp)] = (board.name, r.instructions_per_mac)
             for op, kernel, macs, n in r.layers:
                 per = f"{n / macs:6.2f}" if macs else "      "
                 print(f"    op {op:3d} {kernel:34s} {macs:>10,} MACs {n:>11,} insn {per}")
+    print()
+    for name in NAMES:
+        dsp, portable = insn.get((name, True)), insn.get((name, False))
+        if dsp and portable:
+            target = ("" if name not in CONV_MODELS or get_board(dsp[0]).core != "cortex-m4" else
+                      f"; {'within' if dsp[1] <= TARGET_INSN_PER_MAC else 'OVER'} the M4 target "
+                      f"of {TARGET_INSN_PER_MAC}")
+            print(f"{name}: {dsp[1]:.3f} instructions/MAC with the DSP kernels ({dsp[0]}), "
+                  f"{portable[1]:.3f} with the portable ones ({portable[0]}): "
+                  f"{portable[1] / dsp[1]:.2f}x{target}")
     print("\nRAM meas. = static RAM from the ELF + stack high-water mark (painted): the arena "
           "(equal to the plan), the kernels' stack (planned: -fstack-usage bound) and the "
           "harness (its buffers and frames). planned = peak_sram_bytes = arena + stack bound.")
