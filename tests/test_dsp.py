@@ -19,7 +19,8 @@ from mcunet.simulate import build_host, random_inputs
 
 from .conftest import MLPERF, mlperf_model
 from .modelgen import ModelBuilder
-from .test_ops_core import ACTIVATIONS, log_uniform, out_size, weights, window, zero_points
+from .test_ops_core import (ACTIVATIONS, conv2d_model, log_uniform, out_size, weights, window,
+                            zero_points)
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -65,19 +66,8 @@ def test_mlperf_models_dsp_path_sanitized_layer_by_layer(name):
 def test_conv2d_dsp(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed):
     """Every kernel size, stride, dilation, padding; channel counts off the groups of four;
     odd pixel and channel counts (the unpaired last pixel and channel)."""
-    rng = np.random.default_rng(seed)
-    m = ModelBuilder()
-    x = m.input((1, win["h"], win["w"], c), "int8", scale=in_s, zero_point=in_zp)
-    data, scales, _ = weights(rng, (oc, win["kh"], win["kw"], c), oc, 0)
-    w = m.const(data, scale=scales, zero_point=[0] * oc, quantized_dimension=0)
-    b = m.const(rng.integers(-5000, 5000, oc).astype(np.int32),
-                scale=[in_s * s for s in scales], zero_point=[0] * oc)
-    out_s = in_s * float(np.mean(scales)) * math.sqrt(win["kh"] * win["kw"] * c) * 40 * out_gain
-    y = m.tensor((1, win["oh"], win["ow"], oc), "int8", scale=out_s, zero_point=out_zp)
-    m.op("CONV_2D", [x, w, b], [y], padding=win["padding"], stride_h=win["sh"], stride_w=win["sw"],
-         dilation_h=win["dh"], dilation_w=win["dw"], fused_activation=act)
-    m.output(y)
-    assert_dsp_bit_exact(m.build(), seed=seed, expect={"conv2d_s8_dsp.c.j2"})
+    data = conv2d_model(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed)
+    assert_dsp_bit_exact(data, seed=seed, expect={"conv2d_s8_dsp.c.j2"})
 
 
 @given(win=window(), groups=st.integers(1, 3), in_s=log_uniform(1e-3, 1), in_zp=zero_points,
