@@ -95,7 +95,7 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
     if op.attrs.get("weights_format", 0) != 0:
         raise unsupported(op, "shuffled weight formats are not supported")
     if len(w.shape) != 2 or not w.is_const or w.dtype != "int8" or w.quant is None:
-        raise unsupported(op, f"the filter must be a constant (units, depth) int8 tensor")
+        raise unsupported(op, "the filter must be a constant (units, depth) int8 tensor")
     units, depth = w.shape
     if x.size % depth:
         raise unsupported(op, f"input of {x.size} values is not a multiple of depth {depth}")
