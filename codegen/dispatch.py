@@ -10,7 +10,6 @@ from .step import ScratchArg
 
 CONV = "conv2d_s8.c.j2"
 CONV_SMALL_K = 256  # windows up to this many values are computed four pixels at a time
-CONV_PIXELS_SMALL_K = 4
 
 
 def _align4(n: int) -> int:
@@ -24,10 +23,10 @@ def choose_variants(steps: list, dsp: bool) -> None:
     for step in steps:
         p = step.params
         if step.kernel == CONV:
-            # P pixels' windows as int16 (P x K x 2 bytes of scratch): four pixels share each
-            # weight load while the windows stay small, two beyond.
+            # P pixels' windows as int16 (P x K x 2 bytes of scratch): three or four pixels
+            # share each weight load while the windows stay small, two beyond.
             k = p["kh"] * p["kw"] * p["ic"]
-            pixels = CONV_PIXELS_SMALL_K if k <= CONV_SMALL_K else 2
+            pixels = _pixels_per_block(p["oh"] * p["ow"]) if k <= CONV_SMALL_K else 2
             step.kernel = "conv2d_s8_dsp.c.j2"
             step.params = dict(p, out_block=pixels, P=pixels)
             step.args = list(step.args) + [ScratchArg("int16_t")]
@@ -48,6 +47,13 @@ def choose_variants(steps: list, dsp: bool) -> None:
             step.kernel = "depthwise_conv_inplace_s8_dsp.c.j2"
             step.params = dict(p, plane_h=ph, plane_w=pw)
             step.scratch_bytes = _align4(ph * pw)
+
+
+def _pixels_per_block(npix: int) -> int:
+    """4 or 3 pixels a block, whichever runs fewer instructions for npix pixels: a step of
+    the inner loop costs about 6 + 6P instructions, and a partial last block costs as much as
+    a whole one (a 3x3 output: three blocks of 3 rather than three of 4)."""
+    return min((4, 3), key=lambda b: -(-npix // b) * (6 + 6 * b))
 
 
 def _is_3x3_s12(p: dict) -> bool:
