@@ -14,6 +14,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +116,30 @@ def _bar(total, desc, enabled):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
 
 
+def _seconds_per_step(train, timed_steps: int) -> float:
+    """Seconds a training step takes: train(stop_at=N) runs the first PROBE_STEPS (tracing
+    included, not timed), then `timed_steps` more, timed (resumed runs continue from their
+    checkpoint)."""
+    r = train(stop_at=PROBE_STEPS)
+    r = train(stop_at=max(r["last"], PROBE_STEPS) + timed_steps)
+    return r["seconds"] / max(1, r["last"] - r["first"])
+
+
+def _ticker(bar):
+    """A training loop's progress callback that moves `bar` (its total once it is known)."""
+    def tick(step, total, loss, acc):
+        if total < 10 ** 9 and bar.total != total:
+            bar.total = total
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+    return tick
+
+
 def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
                log=print) -> dict:
     """Run (or resume) the search; returns the summary also written to OUT/model.json."""
     from .data import load_dataset, prepare
-    from .evolution import Candidate, EvolutionState, evolve
+    from .evolution import EvolutionState, evolve
     from .export import int8_accuracy, io_quant, to_int8_tflite, write_model
     from .plot import pareto_plot
     from .space_opt import optimise_space
@@ -193,19 +213,12 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
     if not state.get("supernet_done"):
         total = cfg.supernet_steps or plan.get("supernet_steps")
         with _bar(total, "supernet", progress) as bar:
-            def tick(step, total, loss, acc):
-                if total < 10 ** 9 and bar.total != total:
-                    bar.total = total
-                bar.update(step - bar.n)
-                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            tick = _ticker(bar)
             warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
             if total is None:  # measure the speed (after tracing), then fix the plan
-                r = train_supernet(net, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
-                                   stop_at=PROBE_STEPS, progress=tick, x_cache=x_train)
-                r = train_supernet(net, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
-                                   stop_at=max(r["last"], PROBE_STEPS) + 4, progress=tick,
-                                   x_cache=x_train)
-                per_step = r["seconds"] / max(1, r["last"] - r["first"])
+                per_step = _seconds_per_step(partial(
+                    train_supernet, net, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                    progress=tick, x_cache=x_train), 4)
                 seconds = SUPERNET_SHARE * clock.left
                 total = max(PROBE_STEPS + 4, int(seconds / per_step))
                 plan["supernet_steps"] = total
@@ -268,18 +281,11 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         total = cfg.finetune_steps or plan.get("finetune_steps")
         warmup = 30 if not cfg.finetune_steps else max(1, cfg.finetune_steps // 10)
         with _bar(total, "fine-tune", progress) as bar:
-            def tick(step, total, loss, acc):
-                if total < 10 ** 9 and bar.total != total:
-                    bar.total = total
-                bar.update(step - bar.n)
-                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            tick = _ticker(bar)
             if total is None:
-                r = finetune(model, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
-                             stop_at=PROBE_STEPS, progress=tick, x_cache=x_train)
-                r = finetune(model, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
-                             stop_at=max(r["last"], PROBE_STEPS) + 20, progress=tick,
-                             x_cache=x_train)
-                per_step = r["seconds"] / max(1, r["last"] - r["first"])
+                per_step = _seconds_per_step(partial(
+                    finetune, model, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                    progress=tick, x_cache=x_train), 20)
                 total = max(PROBE_STEPS + 4, int((clock.left - EXPORT_RESERVE_S) / per_step))
                 plan["finetune_steps"] = total
                 plan["finetune_step_s"] = per_step

@@ -106,6 +106,31 @@ class Deadline:
         return max(step + 1, step + int((self.at - now) / per_step))
 
 
+def _run_steps(one_step: Callable, opt, ck: Checkpointer, steps: int, lr: float, warmup: int,
+               stop_at: int | None, progress: Callable | None, checkpoint_every: int,
+               deadline: Deadline | None) -> dict:
+    """Steps from the checkpoint's to `steps` (or stop_at) on a cosine schedule; one_step(step)
+    trains one batch and returns (loss, accuracy)."""
+    start = ck.restore()
+    loss = acc = float("nan")
+    t0 = time.perf_counter()
+    end = _stop(steps, stop_at)
+    step = start
+    while step < end:
+        if deadline:
+            steps = end = deadline.total(step, steps)
+        opt.learning_rate.assign(cosine_lr(step, steps, lr, warmup))
+        loss_t, acc_t = one_step(step)
+        loss, acc = float(loss_t), float(acc_t)
+        if progress:
+            progress(step + 1, steps, loss, acc)
+        if (step + 1) % checkpoint_every == 0 or step + 1 == end:
+            ck.save(step + 1)
+        step += 1
+    return {"steps": steps, "first": start, "last": max(start, end), "loss": loss,
+            "train_accuracy": acc, "seconds": time.perf_counter() - t0}
+
+
 def train_supernet(net, data: Split, resolution: int, steps: int, seed: int, folder: Path,
                    lr: float = 3e-3, warmup: int = 50, stop_at: int | None = None,
                    progress: Callable | None = None, checkpoint_every: int = 50,
@@ -123,27 +148,15 @@ def train_supernet(net, data: Split, resolution: int, steps: int, seed: int, fol
         net._train = (opt, Checkpointer(folder, "supernet", vars=list(net.vars.values()), opt=opt),
                       net.train_fn(opt, 2))
     opt, ck, step_fn = net._train
-    start = ck.restore()
     x = x_cache if x_cache is not None else prepare(data.x, resolution)
-    loss = acc = float("nan")
-    t0 = time.perf_counter()
-    end = _stop(steps, stop_at)
-    step = start
-    while step < end:
-        if deadline:
-            steps = end = deadline.total(step, steps)
+
+    def one_step(step: int):
         idx = batch_indices(len(data), BATCH, seed, step)
         cfgs = [arch_config(net.space, net.lay, a) for a in sandwich(net.space, step, seed)]
-        opt.learning_rate.assign(cosine_lr(step, steps, lr, warmup))
-        loss_t, acc_t = step_fn(x[idx], data.y[idx], cfgs)
-        loss, acc = float(loss_t), float(acc_t)
-        if progress:
-            progress(step + 1, steps, loss, acc)
-        if (step + 1) % checkpoint_every == 0 or step + 1 == end:
-            ck.save(step + 1)
-        step += 1
-    return {"steps": steps, "first": start, "last": max(start, end), "loss": loss,
-            "train_accuracy": acc, "seconds": time.perf_counter() - t0}
+        return step_fn(x[idx], data.y[idx], cfgs)
+
+    return _run_steps(one_step, opt, ck, steps, lr, warmup, stop_at, progress, checkpoint_every,
+                      deadline)
 
 
 def finetune(model, data: Split, resolution: int, steps: int, seed: int, folder: Path,
@@ -175,26 +188,14 @@ def finetune(model, data: Split, resolution: int, steps: int, seed: int, folder:
 
         model._mcunet_train = (opt, Checkpointer(folder, "finetune", model=model, opt=opt), step_fn)
     opt, ck, step_fn = model._mcunet_train
-    start = ck.restore()
     x = x_cache if x_cache is not None else prepare(data.x, resolution)
-    loss = acc = float("nan")
-    t0 = time.perf_counter()
-    end = _stop(steps, stop_at)
-    step = start
-    while step < end:
-        if deadline:
-            steps = end = deadline.total(step, steps)
+
+    def one_step(step: int):
         idx = batch_indices(len(data), BATCH, seed + 7919, step)
-        opt.learning_rate.assign(cosine_lr(step, steps, lr, warmup))
-        loss_t, acc_t = step_fn(x[idx], data.y[idx].astype(np.int32))
-        loss, acc = float(loss_t), float(acc_t)
-        if progress:
-            progress(step + 1, steps, loss, acc)
-        if (step + 1) % checkpoint_every == 0 or step + 1 == end:
-            ck.save(step + 1)
-        step += 1
-    return {"steps": steps, "first": start, "last": max(start, end), "loss": loss,
-            "train_accuracy": acc, "seconds": time.perf_counter() - t0}
+        return step_fn(x[idx], data.y[idx].astype(np.int32))
+
+    return _run_steps(one_step, opt, ck, steps, lr, warmup, stop_at, progress, checkpoint_every,
+                      deadline)
 
 
 def keras_accuracy(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
