@@ -39,11 +39,14 @@ def choose_variants(steps: list, dsp: bool) -> None:
             step.scratch_bytes = _align4(p["ic"])
         elif step.kernel == "fully_connected_s8.c.j2":
             step.kernel = "fully_connected_s8_dsp.c.j2"  # same arguments, no scratch
-        elif step.kernel == "depthwise_conv_inplace_s8.c.j2" and _is_3x3_s12(p):
-            # The plane with its padding, wide enough for the last 4-byte loads (stride 1
-            # reads 4 columns for 2 outputs, stride 2 reads 4 for 1) and for the whole input.
-            ph = max((p["oh"] - 1) * p["sh"] + 3, p["ih"] + p["pad_top"])
-            pw = max(p["ow"] + 3 if p["sw"] == 1 else 2 * p["ow"] + 2, p["iw"] + p["pad_left"])
+        elif step.kernel == "depthwise_conv_inplace_s8.c.j2" and (p["dh"], p["dw"]) == (1, 1):
+            # The plane with its padding, tall and wide enough for the whole input and for the
+            # last 4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, the
+            # others read each kernel row in groups of 4 taps.
+            ph = max((p["oh"] - 1) * p["sh"] + p["kh"], p["ih"] + p["pad_top"])
+            last = p["ow"] + 3 if _is_3x3_s1(p) else \
+                (p["ow"] - 1) * p["sw"] + 4 * ((p["kw"] + 3) // 4)
+            pw = max(last, p["iw"] + p["pad_left"])
             step.kernel = "depthwise_conv_inplace_s8_dsp.c.j2"
             step.params = dict(p, plane_h=ph, plane_w=pw)
             step.scratch_bytes = _align4(ph * pw)
@@ -56,6 +59,6 @@ def _pixels_per_block(npix: int) -> int:
     return min((4, 3), key=lambda b: -(-npix // b) * (6 + 6 * b))
 
 
-def _is_3x3_s12(p: dict) -> bool:
-    """A 3x3 window, stride 1 or 2 (the same both ways), no dilation."""
-    return (p["kh"], p["kw"], p["dh"], p["dw"]) == (3, 3, 1, 1) and p["sh"] == p["sw"] in (1, 2)
+def _is_3x3_s1(p: dict) -> bool:
+    """The kernel whose neighbouring outputs share their loads (two per 4-byte load)."""
+    return (p["kh"], p["kw"], p["sh"], p["sw"]) == (3, 3, 1, 1)

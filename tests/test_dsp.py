@@ -98,8 +98,8 @@ def test_depthwise_dsp(win, groups, in_s, in_zp, out_gain, out_zp, act, seed):
     assert_dsp_bit_exact(data, seed=seed)
 
 
-def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False, stride=1):
-    """conv 1x1 -> depthwise 3x3 (wide channels, small planes: planned in place) -> output."""
+def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False, stride=1, k=3):
+    """conv 1x1 -> depthwise kxk (wide channels, small planes: planned in place) -> output."""
     rng = np.random.default_rng(seed)
     m = ModelBuilder()
     x = m.input((1, h, w, 4), "int8", scale=0.05, zero_point=in_zp)
@@ -108,13 +108,13 @@ def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False, 
     cb = m.const(rng.integers(-500, 500, c).astype(np.int32), scale=[0.001] * c, zero_point=[0] * c)
     a = m.tensor((1, h, w, c), "int8", scale=0.06, zero_point=in_zp)
     m.op("CONV_2D", [x, cw, cb], [a], padding="SAME")
-    data = (rng.choice([-127, 127], (1, 3, 3, c)) if extreme
-            else rng.integers(-127, 128, (1, 3, 3, c))).astype(np.int8)
+    data = (rng.choice([-127, 127], (1, k, k, c)) if extreme
+            else rng.integers(-127, 128, (1, k, k, c))).astype(np.int8)
     scales = [float(np.float32(s)) for s in rng.uniform(0.002, 0.05, c)]
     dw = m.const(data, scale=scales, zero_point=[0] * c, quantized_dimension=3)
     db = m.const(rng.integers(-3000, 3000, c).astype(np.int32), scale=[0.06 * s for s in scales],
                  zero_point=[0] * c)
-    oh, ow = (out_size(h, 3, stride, 1, padding), out_size(w, 3, stride, 1, padding))
+    oh, ow = (out_size(h, k, stride, 1, padding), out_size(w, k, stride, 1, padding))
     y = m.tensor((1, oh, ow, c), "int8", scale=0.06 * 0.03 * 3 * 20, zero_point=out_zp)
     m.op("DEPTHWISE_CONV_2D", [a, dw, db], [y], padding=padding, depth_multiplier=1,
          stride_h=stride, stride_w=stride, fused_activation=act)
@@ -122,12 +122,17 @@ def _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, extreme=False, 
     return m.build()
 
 
-@given(h=st.integers(3, 7), w=st.integers(3, 9), c=st.integers(24, 48),
-       padding=st.sampled_from(["SAME", "VALID"]), stride=st.sampled_from([1, 2]),
-       in_zp=zero_points, out_zp=zero_points, act=ACTIVATIONS, seed=st.integers(0, 2**16))
+@given(h=st.integers(3, 9), w=st.integers(3, 9), c=st.integers(24, 48),
+       padding=st.sampled_from(["SAME", "VALID"]), stride=st.sampled_from([1, 2, 3]),
+       k=st.sampled_from([3, 5, 7]), in_zp=zero_points, out_zp=zero_points, act=ACTIVATIONS,
+       seed=st.integers(0, 2**16))
 @SETTINGS
-def test_depthwise_in_place_dsp(h, w, c, padding, stride, in_zp, out_zp, act, seed):
-    data = _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, stride=stride)
+def test_depthwise_in_place_dsp(h, w, c, padding, stride, k, in_zp, out_zp, act, seed):
+    """The plane kernel: 3x3 stride 1 (two outputs per load) and every other window and
+    stride (groups of four taps)."""
+    if padding == "VALID" and min(h, w) < k:
+        padding = "SAME"
+    data = _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, stride=stride, k=k)
     # (Where the planner prefers the offset layout over in place, the portable kernel runs.)
     assert_dsp_bit_exact(data, seed=seed)
 
@@ -136,9 +141,9 @@ def test_depthwise_in_place_dsp_is_chosen_and_extreme_values():
     """Weights of +-127 with inputs at both ends of the range: the folded offset and the
     16-bit halves hold the largest products."""
     for zp in (-128, 127):
-        for stride in (1, 2):
+        for stride, k in ((1, 3), (2, 3), (1, 5), (2, 7)):
             data = _depthwise_model(6, 5, 40, "SAME", zp, 0, "NONE", 3, extreme=True,
-                                    stride=stride)
+                                    stride=stride, k=k)
             assert_dsp_bit_exact(data, rows=3, expect={"depthwise_conv_inplace_s8_dsp.c.j2"})
 
 
