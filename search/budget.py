@@ -90,11 +90,12 @@ class Cost:
         return asdict(self)
 
 
-def measure(space: SearchSpace, arch: Arch, patch: str = "none") -> Cost:
-    """Plan arch's int8 graph with mcunet's compiler."""
+def measure(space: SearchSpace, arch: Arch, patch: str = "none", dsp: bool = False) -> Cost:
+    """Plan arch's int8 graph with mcunet's compiler (with the Cortex-M DSP kernels, whose
+    scratch is part of the arena, when the target core has them)."""
     from mcunet.compiler import compile_graph
 
-    compiled = compile_graph(build_graph(space, arch), patch=patch)
+    compiled = compile_graph(build_graph(space, arch), patch=patch, dsp=dsp)
     stage = getattr(compiled, "patch", None)
     return Cost(peak_sram_bytes=compiled.peak_sram_bytes, flash_bytes=compiled.flash_bytes,
                 macs=compiled.macs, patch=str(getattr(stage, "spec", "patch")) if stage else "none")
@@ -110,10 +111,12 @@ class CostCache:
     is reported with the plan that fits.
     """
 
-    def __init__(self, space: SearchSpace, patch: str | None = None, patch_plans: int = 15):
+    def __init__(self, space: SearchSpace, patch: str | None = None, patch_plans: int = 15,
+                 dsp: bool = False):
         self.space = space
         self.patch = patch or default_patch()
         self.patch_plans = patch_plans
+        self.dsp = dsp
         self.table: dict[str, Cost] = {}
         self.patched: set[str] = set()  # keys whose "auto" plan was computed
 
@@ -121,12 +124,12 @@ class CostCache:
         key = self.space.key(arch)
         cost = self.table.get(key)
         if cost is None:
-            cost = self.table[key] = measure(self.space, arch, "none")
+            cost = self.table[key] = measure(self.space, arch, "none", self.dsp)
         if (budget is not None and self.patch == "auto" and key not in self.patched
                 and not cost.fits(budget) and cost.flash_bytes <= budget.flash_bytes
                 and (budget.max_macs is None or cost.macs <= budget.max_macs)
                 and len(self.patched) < self.patch_plans):
-            cost = self.table[key] = min(cost, measure(self.space, arch, "auto"),
+            cost = self.table[key] = min(cost, measure(self.space, arch, "auto", self.dsp),
                                          key=lambda c: c.peak_sram_bytes)
             self.patched.add(key)
         return cost

@@ -59,6 +59,14 @@ class SearchConfig:
     max_macs: int | None = None  # None: from the time budget (MACS_PER_BUDGET_SECOND)
 
     @property
+    def dsp(self) -> bool:
+        """Plan with the Cortex-M DSP kernels (their scratch counts) when the board has them."""
+        if not self.board:
+            return False
+        from boards import get_board
+        return get_board(self.board).dsp
+
+    @property
     def budget(self) -> Budget:
         cap = self.max_macs or int(MACS_PER_BUDGET_SECOND * self.time_budget_s)
         return Budget(self.sram_bytes, self.flash_bytes, self.latency_ms, self.clock_hz,
@@ -173,7 +181,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
     if space.in_channels != c or space.num_classes != ds.num_classes:
         space = replace(space, in_channels=c, num_classes=ds.num_classes)
     budget = cfg.budget
-    costs = CostCache(space, patch_plans=max(2, int(cfg.time_budget_s / 60)))
+    costs = CostCache(space, patch_plans=max(2, int(cfg.time_budget_s / 60)), dsp=cfg.dsp)
     if state.get("costs"):
         costs.load(state["costs"])
     log(f"dataset {ds.name}: {len(train)} train, {len(ds.val)} validation, "
@@ -318,7 +326,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         if ds.test is not None else None
     model_path = out / "model.tflite"
     model_path.write_bytes(tflite)
-    compiled = compile_model(model_path, patch=default_patch())
+    compiled = compile_model(model_path, patch=default_patch(), dsp=cfg.dsp)
     fits = compiled.peak_sram_bytes <= budget.sram_bytes and compiled.flash_bytes <= budget.flash_bytes
     in_scale, in_zp, out_scale, out_zp = io_quant(tflite)
     meta = {

@@ -65,15 +65,16 @@ def _export(space, arch, seed):
     return to_int8_tflite(model, rep.astype(np.float32))
 
 
-@pytest.mark.parametrize("width,resolution,seed,patch", [
-    (0.5, 28, 0, "none"), (0.75, 20, 1, "none"), (0.5, 20, 2, "auto")])
+@pytest.mark.parametrize("width,resolution,seed,patch,dsp", [
+    (0.5, 28, 0, "none", False), (0.75, 20, 1, "none", True), (0.5, 20, 2, "auto", False)])
 def test_graph_from_architecture_plans_like_the_exported_tflite(tmp_path, width, resolution,
-                                                                seed, patch):
+                                                                seed, patch, dsp):
+    """Also with the DSP kernels (a search for a Cortex-M4 board), whose scratch counts."""
     arch = SMALL.sample(random.Random(seed), width, resolution)
     path = tmp_path / "m.tflite"
     path.write_bytes(_export(SMALL, arch, seed))
-    real = compile_model(path, patch=patch)
-    direct = compile_graph(build_graph(SMALL, arch), patch=patch)
+    real = compile_model(path, patch=patch, dsp=dsp)
+    direct = compile_graph(build_graph(SMALL, arch), patch=patch, dsp=dsp)
     assert [s.op.kind for s in direct.steps] == [s.op.kind for s in real.steps]
     assert direct.peak_sram_bytes == real.peak_sram_bytes
     assert direct.flash_bytes == real.flash_bytes
