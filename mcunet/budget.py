@@ -26,10 +26,11 @@ class Budget:
     sram_bytes: int | None = None
     flash_bytes: int | None = None
     board: object | None = None  # boards.Board, when the budget comes from a board
+    sram_from_board: bool = False  # False where --sram (or no board) set sram_bytes
+    flash_from_board: bool = False
 
-    @property
-    def where(self) -> str:
-        return f"board {self.board.name}" if self.board is not None else "the budget"
+    def where(self, from_board: bool) -> str:
+        return f"board {self.board.name}" if from_board else "the budget"
 
 
 def resolve(sram: str | None, flash: str | None, board: str | None) -> Budget:
@@ -44,7 +45,8 @@ def resolve(sram: str | None, flash: str | None, board: str | None) -> Budget:
         b = get_board(board)
     return Budget(sram_bytes=parse_size(sram) if sram else (b.sram_bytes if b else None),
                   flash_bytes=parse_size(flash) if flash else (b.flash_bytes if b else None),
-                  board=b)
+                  board=b, sram_from_board=bool(b and not sram),
+                  flash_from_board=bool(b and not flash))
 
 
 def check(model, budget: Budget) -> None:
@@ -54,13 +56,15 @@ def check(model, budget: Budget) -> None:
         over = model.peak_sram_bytes - budget.sram_bytes
         plan = f"patches {model.patch.spec}" if model.patch else "layer by layer"
         problems.append(
-            f"needs {model.peak_sram_bytes:,} bytes of SRAM but {budget.where} has "
+            f"needs {model.peak_sram_bytes:,} bytes of SRAM but "
+            f"{budget.where(budget.sram_from_board)} has "
             f"{budget.sram_bytes:,} ({over:,} over; best plan found: {plan}, layer-wise lower "
             f"bound {model.plan.lower_bound:,})")
     if budget.flash_bytes is not None and model.flash_bytes > budget.flash_bytes:
         over = model.flash_bytes - budget.flash_bytes
         problems.append(f"needs {model.flash_bytes:,} bytes of flash for weights but "
-                        f"{budget.where} has {budget.flash_bytes:,} ({over:,} over)")
+                        f"{budget.where(budget.flash_from_board)} has {budget.flash_bytes:,} "
+                        f"({over:,} over)")
     if problems:
         hint = ("try --patch auto, a larger --max-overhead, a smaller input resolution or width, "
                 "or a board with more memory") if model.patch is None else \
