@@ -106,9 +106,9 @@ def build_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, s
 
 def _print_result(r, b):
     if r.instructions is not None:
+        per_mac = f"{r.instructions_per_mac:.2f} instructions/MAC, " if r.macs else ""
         click.echo(f"{r.instructions:,} instructions per inference, {r.macs:,} MACs "
-                   f"({r.instructions_per_mac:.2f} instructions/MAC, {'DSP' if r.dsp else 'portable'} "
-                   "kernels)")
+                   f"({per_mac}{'DSP' if r.dsp else 'portable'} kernels)")
     if r.cycles:
         click.echo(f"{r.cycles:,} cycles per inference ({r.cycles / b.clock_hz * 1e3:.2f} ms at "
                    f"{b.clock_hz / 1e6:.0f} MHz)")

@@ -4,11 +4,10 @@ is measured at run time instead) and the sizes and addresses of named symbols.""
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .toolchain import arm_tool
+from .toolchain import arm_tool, run_tool
 
 STACK_SECTIONS = (".stack", "._user_heap_stack", ".heap")
 
@@ -36,16 +35,14 @@ class ElfImage:
 
 
 def read_elf(path: Path) -> ElfImage:
-    out = subprocess.run([arm_tool("readelf"), "-S", "-W", str(path)], capture_output=True,
-                         text=True, check=True).stdout
+    out = run_tool([arm_tool("readelf"), "-S", "-W", str(path)], f"reading {path}")
     sections = {}
     # [Nr] Name Type Address Off Size ES Flg Lk Inf Al
     for m in re.finditer(r"^\s*\[\s*\d+\]\s+(\S+)\s+(\S+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+"
                          r"([0-9a-f]+)\s+[0-9a-f]+\s+([A-Za-z]*)\s", out, re.M):
         name, kind, addr, size, flags = m.groups()
         sections[name] = (kind, flags, int(addr, 16), int(size, 16))
-    out = subprocess.run([arm_tool("nm"), "-S", "--defined-only", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = run_tool([arm_tool("nm"), "-S", "--defined-only", str(path)], f"reading {path}")
     symbols = {}
     for line in out.splitlines():
         parts = line.split()

@@ -131,8 +131,18 @@ def project_files(model, board: Board, rows: list[list[np.ndarray]], paint_bytes
 
 
 
+# The project's folders that mcunet writes whole: a file in them that the new project does not
+# have (a kernel of another model, another board's port or manifest) is removed.
+OWNED_DIRS = (LIBRARY_DIR, "src", "boards")
+
+
 def write_project(files: dict[str, str], out: Path) -> None:
-    """Write the files, leaving unchanged ones alone (so `pio run` rebuilds only what changed)."""
+    """Write the files, leaving unchanged ones alone (so `pio run` rebuilds only what changed)
+    and removing files left in OWNED_DIRS by an earlier project."""
+    for folder in OWNED_DIRS:
+        for path in (out / folder).rglob("*") if (out / folder).is_dir() else ():
+            if path.is_file() and str(path.relative_to(out)) not in files:
+                path.unlink()
     for rel, text in files.items():
         path = out / rel
         if path.exists() and path.read_text() == text:
@@ -231,8 +241,12 @@ def _outputs(model, raw: list[bytes]) -> list[np.ndarray]:
 def _accounts(model, board: Board, elf: ElfImage, report: HarnessReport) -> tuple[dict, dict, int, int]:
     """RAM and flash, byte for byte."""
     static = elf.static_ram_bytes
-    arena = elf.size("arena") or elf.size("guarded")
+    arena = elf.size("arena")
     kernel_stack = max(report.stack)
+    if model.stack_bytes and kernel_stack > model.stack_bytes:
+        raise McunetError(f"the library used {kernel_stack} bytes of stack, more than the "
+                          f"{model.stack_bytes} its -fstack-usage bound allows (a bug in mcunet; "
+                          "please report it)")
     top = elf.address("__stack_top__")
     harness_stack = (top - (report.sp & ~3)) if top is not None else 0
     ram = {"static_bytes": static, "arena_bytes": arena,

@@ -40,20 +40,27 @@ void qemu_plugin_outs(const char *string);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
-#define MAX_SAMPLES 4096
-
 static uint64_t count;
 static uint64_t mark_addr = UINT64_MAX;
-static uint64_t samples[MAX_SAMPLES];
-static int num_samples;
+static uint64_t *samples; /* grown as marks come: two or more per input row */
+static size_t num_samples, max_samples;
+static int lost; /* a sample that found no memory: reported, so the counts are not trusted */
 
 static void on_mark(unsigned int vcpu_index, void *userdata)
 {
     (void)vcpu_index;
     (void)userdata;
-    if (num_samples < MAX_SAMPLES) {
-        samples[num_samples++] = count;
+    if (num_samples == max_samples) {
+        const size_t grown = max_samples ? 2 * max_samples : 4096;
+        uint64_t *more = realloc(samples, grown * sizeof *samples);
+        if (more == NULL) {
+            lost = 1;
+            return;
+        }
+        samples = more;
+        max_samples = grown;
     }
+    samples[num_samples++] = count;
 }
 
 static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -74,9 +81,12 @@ static void at_exit(qemu_plugin_id_t id, void *userdata)
     (void)id;
     (void)userdata;
     char line[64];
-    for (int i = 0; i < num_samples; ++i) {
+    for (size_t i = 0; i < num_samples; ++i) {
         snprintf(line, sizeof line, "mcunet-insn mark %" PRIu64 "\n", samples[i]);
         qemu_plugin_outs(line);
+    }
+    if (lost) {
+        qemu_plugin_outs("mcunet-insn lost marks\n");
     }
     snprintf(line, sizeof line, "mcunet-insn total %" PRIu64 "\n", count);
     qemu_plugin_outs(line);

@@ -3,6 +3,7 @@ TCG plugin (boards/insn_count.c, built on demand with the host C compiler)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ def plugin_path() -> Path:
         raise McunetError("no host C compiler to build QEMU's instruction-counting plugin; "
                           "install one (Debian: apt-get install gcc)")
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = lib.with_suffix(f".tmp{id(source)}")
+    tmp = lib.with_suffix(f".tmp{os.getpid()}")  # unique among concurrent runs
     proc = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(PLUGIN_SOURCE)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -58,6 +59,9 @@ def run_qemu(elf: Path, machine: str, mark_address: int | None, timeout: float) 
         raise McunetError(f"the firmware on emulated {machine} did not finish in {timeout:g} s "
                           "(it may be stuck; pass a longer --timeout if the model is large)") \
             from None
+    if "mcunet-insn lost marks" in proc.stderr:
+        raise McunetError("the instruction-counting plugin ran out of memory for its samples; "
+                          "run fewer rows at a time")
     marks = [int(m) for m in re.findall(r"^mcunet-insn mark (\d+)$", proc.stderr, re.M)]
     total = re.search(r"^mcunet-insn total (\d+)$", proc.stderr, re.M)
     if total is None:

@@ -45,13 +45,21 @@ def read_harness(port: str, timeout: float, start_grace: float = 2.0) -> str:
         time.sleep(start_grace)  # boards reset when the port opens
         last_poke = 0.0
         while time.monotonic() < deadline:
-            if "mcunet-begin" not in text and time.monotonic() - last_poke > 1.0:
-                conn.write(b"r")
-                last_poke = time.monotonic()
-            chunk = conn.read(4096).decode("ascii", "replace")
-            text += chunk
+            try:
+                if "mcunet-begin" not in text and time.monotonic() - last_poke > 1.0:
+                    conn.write(b"r")
+                    last_poke = time.monotonic()
+                text += conn.read(4096).decode("ascii", "replace")
+            except (serial.SerialException, OSError) as exc:
+                raise McunetError(f"the serial port {port} failed while reading the board: "
+                                  f"{exc}") from None
             if "mcunet-end" in text:
-                return text.replace("\r\n", "\n")
+                # One run: from the last start before the first end (a second 'r' sent while
+                # the board was starting may have begun another run).
+                text = text.replace("\r\n", "\n")
+                end = text.index("mcunet-end")
+                start = text.rfind("mcunet-begin", 0, end)
+                return text[max(start, 0):end] + "mcunet-end\n"
     what = "never answered" if not text.strip() else "stopped answering"
     raise McunetError(f"the board on {port} {what} within {timeout:.0f} s; check that it is "
                       "connected, that the upload succeeded, and the port "
@@ -60,4 +68,13 @@ def read_harness(port: str, timeout: float, start_grace: float = 2.0) -> str:
 
 def run_serial(project: Path, board, timeout: float) -> str:
     run_pio(["run", "--environment", board.name, "--target", "upload"], cwd=project)
-    return read_harness(find_port(), timeout)
+    # Boards with native USB (Nano 33 BLE, Pico) take a moment to come back after an upload.
+    for attempt in range(10):
+        try:
+            port = find_port()
+            break
+        except McunetError:
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
+    return read_harness(port, timeout)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mcunet.errors import McunetError
 
-from .toolchain import arm_tool, cache_root
+from .toolchain import arm_tool, cache_root, run_tool
 
 # The library is compiled like this everywhere (firmware builds use the same flags).
 LIBRARY_CFLAGS = ["-std=c99", "-O2", "-ffunction-sections", "-fdata-sections"]
@@ -53,6 +53,21 @@ _PUSH = re.compile(r"\s(?:push(?:\.w)?|stmdb(?:\.w)?\s+sp!,)\s*\{([^}]*)\}")
 _VPUSH = re.compile(r"\svpush\s*\{([^}]*)\}")
 _SUB_SP = re.compile(r"\ssub(?:\.w|w)?\s+sp,\s*(?:sp,\s*)?#(\d+)")
 _CALL = re.compile(r"\s(?:bl|blx|b|b\.w|b\.n)\s+([0-9a-f]+)\s+<")
+# A push written as a store with pre-decrement (libgcc's compare helpers: str ip, [sp, #-4]!).
+_STR_PRE = re.compile(r"\sstr[bhd]?(?:\.w)?\s+[^\[]*\[sp,\s*#-(\d+)\]!")
+# Instructions after which a function does not run on into the next one.
+_ENDS = re.compile(r"\s(?:bx\s+lr|pop(?:\.w)?\s*\{[^}]*pc\}|ldmia(?:\.w)?\s+sp!,\s*\{[^}]*pc\}"
+                   r"|ldr(?:\.w)?\s+pc,|b(?:\.w|\.n)?\s+[0-9a-f]+\s+<)")
+# Bump when the way frames are read changes, so cached results are recomputed.
+STACK_MODEL = 2
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A cache file that a concurrent run never reads half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _reg_count(regs: str) -> int:
@@ -69,7 +84,8 @@ def _reg_count(regs: str) -> int:
 
 def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, set]]:
     """Frames and calls of toolchain library functions, from a disassembled probe image."""
-    key = hashlib.sha256(json.dumps([sorted(names), core_flags(board)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([STACK_MODEL, sorted(names), core_flags(board)]).encode()
+                         ).hexdigest()[:16]
     cached = cache_root() / "stack" / f"lib-{key}.json"
     if cached.exists():
         data = json.loads(cached.read_text())
@@ -81,14 +97,12 @@ def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, 
         refs = ", ".join(sorted(names))
         (tmp / "probe.c").write_text(f"{decls}void *const mcunet_refs[] = {{ {refs} }};\n"
                                      "void _start(void) {}\n")
-        subprocess.run([gcc, *core_flags(board), "-O2", "-nostartfiles", "--specs=nano.specs",
-                        "--specs=nosys.specs", "-Wl,--undefined=mcunet_refs", "-Wl,-e,_start",
-                        str(tmp / "probe.c"), "-o", str(tmp / "probe.elf")],
-                       check=True, capture_output=True, text=True)
-        syms = subprocess.run([arm_tool("nm"), "-n", str(tmp / "probe.elf")], check=True,
-                              capture_output=True, text=True).stdout
-        asm = subprocess.run([arm_tool("objdump"), "-d", str(tmp / "probe.elf")], check=True,
-                             capture_output=True, text=True).stdout
+        what = "linking the toolchain's library functions for the stack bound"
+        run_tool([gcc, *core_flags(board), "-O2", "-nostartfiles", "--specs=nano.specs",
+                  "--specs=nosys.specs", "-Wl,--undefined=mcunet_refs", "-Wl,-e,_start",
+                  str(tmp / "probe.c"), "-o", str(tmp / "probe.elf")], what)
+        syms = run_tool([arm_tool("nm"), "-n", str(tmp / "probe.elf")], what)
+        asm = run_tool([arm_tool("objdump"), "-d", str(tmp / "probe.elf")], what)
     starts: dict[int, list[str]] = {}
     for line in syms.splitlines():
         parts = line.split()
@@ -97,6 +111,7 @@ def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, 
     bounds = sorted(starts)
     frames_at: dict[int, int] = {a: 0 for a in bounds}
     calls_at: dict[int, set] = {a: set() for a in bounds}
+    last: dict[int, str] = {}
     for line in asm.splitlines():
         m = re.match(r"\s*([0-9a-f]+):\s", line)
         if not m or not bounds:
@@ -106,8 +121,11 @@ def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, 
         if i < 0:
             continue
         fn = bounds[i]
+        last[fn] = line
         if p := _PUSH.search(line):
             frames_at[fn] += 4 * _reg_count(p.group(1))
+        elif p := _STR_PRE.search(line):
+            frames_at[fn] += int(p.group(1))
         elif p := _VPUSH.search(line):
             regs = p.group(1)
             frames_at[fn] += (8 if "d" in regs else 4) * _reg_count(regs)
@@ -118,19 +136,23 @@ def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, 
             j = bisect.bisect_right(bounds, target) - 1
             if j >= 0 and bounds[j] != fn:
                 calls_at[fn].add(starts[bounds[j]][0])
+    # A function that runs on into the next (libgcc's __aeabi_dsub into __adddf3) calls it.
+    for fn, after in zip(bounds, bounds[1:]):
+        if fn in last and not _ENDS.search(last[fn]):
+            calls_at[fn].add(starts[after][0])
     frames, edges = {}, {}
     for addr, labels in starts.items():
         for label in labels:
             frames[label] = frames_at[addr]
             edges[label] = calls_at[addr]
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps({"frames": frames, "edges": {k: sorted(v) for k, v in edges.items()}}))
+    _write_atomic(cached, json.dumps({"frames": frames,
+                                      "edges": {k: sorted(v) for k, v in edges.items()}}))
     return frames, edges
 
 
 def library_stack_bytes(files: dict[str, str], board) -> int:
     """Deepest stack below (and including) mcunet_invoke for a rendered library."""
-    digest = hashlib.sha256(json.dumps([sorted(files.items()), core_flags(board),
+    digest = hashlib.sha256(json.dumps([STACK_MODEL, sorted(files.items()), core_flags(board),
                                         LIBRARY_CFLAGS]).encode()).hexdigest()[:24]
     cached = cache_root() / "stack" / f"{digest}.json"
     if cached.exists():
@@ -169,5 +191,5 @@ def library_stack_bytes(files: dict[str, str], board) -> int:
             edges.setdefault(name, set()).update(calls)
     result = _deepest(ENTRY, frames, edges)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps({"stack_bytes": result}))
+    _write_atomic(cached, json.dumps({"stack_bytes": result}))
     return result

@@ -50,6 +50,17 @@ def arm_tool(name: str) -> str:
     return require(f"arm-none-eabi-{name}")
 
 
+def run_tool(cmd: list[str], what: str) -> str:
+    """Run a toolchain command and return its stdout; a failure (a missing newlib, a broken
+    install) ends in one error with the command's last words and the install hint."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise McunetError(f"{what} failed ({Path(cmd[0]).name} exit {proc.returncode}): "
+                          f"{proc.stderr.strip()[-800:]}\nIf the toolchain is incomplete, "
+                          f"{HINTS[ARM_GCC]}")
+    return proc.stdout
+
+
 def platformio_core_dir() -> Path:
     """PlatformIO's core folder: $PLATFORMIO_CORE_DIR if the user set one, else mcunet's cache
     (so mcunet never writes into ~/.platformio behind the user's back)."""

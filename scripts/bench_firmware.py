@@ -44,10 +44,14 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     insn = {}  # (model, DSP kernels?) -> (board, instructions per MAC), M4 first
+    differ = []  # (model, board) whose outputs were not TFLite's
     for board_name in args.boards.split(","):
         board = get_board(board_name)
         for name in args.models.split(","):
-            name = next(n for n in NAMES if n.startswith(name))
+            matches = [n for n in NAMES if n.startswith(name)]
+            if not matches:
+                sys.exit(f"unknown model {name!r}; the models are {', '.join(NAMES)}")
+            name = matches[0]
             path = MODELS / f"{name}.tflite"
             model = compile_model(path, patch=args.patch, dsp=board.dsp)
             model.stack_bytes = kernel_stack_bytes(model, board)
@@ -58,11 +62,13 @@ def main() -> int:
             ram = r.ram
             harness = ram["harness_static_bytes"] + ram["harness_stack_bytes"]
             print(f"{name:<24} {board.name:<11} {'DSP' if r.dsp else 'portable':<8} "
-                  f"{r.instructions:>12,} {r.macs:>11,} {r.instructions_per_mac:>8.3f} "
+                  f"{r.instructions:>12,} {r.macs:>11,} {r.instructions_per_mac or 0:>8.3f} "
                   f"{r.flash['code_and_runtime_bytes']:>8,} {r.flash['weights_bytes']:>10,} "
                   f"{r.ram_bytes_measured:>10,} {ram['arena_bytes']:>8,} "
                   f"{ram['kernel_stack_bytes']:>7,} {harness:>9,} {r.peak_sram_bytes:>8,} "
                   f"{'yes' if exact else 'NO':>5}", flush=True)
+            if not exact:
+                differ.append(f"{name} on {board.name}")
             if board.core == "cortex-m4" or (name, r.dsp) not in insn:
                 insn[(name, r.dsp)] = (board.name, r.instructions_per_mac)
             for op, kernel, macs, n in r.layers:
@@ -81,6 +87,9 @@ def main() -> int:
     print("\nRAM meas. = static RAM from the ELF + stack high-water mark (painted): the arena "
           "(equal to the plan), the kernels' stack (planned: -fstack-usage bound) and the "
           "harness (its buffers and frames). planned = peak_sram_bytes = arena + stack bound.")
+    if differ:
+        print(f"outputs differ from TFLite's reference kernels: {', '.join(differ)}")
+        return 1
     return 0
 
 

@@ -23,12 +23,15 @@ needs_tools = pytest.mark.skipif(
     reason="needs arm-none-eabi-gcc and qemu-system-arm (scripts/setup.sh installs them)")
 
 
-def check_run(name: str, board_name: str, rows: int = 2, patch: str = "auto"):
+def check_run(name: str, board_name: str, rows: int = 2, patch: str = "auto",
+              same_rows: bool = False):
     board = get_board(board_name)
     path = mlperf_model(name)
     model = compile_model(path, patch=patch, dsp=board.dsp)
     model.stack_bytes = kernel_stack_bytes(model, board)
     inputs = random_inputs(model.graph, rows, seed=7)
+    if same_rows:  # every row a copy of the first
+        inputs = [np.repeat(x[:1], rows, axis=0) for x in inputs]
     result = run_on_board(model, board, inputs)
     expected = reference_outputs(path.read_bytes(), inputs)
     for mine, ref in zip(result.outputs, expected):
@@ -49,9 +52,10 @@ def check_run(name: str, board_name: str, rows: int = 2, patch: str = "auto"):
 
 @needs_tools
 def test_kws_on_m4_bit_exact_and_accounted():
-    model, result = check_run("kws_ref_model.tflite", "mps2-an386")
+    model, result = check_run("kws_ref_model.tflite", "mps2-an386", same_rows=True)
     assert result.dsp == get_board("mps2-an386").dsp
-    # Instructions are deterministic: the same row twice costs the same.
+    # Instructions are counted exactly: the same row twice costs the same.
+    assert result.instructions_per_row[0] == result.instructions_per_row[1]
     assert result.instructions_per_row[0] > model.macs
 
 
@@ -111,6 +115,13 @@ def test_real_board_project_uses_the_vendor_platform(tmp_path):
     assert "platform = ststm32" in ini and "board = nucleo_f411re" in ini
     assert "framework = arduino" in ini and "upload_protocol = stlink" in ini
     assert "src/port_arduino.cpp" in files and "boards/nucleo_f411re.json" not in files
+    # The same folder, rebuilt for an emulated board: the real board's files are gone.
+    proc = run_cli("build", mlperf_model("ad01_int8.tflite"), "--board", "mps2-an385",
+                   "--out", tmp_path / "fw")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "fw" / "src" / "port_arduino.cpp").exists()
+    kernels = {p.name for p in (tmp_path / "fw" / "lib" / "mcunet_model" / "kernels").iterdir()}
+    assert kernels and not any("conv2d" in k for k in kernels)  # ad01 has no convolution
 
 
 def test_harness_report_parsing_and_errors():
@@ -151,3 +162,37 @@ def test_board_that_never_answers(monkeypatch):
     monkeypatch.setitem(sys.modules, "serial", fake)
     with pytest.raises(McunetError, match="never answered within 1 s"):
         serial_port.read_harness("/dev/ttyFAKE", timeout=1, start_grace=0)
+
+
+def test_board_answer_is_cut_to_one_run(monkeypatch):
+    """A board that ran twice (a second 'r' arrived while it started) still gives one run's
+    report, read through the same path as a real serial port."""
+    import sys
+    import types
+
+    from boards import serial_port
+
+    one_run = "mcunet-begin sp=0x20001000\r\nmcunet-row 0 cycles=5 stack=64\r\nmcunet-out 0 7f\r\nmcunet-end\r\n"
+
+    class Chatty:
+        def __init__(self, *a, **k):
+            second = b"mcunet-begin sp=0x20001000\r\nmcunet-row 0 cycles=5 stack=64\r\nmcunet-out"
+            self.chunks = [b"", one_run.encode() + second]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def write(self, data):
+            pass
+
+        def read(self, n):
+            return self.chunks.pop(0) if self.chunks else b""
+
+    monkeypatch.setitem(sys.modules, "serial", types.SimpleNamespace(Serial=Chatty,
+                                                                      SerialException=OSError))
+    text = serial_port.read_harness("/dev/ttyFAKE", timeout=5, start_grace=0)
+    report = parse_harness(text, 1)
+    assert report.raw == [bytes([0x7f])] and report.cycles == [5] and report.stack == [64]
