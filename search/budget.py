@@ -59,7 +59,10 @@ class Budget:
     flash_bytes: int
     latency_ms: float | None = None
     clock_hz: int | None = None  # to turn MACs into an estimated latency
-    macs_per_cycle: float = 0.25  # int8 MACs per cycle: ~4 instructions per MAC measured on an emulated M4
+    # int8 MACs per cycle, for the latency estimate: conservative; the DSP kernels execute
+    # about 2.4 instructions per MAC of a searched network on the emulated M4, and loads and
+    # multiply-accumulates can take more than one cycle.
+    macs_per_cycle: float = 0.25
     max_macs: int | None = None  # a compute cap (what training in the time budget can afford)
 
     def to_dict(self) -> dict:

@@ -49,17 +49,17 @@ def search_options(fn):
                      help="seconds for the whole search, training included"),
         click.option("--seed", default=0, show_default=True, help="random seed"),
         click.option("--resume", is_flag=True, help="continue the search saved in --out"),
-        click.option("--supernet-steps", type=int, default=None,
+        click.option("--supernet-steps", type=click.IntRange(min=1), default=None,
                      help="fix the supernet's training steps (default: from the time budget)"),
-        click.option("--finetune-steps", type=int, default=None,
+        click.option("--finetune-steps", type=click.IntRange(min=1), default=None,
                      help="fix the winner's fine-tuning steps (default: from the time budget)"),
-        click.option("--generations", type=int, default=None,
+        click.option("--generations", type=click.IntRange(min=1), default=None,
                      help="fix the number of evolution generations (default: from the time budget)"),
-        click.option("--population", type=int, default=16, show_default=True,
+        click.option("--population", type=click.IntRange(min=2), default=16, show_default=True,
                      help="candidates per generation"),
         click.option("--max-macs", default="auto", show_default=True,
                      help="compute cap, e.g. 2.5M (auto: what the time budget can train)"),
-        click.option("--train-subset", type=int, default=None,
+        click.option("--train-subset", type=click.IntRange(min=1), default=None,
                      help="train on only this many images (quick trials)"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]
@@ -129,7 +129,7 @@ def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resu
 @click.option("--flash", default=DEFAULT_FLASH, show_default=True, help="flash budget")
 @click.option("--out", "out", default="mcunet-search", show_default=True,
               type=click.Path(file_okay=False), help="folder for everything")
-@click.option("--rows", default=200, show_default=True,
+@click.option("--rows", default=200, show_default=True, type=click.IntRange(min=1),
               help="test images to run on the board")
 @search_options
 def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_budget, seed,
@@ -148,13 +148,15 @@ def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_b
         raise McunetError(f"the budget ({cfg.sram_bytes} B SRAM, {cfg.flash_bytes} B flash) is "
                           f"more than {target.name} offers the model ({target.sram_bytes} B, "
                           f"{target.flash_bytes} B)")
-    if resume and (out / "model.json").exists() and (out / "state.json").exists():
-        from .pipeline import State
-        if State(out).get("done"):
-            import json
-            meta = json.loads((out / "model.json").read_text())
-        else:
-            meta = run_search(cfg, resume=True, progress=not quiet, log=click.echo)
+    from .pipeline import State
+    state = State(out) if resume and (out / "state.json").exists() else None
+    if state is not None and state.get("done") and (out / "model.json").exists():
+        if state.get("config") != cfg.fingerprint():
+            raise McunetError(f"{out} holds a search with other settings (dataset, budget, seed or "
+                              f"board); resume it with the same ones, or run its model with "
+                              f"`mcunet deploy {out / 'model.tflite'} --board {board} --out DIR`")
+        import json
+        meta = json.loads((out / "model.json").read_text())
     else:
         meta = run_search(cfg, resume=resume, progress=not quiet, log=click.echo)
     click.echo("\n".join(_summary(meta, out)))
@@ -185,7 +187,7 @@ def deploy(out: Path, meta: dict, board, rows: int) -> dict:
     compiled.library().write(lib)
     ds = load_dataset(meta["dataset_source"] if meta["dataset"] != "fashion-mnist" else "fashion-mnist",
                       seed=meta["seed"])
-    split = ds.test if ds.test is not None else ds.val
+    split, split_name = (ds.test, "test") if ds.test is not None else (ds.val, "validation")
     split = split.subset(rows, meta["seed"]) if rows < len(split) else split
     x = prepare(split.x, meta["input"]["resolution"])
     q = quantize_input(x, meta["input"]["scale"], meta["input"]["zero_point"])
@@ -194,7 +196,8 @@ def deploy(out: Path, meta: dict, board, rows: int) -> dict:
     y_ref = int8_predict((out / "model.tflite").read_bytes(), x)
     exact = bool(np.array_equal(y_board.reshape(y_ref.shape), y_ref))
     acc = float((y_board.reshape(len(split), -1).argmax(1) == split.y).mean())
-    report = {"board": board.name, "rows": int(len(split)), "accuracy_int8_on_board": acc,
+    report = {"board": board.name, "rows": int(len(split)), "split": split_name,
+              "accuracy_int8_on_board": acc,
               "bit_exact_with_tflite": exact, "peak_sram_bytes": result.peak_sram_bytes,
               "arena_bytes": result.arena_bytes, "stack_bytes": result.stack_bytes,
               "ram_bytes_measured": result.ram_bytes_measured,
@@ -206,7 +209,7 @@ def deploy(out: Path, meta: dict, board, rows: int) -> dict:
             f" ({result.instructions / max(result.macs, 1):.2f} per MAC)"
             if result.instructions else
             f"{result.cycles:,} cycles per inference" if result.cycles else "cost not measured")
-    click.echo(f"on {board.name}: {100 * acc:.2f}% of {len(split)} test images "
+    click.echo(f"on {board.name}: {100 * acc:.2f}% of {len(split)} {split_name} images "
                f"({'bit-exact with' if exact else 'DIFFERENT from'} TFLite's reference kernels)")
     click.echo(f"SRAM {result.peak_sram_bytes} B planned (arena {result.arena_bytes} + stack "
                f"{result.stack_bytes}), {result.ram_bytes_measured} B measured; flash "

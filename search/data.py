@@ -123,17 +123,27 @@ def load_npz(path: Path) -> tuple[Split, Split | None, list[str] | None]:
         if x.dtype != np.uint8:  # floats in [0, 1] or other ints in [0, 255]
             x = np.clip(x * (255.0 if x.dtype.kind == "f" and x.max() <= 1.0 else 1.0), 0, 255)
             x = np.round(x).astype(np.uint8)
-        return Split(x, np.asarray(y).reshape(-1).astype(np.int32))
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+            y = y.argmax(1)
+        if y.dtype.kind not in "iub" or y.size != len(x):
+            raise McunetError(f"{path}: labels must be one integer class index per image (or "
+                              f"one-hot rows); got {y.dtype} {y.shape}")
+        return Split(x, y.reshape(-1).astype(np.int32))
 
     train = split(d[xk], d[yk])
     test = split(d["x_test"], d["y_test"]) if "x_test" in d and "y_test" in d else None
+    if test is not None and test.x.shape[1:] != train.x.shape[1:]:
+        raise McunetError(f"{path}: test images are {test.x.shape[1:]}, training images "
+                          f"{train.x.shape[1:]}")
     classes = [str(c) for c in d["classes"]] if "classes" in d else None
     return train, test, classes
 
 
 def load_folder(path: Path, size: int | None = None) -> tuple[Split, list[str]]:
-    """One sub-folder per class; images are resized to size x size (default: the first
-    image's size) and kept grey if every image is grey."""
+    """One sub-folder per class; images are resized to size x size (default: the longer side
+    of the first image) and kept grey if every image is grey. Each file is opened, read and
+    closed in turn, so folders of any size stay within the open-file limit."""
     from PIL import Image
 
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -144,17 +154,25 @@ def load_folder(path: Path, size: int | None = None) -> tuple[Split, list[str]]:
              if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise McunetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
-    images = []
-    for f, _ in files:
+    def read(f: Path, mode: str | None):
+        """(mode, pixels) of one image, closed once read; decode errors name the file."""
         try:
-            images.append(Image.open(f))
-        except OSError as exc:
+            with Image.open(f) as im:  # the header only, until convert() decodes
+                if mode is None:
+                    return "L" if im.mode in ("L", "1", "I", "I;16", "LA") else "RGB", None
+                return mode, np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR))
+        except (OSError, ValueError) as exc:
             raise McunetError(f"cannot read image {f}: {exc}") from None
-    grey = all(im.mode in ("L", "1", "I", "I;16") for im in images)
+
+    # First pass: grey only if every image is; the size, if not given, that of the first image
+    # (made square, the longer side).
+    modes = {read(f, None)[0] for f, _ in files}
+    mode = "L" if modes == {"L"} else "RGB"
+    grey = mode == "L"
     if size is None:
-        size = images[0].size[0]
-    xs = [np.asarray(im.convert("L" if grey else "RGB").resize((size, size), Image.BILINEAR))
-          for im in images]
+        with Image.open(files[0][0]) as first:
+            size = max(first.size)
+    xs = [read(f, mode)[1] for f, _ in files]
     x = np.stack(xs)
     if grey:
         x = x[..., None]
@@ -187,7 +205,8 @@ def load_dataset(spec: str, val_fraction: float = 0.1, seed: int = 0) -> Dataset
         name = path.stem or path.name
     n_cls = int(max(train.y.max(), test.y.max() if test is not None else 0)) + 1
     classes = classes or [str(i) for i in range(n_cls)]
-    if train.y.min() < 0 or n_cls > len(classes):
+    lowest = min(train.y.min(), test.y.min() if test is not None else 0)
+    if lowest < 0 or n_cls > len(classes):
         raise McunetError(f"labels must be 0..{len(classes) - 1}")
     if len(train) < 20:
         raise McunetError(f"{spec} has only {len(train)} training images; need at least 20")
@@ -196,7 +215,7 @@ def load_dataset(spec: str, val_fraction: float = 0.1, seed: int = 0) -> Dataset
 
 
 def _split(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """A stratified-enough random split: (rest, held out)."""
+    """A seeded random split: (rest, held out)."""
     idx = np.random.default_rng(seed).permutation(len(data))
     n = max(1, int(round(len(data) * fraction)))
     held, rest = idx[:n], idx[n:]

@@ -109,10 +109,3 @@ def write_model(out: Path, tflite: bytes, meta: dict) -> tuple[Path, Path]:
     model_path.write_bytes(tflite)
     json_path.write_text(json.dumps(meta, indent=2) + "\n")
     return model_path, json_path
-
-
-def read_meta(folder: Path) -> dict:
-    path = folder / "model.json"
-    if not path.exists():
-        raise McunetError(f"{folder} holds no model.json: run `mcunet search --out {folder}` first")
-    return json.loads(path.read_text())

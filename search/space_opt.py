@@ -30,10 +30,10 @@ class PairStats:
 
 
 def optimise_space(space: SearchSpace, budget: Budget, costs: CostCache, samples: int = 12,
-                   seed: int = 0, max_macs: int | None = None,
+                   seed: int = 0,
                    progress: Callable[[], None] | None = None) -> tuple[tuple[float, int], list[PairStats]]:
-    """((width, resolution), stats of every pair). max_macs optionally caps compute (for a
-    training-time or latency budget): heavier models count as not fitting."""
+    """((width, resolution), stats of every pair). The budget's compute cap and latency count
+    like SRAM and flash: heavier models do not fit."""
     stats: list[PairStats] = []
     for width in space.width_choices:
         for res in space.resolution_choices:
@@ -41,7 +41,7 @@ def optimise_space(space: SearchSpace, budget: Budget, costs: CostCache, samples
             fit_macs = []
             for _ in range(samples):
                 cost = costs(space.sample(rng, width, res), budget)
-                if cost.fits(budget) and (max_macs is None or cost.macs <= max_macs):
+                if cost.fits(budget):
                     fit_macs.append(cost.macs)
                 if progress:
                     progress()
@@ -51,10 +51,27 @@ def optimise_space(space: SearchSpace, budget: Budget, costs: CostCache, samples
     good = [s for s in stats if s.fitting >= max(1, samples // 4)] or \
         [s for s in stats if s.fitting]
     if not good:
-        smallest = min(stats, key=lambda s: (s.width, s.resolution))
-        raise McunetError(
-            f"no sampled network fits {budget.sram_bytes // 1024} KB SRAM and "
-            f"{budget.flash_bytes // 1024} KB flash, not even at width {smallest.width:g} and "
-            f"resolution {smallest.resolution}; raise the budget or use a smaller search space")
+        raise McunetError(_nothing_fits(space, budget, costs))
     best = max(good, key=lambda s: (s.mean_macs, s.fitting))
     return (best.width, best.resolution), stats
+
+
+def _nothing_fits(space: SearchSpace, budget: Budget, costs: CostCache) -> str:
+    """Why not even the space's smallest network fits: each limit it breaks, and by how much."""
+    smallest = space.smallest()
+    cost = costs(smallest, budget)
+    over = []
+    if cost.peak_sram_bytes > budget.sram_bytes:
+        over.append(f"{cost.peak_sram_bytes:,} B of SRAM (budget {budget.sram_bytes:,})")
+    if cost.flash_bytes > budget.flash_bytes:
+        over.append(f"{cost.flash_bytes:,} B of flash (budget {budget.flash_bytes:,})")
+    if budget.max_macs is not None and cost.macs > budget.max_macs:
+        over.append(f"{cost.macs / 1e6:.2f} M MACs (cap {budget.max_macs / 1e6:.2f} M: --max-macs, "
+                    "by default what --time-budget can train)")
+    lat = cost.latency_ms(budget)
+    if budget.latency_ms is not None and lat is not None and lat > budget.latency_ms:
+        over.append(f"an estimated {lat:.1f} ms (budget {budget.latency_ms:g} ms)")
+    why = "; ".join(over) or "nothing it breaks was found (a bug; please report it)"
+    return (f"no sampled network fits the budget; the space's smallest (width "
+            f"{smallest.width:g}, resolution {smallest.resolution}) needs {why}. Raise that "
+            "limit or use a smaller search space")

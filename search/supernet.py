@@ -283,15 +283,6 @@ class Supernet:
                 layer.set_weights([v["classifier_kernel"][:k], v["classifier_bias"]])
         return model
 
-    # -- persistence --------------------------------------------------------------------------
-
-    def numpy_state(self) -> dict[str, np.ndarray]:
-        return {k: t.numpy() for k, t in self.vars.items()}
-
-    def load_numpy_state(self, state: dict[str, np.ndarray]) -> None:
-        for k, t in self.vars.items():
-            t.assign(state[k])
-
 
 def sandwich(space: SearchSpace, step: int, seed: int, width: float | None = None,
              resolution: int | None = None) -> list[Arch]:

@@ -131,6 +131,23 @@ def test_data_readers(tmp_path):
     ds = load_dataset(str(tmp_path / "imgs"))
     assert ds.classes == ["cat", "dog"] and ds.shape == (6, 6, 3)
     assert len(ds.train) + len(ds.val) + len(ds.test) == 24
+    # A truncated image is named in one error; labels as one-hot rows are class indices;
+    # string labels and negative test labels are refused.
+    good = (tmp_path / "imgs" / "dog" / "0.png").read_bytes()
+    (tmp_path / "imgs" / "dog" / "broken.png").write_bytes(good[:60])
+    with pytest.raises(McunetError, match="cannot read image .*broken.png"):
+        load_dataset(str(tmp_path / "imgs"))
+    y = rng.integers(0, 3, 50)
+    np.savez(tmp_path / "hot.npz", x=rng.random((50, 8, 8)), y=np.eye(3)[y])
+    hot = load_dataset(str(tmp_path / "hot.npz"))
+    assert np.array_equal(np.sort(np.concatenate([hot.train.y, hot.val.y])), np.sort(y))
+    np.savez(tmp_path / "str.npz", x=rng.random((50, 8, 8)), y=np.array(["a", "b"] * 25))
+    with pytest.raises(McunetError, match="one integer class index"):
+        load_dataset(str(tmp_path / "str.npz"))
+    np.savez(tmp_path / "neg.npz", x_train=rng.random((50, 8, 8)), y_train=y,
+             x_test=rng.random((10, 8, 8)), y_test=-np.ones(10, dtype=int))
+    with pytest.raises(McunetError, match="labels must be"):
+        load_dataset(str(tmp_path / "neg.npz"))
     with pytest.raises(McunetError, match="unknown dataset"):
         load_dataset(str(tmp_path / "nothing"))
     x = rng.random((2, 7, 7, 1)).astype(np.float32)

@@ -65,6 +65,35 @@ def test_tiny_search_end_to_end(tmp_path):
         run_search(_tiny_config(out, seed=4), resume=True, progress=False, log=lambda *a: None)
 
 
+def test_speed_probe_and_deadline(monkeypatch):
+    """The time-budgeted plan without TensorFlow: the probe times the steps after the first
+    PROBE_STEPS (tracing), and the deadline re-plans the total from the speed it sees."""
+    from search import train as train_mod
+    from search.pipeline import PROBE_STEPS, _seconds_per_step
+
+    calls = []
+
+    def fake_train(stop_at):  # 2 s a step after the first PROBE_STEPS, which take 30 s
+        first = calls[-1] if calls else 0
+        calls.append(stop_at)
+        return {"first": first, "last": stop_at,
+                "seconds": 30.0 if first == 0 else 2.0 * (stop_at - first)}
+
+    assert _seconds_per_step(fake_train, 4) == 2.0
+    assert calls == [PROBE_STEPS, PROBE_STEPS + 4]
+
+    now = [0.0]
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: now[0])
+    deadline = train_mod.Deadline(at=100.0, every=10)
+    assert deadline.total(0, 500) == 500  # sets its mark
+    now[0] = 5.0
+    assert deadline.total(5, 500) == 500  # too few steps since the mark to judge
+    now[0] = 20.0  # 10 steps in 20 s: 80 s left is 40 more steps
+    assert deadline.total(10, 500) == 50
+    now[0] = 120.0  # past the deadline: stop after this step
+    assert deadline.total(20, 50) == 21
+
+
 def test_search_cli_errors(tmp_path):
     r = run_cli("search", "--dataset", "fashion-mnist", "--out", tmp_path / "a")
     assert r.returncode == 2 and r.stderr.startswith("error: give a budget"), r.stderr
