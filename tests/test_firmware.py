@@ -135,49 +135,14 @@ def test_harness_report_parsing_and_errors():
         parse_harness("mcunet-begin sp=0x0\nmcunet-row 0 cycles=0 stack=9 overflow\nmcunet-end\n", 1)
 
 
-def test_board_that_never_answers(monkeypatch):
-    """A serial port that stays silent ends in a clear error after the timeout."""
+def fake_serial(monkeypatch, chunks: list[bytes]) -> None:
+    """pyserial replaced by a port whose reads return `chunks` in turn, then nothing."""
     import sys
     import types
 
-    from boards import serial_port
-
-    class Silent:
+    class Port:
         def __init__(self, *a, **k):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-        def write(self, data):
-            pass
-
-        def read(self, n):
-            return b""
-
-    fake = types.SimpleNamespace(Serial=Silent, SerialException=OSError)
-    monkeypatch.setitem(sys.modules, "serial", fake)
-    with pytest.raises(McunetError, match="never answered within 1 s"):
-        serial_port.read_harness("/dev/ttyFAKE", timeout=1, start_grace=0)
-
-
-def test_board_answer_is_cut_to_one_run(monkeypatch):
-    """A board that ran twice (a second 'r' arrived while it started) still gives one run's
-    report, read through the same path as a real serial port."""
-    import sys
-    import types
-
-    from boards import serial_port
-
-    one_run = "mcunet-begin sp=0x20001000\r\nmcunet-row 0 cycles=5 stack=64\r\nmcunet-out 0 7f\r\nmcunet-end\r\n"
-
-    class Chatty:
-        def __init__(self, *a, **k):
-            second = b"mcunet-begin sp=0x20001000\r\nmcunet-row 0 cycles=5 stack=64\r\nmcunet-out"
-            self.chunks = [b"", one_run.encode() + second]
+            self.chunks = list(chunks)
 
         def __enter__(self):
             return self
@@ -191,8 +156,28 @@ def test_board_answer_is_cut_to_one_run(monkeypatch):
         def read(self, n):
             return self.chunks.pop(0) if self.chunks else b""
 
-    monkeypatch.setitem(sys.modules, "serial", types.SimpleNamespace(Serial=Chatty,
-                                                                      SerialException=OSError))
+    monkeypatch.setitem(sys.modules, "serial",
+                        types.SimpleNamespace(Serial=Port, SerialException=OSError))
+
+
+def test_board_that_never_answers(monkeypatch):
+    """A serial port that stays silent ends in a clear error after the timeout."""
+    from boards import serial_port
+
+    fake_serial(monkeypatch, [])
+    with pytest.raises(McunetError, match="never answered within 1 s"):
+        serial_port.read_harness("/dev/ttyFAKE", timeout=1, start_grace=0)
+
+
+def test_board_answer_is_cut_to_one_run(monkeypatch):
+    """A board that ran twice (a second 'r' arrived while it started) still gives one run's
+    report, read through the same path as a real serial port."""
+    from boards import serial_port
+
+    one_run = (b"mcunet-begin sp=0x20001000\r\nmcunet-row 0 cycles=5 stack=64\r\n"
+               b"mcunet-out 0 7f\r\nmcunet-end\r\n")
+    second = b"mcunet-begin sp=0x20001000\r\nmcunet-row 0 cycles=5 stack=64\r\nmcunet-out"
+    fake_serial(monkeypatch, [b"", one_run + second])
     text = serial_port.read_harness("/dev/ttyFAKE", timeout=5, start_grace=0)
     report = parse_harness(text, 1)
     assert report.raw == [bytes([0x7f])] and report.cycles == [5] and report.stack == [64]
