@@ -77,6 +77,7 @@ class SearchConfig:
         d = asdict(self)
         for k in ("out", "time_budget_s"):
             d.pop(k)
+        d["max_macs"] = self.budget.max_macs  # the cap, also when the time budget sets it
         return json.loads(json.dumps(d))  # as state.json stores it (tuples become lists)
 
 
@@ -133,13 +134,17 @@ def _seconds_per_step(train, timed_steps: int) -> float:
     return r["seconds"] / max(1, r["last"] - r["first"])
 
 
-def _ticker(bar):
-    """A training loop's progress callback that moves `bar` (its total once it is known)."""
+def _ticker(bar, save_time=None, every: int = 50):
+    """A training loop's progress callback that moves `bar` (its total once it is known) and,
+    every `every` steps (as often as the loops checkpoint), records the time spent, so a
+    killed run's time counts against the budget when it resumes."""
     def tick(step, total, loss, acc):
         if total < 10 ** 9 and bar.total != total:
             bar.total = total
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+        if save_time is not None and step % every == 0:
+            save_time()
     return tick
 
 
@@ -221,7 +226,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
     if not state.get("supernet_done"):
         total = cfg.supernet_steps or plan.get("supernet_steps")
         with _bar(total, "supernet", progress) as bar:
-            tick = _ticker(bar)
+            tick = _ticker(bar, save_time)
             warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
             if total is None:  # measure the speed (after tracing), then fix the plan
                 per_step = _seconds_per_step(partial(
@@ -289,7 +294,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         total = cfg.finetune_steps or plan.get("finetune_steps")
         warmup = 30 if not cfg.finetune_steps else max(1, cfg.finetune_steps // 10)
         with _bar(total, "fine-tune", progress) as bar:
-            tick = _ticker(bar)
+            tick = _ticker(bar, save_time)
             if total is None:
                 per_step = _seconds_per_step(partial(
                     finetune, model, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
