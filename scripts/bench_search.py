@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from search.budget import CostCache, parse_bytes
-    from search.pipeline import SearchConfig
+    from search.pipeline import SearchConfig, patch_plans
     from search.space import default_space
     from search.space_opt import optimise_space
 
@@ -37,7 +37,7 @@ def main() -> None:
     for kb in [int(s) for s in args.sram.split(",")]:
         cfg = SearchConfig("fashion-mnist", kb * 1024, parse_bytes(args.flash), "",
                            time_budget_s=args.time_budget)
-        costs = CostCache(space, patch_plans=max(2, int(args.time_budget / 60)))
+        costs = CostCache(space, patch_plans=patch_plans(args.time_budget))
         (w, r), stats = optimise_space(space, cfg.budget, costs, 12, 0)
         pick = next(s for s in stats if (s.width, s.resolution) == (w, r))
         line = (f"{kb:4d} KB SRAM: stage 1 -> width {w:g}, resolution {r} ({pick.fitting}/"

@@ -107,8 +107,8 @@ def measure(space: SearchSpace, arch: Arch, patch: str = "none", dsp: bool = Fal
 class CostCache:
     """The cost of an architecture, memoised by the network it builds.
 
-    The layer-by-layer plan takes milliseconds; the best patch schedule ("auto") can take
-    seconds, so it is planned only for a candidate that does not fit layer by layer but
+    The layer-by-layer plan takes milliseconds; the best patch schedule ("auto") about a
+    second, so it is planned only for a candidate that does not fit layer by layer but
     whose flash fits (patches change only SRAM), and at most `patch_plans` times per search
     (a count, not a time, so a search stays reproducible). A candidate that fits either way
     is reported with the plan that fits.
@@ -123,7 +123,9 @@ class CostCache:
         self.table: dict[str, Cost] = {}
         self.patched: set[str] = set()  # keys whose "auto" plan was computed
 
-    def __call__(self, arch: Arch, budget: Budget | None = None) -> Cost:
+    def __call__(self, arch: Arch, budget: Budget | None = None, patches_left: int | None = None) -> Cost:
+        """The cost of arch; with a budget, the patch-based plan too where it may help, while
+        fewer than `patch_plans` (or the caller's `patches_left`) have been made."""
         key = self.space.key(arch)
         cost = self.table.get(key)
         if cost is None:
@@ -131,7 +133,8 @@ class CostCache:
         if (budget is not None and self.patch == "auto" and key not in self.patched
                 and not cost.fits(budget) and cost.flash_bytes <= budget.flash_bytes
                 and (budget.max_macs is None or cost.macs <= budget.max_macs)
-                and len(self.patched) < self.patch_plans):
+                and len(self.patched) < self.patch_plans
+                and (patches_left is None or patches_left > 0)):
             cost = self.table[key] = min(cost, measure(self.space, arch, "auto", self.dsp),
                                          key=lambda c: c.peak_sram_bytes)
             self.patched.add(key)

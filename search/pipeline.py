@@ -35,6 +35,12 @@ PROBE_STEPS = 8
 MACS_PER_BUDGET_SECOND = 3000
 
 
+def patch_plans(time_budget_s: float) -> int:
+    """How many patch-based plans a search may make (each takes about a second): one per 20 s
+    of budget, at least 4."""
+    return max(4, int(time_budget_s / 20))
+
+
 @dataclass
 class SearchConfig:
     dataset: str
@@ -186,7 +192,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
     if space.in_channels != c or space.num_classes != ds.num_classes:
         space = replace(space, in_channels=c, num_classes=ds.num_classes)
     budget = cfg.budget
-    costs = CostCache(space, patch_plans=max(2, int(cfg.time_budget_s / 60)), dsp=cfg.dsp)
+    costs = CostCache(space, patch_plans=patch_plans(cfg.time_budget_s), dsp=cfg.dsp)
     if state.get("costs"):
         costs.load(state["costs"])
     log(f"dataset {ds.name}: {len(train)} train, {len(ds.val)} validation, "

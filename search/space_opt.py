@@ -35,12 +35,18 @@ def optimise_space(space: SearchSpace, budget: Budget, costs: CostCache, samples
     """((width, resolution), stats of every pair). The budget's compute cap and latency count
     like SRAM and flash: heavier models do not fit."""
     stats: list[PairStats] = []
+    # Patch-based plans are few (a count, for reproducibility): stage 1 spends at most half of
+    # them, spread evenly over the pairs, and leaves the rest to the evolution.
+    pairs = len(space.width_choices) * len(space.resolution_choices)
+    per_pair = max(1, costs.patch_plans // 2 // pairs) if costs.patch_plans else 0
     for width in space.width_choices:
         for res in space.resolution_choices:
             rng = random.Random(f"{seed}/{width}/{res}")
             fit_macs = []
+            planned_before = len(costs.patched)
             for _ in range(samples):
-                cost = costs(space.sample(rng, width, res), budget)
+                left = per_pair - (len(costs.patched) - planned_before)
+                cost = costs(space.sample(rng, width, res), budget, patches_left=left)
                 if cost.fits(budget):
                     fit_macs.append(cost.macs)
                 if progress:

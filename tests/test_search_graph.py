@@ -96,6 +96,17 @@ def test_budget_fits_and_caches():
     assert again.table == costs.table
 
 
+def test_stage1_spreads_its_patch_plans_and_leaves_half():
+    """At a tight budget stage 1 plans patches for at most one sample per (width, resolution)
+    pair here (8 plans, 4 pairs: half for stage 1), not the first pairs' many."""
+    from search.space_opt import optimise_space
+
+    costs = CostCache(SMALL, patch_plans=8)
+    optimise_space(SMALL, Budget(6 * 1024, 1 << 20), costs, samples=4, seed=0)
+    pairs = [key.split("_d")[0] for key in costs.patched]
+    assert 2 <= len(pairs) <= 4 and len(set(pairs)) == len(pairs), pairs
+
+
 def test_sizes_parse():
     assert parse_bytes("32KB") == 32768 and parse_bytes("1MB") == 1 << 20
     assert parse_bytes("128k") == 131072 and parse_bytes("512") == 512
