@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mcunet import __version__
+from mcunet.codegen.library import TEMPLATE_DIR, environment
 from mcunet.errors import McunetError
 
 from . import Board
@@ -28,7 +29,7 @@ from .stack import LIBRARY_CFLAGS, library_stack_bytes
 from .toolchain import ARM_GCC, PLATFORM_DIR, cache_root, require, run_pio
 
 LIBRARY_DIR = "lib/mcunet_model"
-PORT_DIR = Path(__file__).resolve().parent.parent / "templates" / "firmware"
+PORT_DIR = TEMPLATE_DIR / "firmware"
 LIBRARY_FLAGS = LIBRARY_CFLAGS[:2] + ["-Wall", "-Wextra", "-Werror"]
 PAINT_MARGIN = 1024  # stack painted beyond the library's bound, so an overrun still shows
 
@@ -73,11 +74,6 @@ class RunResult:
 # ---------------------------------------------------------------------------------------------
 # The PlatformIO project
 
-def _env():
-    from codegen.library import environment
-    return environment()
-
-
 def _board_manifest(board: Board) -> dict:
     """PlatformIO board manifest for mcunet's local platform (emulated boards)."""
     return {"build": {"cpu": board.core, "fpu": board.fpu or "", "mcu": board.name,
@@ -104,7 +100,7 @@ def _inputs_source(model, rows: list[list[np.ndarray]]) -> str:
 def project_files(model, board: Board, rows: list[list[np.ndarray]], paint_bytes: int,
                   profile: bool = False) -> dict:
     """Every file of the PlatformIO project (path -> text) for these input rows."""
-    env = _env()
+    env = environment()
     g = model.graph
     io = {"inputs": [{"bytes": g.t(t).nbytes} for t in g.inputs],
           "outputs": [{"bytes": g.t(t).nbytes} for t in g.outputs]}

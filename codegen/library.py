@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-import templates as _templates_pkg
+from mcunet import templates as _templates_pkg
 from mcunet import __version__
 from mcunet.graph import C_TYPES, Graph
 from mcunet.memory import ArenaPlan

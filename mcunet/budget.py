@@ -38,7 +38,7 @@ def resolve(sram: str | None, flash: str | None, board: str | None) -> Budget:
     b = None
     if board:
         try:
-            from boards import get_board
+            from mcunet.boards import get_board
         except ImportError:
             raise McunetError("board support is not installed (the boards package is missing)") \
                 from None

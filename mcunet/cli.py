@@ -46,7 +46,7 @@ def _compile(model, patch, max_overhead, sram, flash, board):
     compiled = compile_model(model, patch=patch, dsp=dsp, max_overhead=max_overhead / 100)
     if budget.board is not None:
         try:
-            from boards.firmware import kernel_stack_bytes
+            from mcunet.boards.firmware import kernel_stack_bytes
         except ImportError:
             kernel_stack_bytes = None
         if kernel_stack_bytes is not None:
@@ -198,7 +198,7 @@ def _register_plugins() -> None:
     commands and must not import heavy packages (TensorFlow) at module level."""
     import importlib
 
-    for name in ("boards.cli", "search.cli"):
+    for name in ("mcunet.boards.cli", "mcunet.search.cli"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

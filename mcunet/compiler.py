@@ -47,7 +47,7 @@ class CompiledModel:
         return sum(s.macs for s in self.steps)
 
     def library(self):
-        from codegen.library import render_library
+        from mcunet.codegen.library import render_library
         return render_library(self.graph, self.steps, self.consts, self.plan)
 
     def layers(self) -> list[dict]:
@@ -113,8 +113,8 @@ def load_graph(path: str | Path) -> Graph:
 
 
 def lower_graph(graph: Graph):
-    import codegen.ops  # noqa: F401  (importing registers every op's lowering)
-    from codegen.step import LOWERINGS as registry, LowerContext
+    import mcunet.codegen.ops  # noqa: F401  (importing registers every op's lowering)
+    from mcunet.codegen.step import LOWERINGS as registry, LowerContext
 
     ctx = LowerContext(graph)
     steps = []
@@ -130,7 +130,7 @@ def overlap_candidates(graph: Graph, steps: list) -> list[Overlap]:
     """Where a step's output may share bytes with an input it reads for the last time:
     windowed kernels (conv, depthwise, pooling) over their dense int8 input at the offset
     their raster order allows, elementwise ADD in place."""
-    from codegen.step import TensorArg
+    from mcunet.codegen.step import TensorArg
 
     result = []
     for i, step in enumerate(steps):
@@ -167,7 +167,7 @@ def in_place_depthwise(graph: Graph, steps: list) -> list:
     """Depthwise layers that need less memory in place (their output over their input, one
     channel plane of scratch) than with the output offset a row ahead of the input: a copy of
     each such step switched to the in-place kernel."""
-    from codegen.step import ScratchArg, Step, TensorArg
+    from mcunet.codegen.step import ScratchArg, Step, TensorArg
 
     result = []
     for step in steps:
@@ -226,7 +226,7 @@ def compile_graph(graph: Graph, patch: str = "auto", dsp: bool = False,
                   max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
     """patch: 'auto' (choose a patch stage when it lowers the peak), 'none' or 'RxC@LAYER'.
     dsp: choose the Cortex-M DSP (SMLAD) kernel variants where one exists."""
-    from codegen.fuse import fuse_residual_adds
+    from mcunet.codegen.fuse import fuse_residual_adds
 
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph)
@@ -235,7 +235,7 @@ def compile_graph(graph: Graph, patch: str = "auto", dsp: bool = False,
     def finish_steps(s: list) -> list:
         s = in_place_depthwise(graph, s)  # first: the DSP variants include in-place ones
         if dsp:
-            from codegen.dispatch import choose_variants
+            from mcunet.codegen.dispatch import choose_variants
             choose_variants(s, dsp=True)
         return s
 

@@ -109,7 +109,7 @@ def _input_region(p: dict, out: _Region) -> tuple[_Region, int, int]:
 
 
 def _tensor_args(step):
-    from codegen.step import TensorArg
+    from mcunet.codegen.step import TensorArg
     ins = [a for a in step.args if isinstance(a, TensorArg) and a.const]
     outs = [a for a in step.args if isinstance(a, TensorArg) and not a.const]
     return ins, outs
@@ -149,7 +149,7 @@ def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
 
 def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, list, PatchStage]:
     """Rewrite steps[:k] (the stage ending with op spec.last_op) into per-patch steps."""
-    from codegen.step import Step, TensorArg
+    from mcunet.codegen.step import Step, TensorArg
 
     ends = {steps[k - 1].op.index: k for k in stage_lengths(graph, steps)}
     if spec.last_op not in ends:

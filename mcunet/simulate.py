@@ -129,7 +129,7 @@ def _read_trace(path: Path) -> list[tuple[int, bytes]]:
 def build_host(model: CompiledModel, trace: bool = False, sanitize: bool = False,
                extra_flags: list[str] | None = None) -> HostBuild:
     """Compile the library and the host harness with the host C compiler (cached by content)."""
-    from codegen.library import environment
+    from mcunet.codegen.library import environment
 
     lib = model.library()
     files = dict(lib.files)

@@ -243,8 +243,8 @@ def _best_time(fn, repeats: int) -> float:
 
 def warm_up_imports() -> None:
     """Import what compile and render use, so the first model's compile time excludes it."""
-    import codegen.library  # noqa: F401
-    import codegen.ops  # noqa: F401
+    import mcunet.codegen.library  # noqa: F401
+    import mcunet.codegen.ops  # noqa: F401
     import mcunet.compiler  # noqa: F401
     import mcunet.simulate  # noqa: F401
 

@@ -25,8 +25,8 @@ TARGET_INSN_PER_MAC = 2.0  # on the Cortex-M4, for the conv models
 
 
 def main() -> int:
-    from boards import get_board
-    from boards.firmware import kernel_stack_bytes, run_on_board
+    from mcunet.boards import get_board
+    from mcunet.boards.firmware import kernel_stack_bytes, run_on_board
     from mcunet.compiler import compile_model
     from mcunet.reference import reference_outputs
     from mcunet.simulate import random_inputs

@@ -28,10 +28,10 @@ def main() -> None:
     ap.add_argument("--out", default="bench-search")
     args = ap.parse_args()
 
-    from search.budget import CostCache, parse_bytes
-    from search.pipeline import SearchConfig, patch_plans
-    from search.space import default_space
-    from search.space_opt import optimise_space
+    from mcunet.search.budget import CostCache, parse_bytes
+    from mcunet.search.pipeline import SearchConfig, patch_plans
+    from mcunet.search.space import default_space
+    from mcunet.search.space_opt import optimise_space
 
     space = default_space()
     for kb in [int(s) for s in args.sram.split(",")]:

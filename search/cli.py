@@ -18,7 +18,7 @@ DEFAULT_SRAM, DEFAULT_FLASH = "32KB", "128KB"
 
 def _board(name: str):
     try:
-        from boards import get_board
+        from mcunet.boards import get_board
     except ImportError:
         raise McunetError("board support is not installed in this version of mcunet; give "
                           "--sram and --flash instead of --board") from None
@@ -177,7 +177,7 @@ def deploy(out: Path, meta: dict, board, rows: int) -> dict:
     from .export import int8_predict, quantize_input
 
     try:
-        from boards.firmware import run_on_board
+        from mcunet.boards.firmware import run_on_board
     except ImportError:
         raise McunetError("board support (boards.firmware.run_on_board) is not available; the "
                           f"model is in {out / 'model.tflite'}: compile it with `mcunet compile`") from None

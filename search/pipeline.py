@@ -69,7 +69,7 @@ class SearchConfig:
         """Plan with the Cortex-M DSP kernels (their scratch counts) when the board has them."""
         if not self.board:
             return False
-        from boards import get_board
+        from mcunet.boards import get_board
         return get_board(self.board).dsp
 
     @property

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from boards import BOARDS, get_board
-from boards.toolchain import provision_tool_scons, require
+from mcunet.boards import BOARDS, get_board
+from mcunet.boards.toolchain import provision_tool_scons, require
 from mcunet.errors import McunetError
 
 from .conftest import mlperf_model, run_cli

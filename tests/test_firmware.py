@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from boards import get_board
-from boards.firmware import kernel_stack_bytes, parse_harness, run_on_board
+from mcunet.boards import get_board
+from mcunet.boards.firmware import kernel_stack_bytes, parse_harness, run_on_board
 from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
 from mcunet.reference import reference_outputs
@@ -162,7 +162,7 @@ def fake_serial(monkeypatch, chunks: list[bytes]) -> None:
 
 def test_board_that_never_answers(monkeypatch):
     """A serial port that stays silent ends in a clear error after the timeout."""
-    from boards import serial_port
+    from mcunet.boards import serial_port
 
     fake_serial(monkeypatch, [])
     with pytest.raises(McunetError, match="never answered within 1 s"):
@@ -172,7 +172,7 @@ def test_board_that_never_answers(monkeypatch):
 def test_board_answer_is_cut_to_one_run(monkeypatch):
     """A board that ran twice (a second 'r' arrived while it started) still gives one run's
     report, read through the same path as a real serial port."""
-    from boards import serial_port
+    from mcunet.boards import serial_port
 
     one_run = (b"mcunet-begin sp=0x20001000\r\nmcunet-row 0 cycles=5 stack=64\r\n"
                b"mcunet-out 0 7f\r\nmcunet-end\r\n")

@@ -1,9 +1,11 @@
-"""A plain `pip install .` (not editable) gives a working `mcunet` that finds its templates."""
+"""A plain `pip install .` (not editable) gives a working `mcunet` that finds its templates,
+from a wheel whose only top-level package is mcunet."""
 import os
 import shutil
 import subprocess
 import sysconfig
 import venv
+import zipfile
 
 from .conftest import ROOT, mlperf_model
 
@@ -18,13 +20,24 @@ def test_plain_install_into_a_fresh_venv(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(src)],
+    wheels = tmp_path / "wheels"
+    r = subprocess.run([str(py), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                        str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = wheels.glob("mcunet-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"mcunet"}, top
+    for sub in ("codegen/ops/conv.py", "templates/kernels/conv2d_s8.c.j2", "boards/insn_count.c",
+                "boards/platform/builder/main.py", "search/pipeline.py"):
+        assert f"mcunet/{sub}" in names, sub
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"] + os.pathsep
            + sysconfig.get_paths()["platlib"]}
-    where = subprocess.run([str(py), "-c", "import mcunet, templates; print(mcunet.__file__); "
-                            "print(templates.__file__)"], capture_output=True, text=True,
+    where = subprocess.run([str(py), "-c", "import mcunet.templates; print(mcunet.__file__); "
+                            "print(mcunet.templates.__file__)"], capture_output=True, text=True,
                            cwd=tmp_path, env=env)
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(env_dir)) for line in where.stdout.split()), where.stdout

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from codegen.ops.activations import hard_swish_params, lut_table, sigmoid_f32
+from mcunet.codegen.ops.activations import hard_swish_params, lut_table, sigmoid_f32
 from mcunet.compiler import compile_graph
 from mcunet.errors import McunetError
 from mcunet.frontend import parse_tflite

@@ -10,10 +10,10 @@ import pytest
 
 from mcunet.compiler import compile_graph, compile_model
 from mcunet.errors import McunetError
-from search.budget import Budget, CostCache, parse_bytes, parse_count
-from search.data import Split, load_dataset, read_idx, resize_bilinear
-from search.graph import build_graph
-from search.space import Arch, SearchSpace, Stage
+from mcunet.search.budget import Budget, CostCache, parse_bytes, parse_count
+from mcunet.search.data import Split, load_dataset, read_idx, resize_bilinear
+from mcunet.search.graph import build_graph
+from mcunet.search.space import Arch, SearchSpace, Stage
 
 SMALL = SearchSpace(stages=(Stage(16, 2, 1), Stage(24, 2, 2), Stage(32, 2, 2)),
                     width_choices=(0.5, 0.75), resolution_choices=(20, 28))
@@ -47,8 +47,8 @@ def _export(space, arch, seed):
     converted by TF's converter exactly as search/export.py converts."""
     import tensorflow as tf
 
-    from search.export import to_int8_tflite
-    from search.keras_net import build_keras
+    from mcunet.search.export import to_int8_tflite
+    from mcunet.search.keras_net import build_keras
 
     tf.keras.utils.set_random_seed(seed)
     model = build_keras(space, arch)
@@ -99,7 +99,7 @@ def test_budget_fits_and_caches():
 def test_stage1_spreads_its_patch_plans_and_leaves_half():
     """At a tight budget stage 1 plans patches for at most one sample per (width, resolution)
     pair here (8 plans, 4 pairs: half for stage 1), not the first pairs' many."""
-    from search.space_opt import optimise_space
+    from mcunet.search.space_opt import optimise_space
 
     costs = CostCache(SMALL, patch_plans=8)
     optimise_space(SMALL, Budget(6 * 1024, 1 << 20), costs, samples=4, seed=0)
@@ -178,7 +178,7 @@ def test_supernet_subnetwork_equals_its_standalone_keras_model():
     depth all exercised)."""
     import tensorflow as tf
 
-    from search.supernet import Supernet, arch_config
+    from mcunet.search.supernet import Supernet, arch_config
 
     space = SMALL
     net = Supernet(space, seed=0)

@@ -13,8 +13,8 @@ import pytest
 
 from mcunet.compiler import compile_model
 
-from search.budget import default_patch
-from search.space import SearchSpace, Stage
+from mcunet.search.budget import default_patch
+from mcunet.search.space import SearchSpace, Stage
 
 from .conftest import run_cli
 
@@ -26,7 +26,7 @@ TINY = ["--dataset", "fashion-mnist", "--sram", "16KB", "--flash", "64KB", "--ti
 
 
 def _tiny_config(out, **kw):
-    from search.pipeline import SearchConfig
+    from mcunet.search.pipeline import SearchConfig
 
     args = dict(dataset="fashion-mnist", sram_bytes=16 * 1024, flash_bytes=64 * 1024, out=str(out),
                 time_budget_s=60, seed=3, supernet_steps=4, finetune_steps=4, generations=2,
@@ -37,7 +37,7 @@ def _tiny_config(out, **kw):
 
 
 def test_tiny_search_end_to_end(tmp_path):
-    from search.pipeline import run_search
+    from mcunet.search.pipeline import run_search
 
     out = tmp_path / "run"
     meta = run_search(_tiny_config(out), progress=False, log=lambda *a: None)
@@ -68,8 +68,8 @@ def test_tiny_search_end_to_end(tmp_path):
 def test_speed_probe_and_deadline(monkeypatch):
     """The time-budgeted plan without TensorFlow: the probe times the steps after the first
     PROBE_STEPS (tracing), and the deadline re-plans the total from the speed it sees."""
-    from search import train as train_mod
-    from search.pipeline import PROBE_STEPS, _seconds_per_step
+    from mcunet.search import train as train_mod
+    from mcunet.search.pipeline import PROBE_STEPS, _seconds_per_step
 
     calls = []
 
