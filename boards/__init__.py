@@ -7,14 +7,15 @@ They are the budgets `mcunet plan/compile --board` checks the plan against."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from mcunet.errors import McunetError
+from mcunet.target import TARGETS, Target
+
+from .stack import library_stack_bytes
 
 KB = 1024
 MB = 1024 * 1024
-
-# Cores with the ARMv7E-M DSP extension (SMLAD, SXTB16, ...): mcunet's SIMD kernels.
-DSP_CORES = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,16 @@ class Board:
     reserve_flash_bytes: int = 64 * KB
 
     @property
+    def target(self) -> Target:
+        """The board's core for the compiler: its kernels, and its stack bound from
+        arm-none-eabi-gcc's -fstack-usage call graph."""
+        return Target(self.core, TARGETS[self.core].isas,
+                      stack_bound=partial(library_stack_bytes, board=self))
+
+    @property
     def dsp(self) -> bool:
         """ARMv7E-M (or later with the DSP extension): the SMLAD/SXTB16 kernels apply."""
-        return self.core in DSP_CORES
+        return TARGETS[self.core].dsp
 
     @property
     def emulated(self) -> bool:

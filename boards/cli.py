@@ -8,9 +8,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from mcunet import api
+from mcunet.check import check_against_reference
 from mcunet.errors import McunetError
+from mcunet.host import load_inputs
 
 from . import BOARDS, get_board
+from .elf import read_elf
+from .firmware import build_firmware, run_on_board
 
 
 def _kb(n: int) -> str:
@@ -57,17 +62,15 @@ def _options(fn):
 
 
 def _compiled(model, board, patch, max_overhead):
-    from mcunet.cli import _compile  # late: mcunet.cli imports this module
-    return _compile(model, patch, max_overhead, None, None, board)
+    return api.compile(model, board=board, patch=patch, max_overhead=max_overhead / 100)
 
 
 def _arrays(inputs, graph, random_rows, seed, default_rows=0):
-    from mcunet.cli import _load_inputs
     if not inputs and random_rows <= 0:
         random_rows = default_rows
     if not inputs and random_rows <= 0:
         return []
-    return _load_inputs(inputs, graph, random_rows, seed)
+    return load_inputs(inputs, graph, random_rows, seed)
 
 
 @click.command(name="build")
@@ -79,9 +82,6 @@ def _arrays(inputs, graph, random_rows, seed, default_rows=0):
               "on a machine without PlatformIO's vendor platforms)")
 def build_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, seed, no_build):
     """Write a PlatformIO project for MODEL on a board and build it with `pio run`."""
-    from .elf import read_elf
-    from .firmware import build_firmware
-
     b = get_board(board)
     compiled = _compiled(model, board, patch, max_overhead)
     arrays = _arrays(inputs, compiled.graph, random_rows, seed, default_rows=1)
@@ -125,8 +125,6 @@ def _print_result(r, b):
 
 def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path,
          check, timeout, out_dir=None):
-    from .firmware import run_on_board
-
     b = get_board(board)
     compiled = _compiled(model, board, patch, max_overhead)
     arrays = _arrays(inputs, compiled.graph, random_rows, seed)
@@ -147,7 +145,6 @@ def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, 
         Path(json_path).write_text(json.dumps({"model": str(model), **result.to_json()}, indent=2))
         click.echo(f"wrote {json_path}")
     if check:
-        from mcunet.check import check_against_reference
         verdict = check_against_reference(model, compiled, arrays, result.outputs)
         click.echo(verdict.summary())
         if not verdict.exact:

@@ -22,6 +22,7 @@ import numpy as np
 from mcunet import __version__
 from mcunet.codegen.library import TEMPLATE_DIR, environment
 from mcunet.errors import McunetError
+from mcunet.host import check_inputs, split_outputs
 
 from . import Board
 from .elf import ElfImage, read_elf
@@ -152,11 +153,6 @@ def _rows(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
     return [[x[r] for x in inputs] for r in range(n)]
 
 
-def check_inputs(model, inputs: list[np.ndarray]) -> None:
-    from mcunet.simulate import _check_inputs
-    _check_inputs(model.graph, inputs)
-
-
 def paint_bytes_for(model, board: Board) -> int:
     return (kernel_stack_bytes(model, board) + PAINT_MARGIN + 7) // 8 * 8
 
@@ -177,7 +173,7 @@ def build_firmware(model, board: Board, out: Path, inputs: list[np.ndarray] | No
     """Write the PlatformIO project into `out` and build it (`mcunet build`); returns the ELF
     (None with build=False)."""
     if inputs:
-        check_inputs(model, inputs)
+        check_inputs(model.graph, inputs)
     files = project_files(model, board, _rows(inputs or []), paint_bytes_for(model, board))
     out.mkdir(parents=True, exist_ok=True)
     write_project(files, out)
@@ -230,25 +226,25 @@ def parse_harness(text: str, rows: int) -> HarnessReport:
 
 
 def _outputs(model, raw: list[bytes]) -> list[np.ndarray]:
-    from mcunet.simulate import _split_outputs
-    return _split_outputs(model.graph, b"".join(raw), len(raw))
+    return split_outputs(model.graph, b"".join(raw), len(raw))
 
 
-def _accounts(model, board: Board, elf: ElfImage, report: HarnessReport) -> tuple[dict, dict, int, int]:
+def _accounts(model, board: Board, elf: ElfImage, report: HarnessReport,
+              stack_bound: int) -> tuple[dict, dict, int, int]:
     """RAM and flash, byte for byte."""
     static = elf.static_ram_bytes
     arena = elf.size("arena")
     kernel_stack = max(report.stack)
-    if model.stack_bytes and kernel_stack > model.stack_bytes:
+    if kernel_stack > stack_bound:
         raise McunetError(f"the library used {kernel_stack} bytes of stack, more than the "
-                          f"{model.stack_bytes} its -fstack-usage bound allows (a bug in mcunet; "
+                          f"{stack_bound} its -fstack-usage bound allows (a bug in mcunet; "
                           "please report it)")
     top = elf.address("__stack_top__")
     harness_stack = (top - (report.sp & ~3)) if top is not None else 0
     ram = {"static_bytes": static, "arena_bytes": arena,
            "harness_static_bytes": static - arena,
            "kernel_stack_bytes": kernel_stack,
-           "kernel_stack_bound_bytes": model.stack_bytes,
+           "kernel_stack_bound_bytes": stack_bound,
            "harness_stack_bytes": harness_stack,
            "planned_arena_bytes": model.plan.arena_bytes}
     measured = static + harness_stack + kernel_stack
@@ -265,12 +261,12 @@ def run_on_board(model, board: Board, inputs: list[np.ndarray], work_dir: Path |
                  timeout: float = 600, profile: bool = False) -> RunResult:
     """Build (incrementally, in `work_dir` or a cache folder keyed by the library and the
     board) and run the firmware on every row of the inputs; outputs are batched like them."""
-    check_inputs(model, inputs)
+    check_inputs(model.graph, inputs)
     rows = _rows(inputs)
     if not rows:
         raise McunetError("no input rows to run")
-    if not model.stack_bytes:
-        model.stack_bytes = kernel_stack_bytes(model, board)
+    # The model's own bound when it was compiled for this board, else the board's.
+    stack = model.stack_bytes or kernel_stack_bytes(model, board)
     if profile and not board.emulated:
         raise McunetError("per-layer profiles need an emulated board (instruction counting)")
     files = project_files(model, board, rows, paint_bytes_for(model, board), profile)
@@ -296,22 +292,22 @@ def run_on_board(model, board: Board, inputs: list[np.ndarray], work_dir: Path |
             text = run.stdout
             traced = [s for s in model.steps if s.kernel for _ in s.traced] if profile else []
             instructions, per_step = _instructions(run.marks, len(rows), len(traced))
-            layers = [(s.op.index, s.kernel.split(".")[0], s.macs, n)
+            layers = [(s.op.index, s.kernel.name, s.macs, n)
                       for s, n in zip(traced, per_step)]
         else:
             from .serial_port import run_serial
             text = run_serial(work_dir, board, timeout)
             instructions, layers = [], []
     report = parse_harness(text, len(rows))
-    ram, flash, ram_measured, flash_measured = _accounts(model, board, elf, report)
+    ram, flash, ram_measured, flash_measured = _accounts(model, board, elf, report, stack)
     cycles = report.cycles[0] if report.cycles and report.cycles[0] else None
     return RunResult(board=board.name, outputs=_outputs(model, report.raw),
                      instructions=instructions[0] if instructions else None,
                      instructions_per_row=instructions, cycles=cycles, macs=model.macs,
                      ram_bytes_measured=ram_measured, flash_bytes_measured=flash_measured,
-                     peak_sram_bytes=model.peak_sram_bytes, arena_bytes=model.plan.arena_bytes,
-                     stack_bytes=model.stack_bytes, ram=ram, flash=flash, layers=layers,
-                     dsp=any("_dsp" in (s.kernel or "") for s in model.steps))
+                     peak_sram_bytes=model.plan.arena_bytes + stack,
+                     arena_bytes=model.plan.arena_bytes, stack_bytes=stack, ram=ram, flash=flash,
+                     layers=layers, dsp=model.dsp)
 
 
 def _instructions(marks: list[int], rows: int, traced: int = 0) -> tuple[list[int], list[int]]:

@@ -1,9 +1,9 @@
 """Render a lowered, planned model into a C99 library (a dict of file name -> text)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import jinja2
 import numpy as np
@@ -13,7 +13,8 @@ from mcunet import __version__
 from mcunet.graph import C_TYPES, Graph
 from mcunet.memory import ArenaPlan
 
-from .step import ConstArg, ConstArray, ScratchArg, Step, TensorArg
+from mcunet.overlaps import step_overlaps
+from mcunet.step import ConstArray, Elementwise, InPlace, Step, TensorArg
 
 TEMPLATE_DIR = Path(_templates_pkg.__file__).parent
 NAME = "@KERNEL@"  # placeholder for a kernel's function name while it is rendered
@@ -35,13 +36,14 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["c_values"] = c_values
+    env.filters["c_signature"] = c_signature
     return env
 
 
 @dataclass
 class Library:
     files: dict[str, str]  # path relative to the output folder -> text
-    kernels: dict[str, str] = field(default_factory=dict)  # function name -> template
+    kernels: dict[str, str] = field(default_factory=dict)  # function name -> kernel name
 
     def write(self, out: Path) -> list[Path]:
         paths = []
@@ -53,11 +55,86 @@ class Library:
         return paths
 
 
-def _declaration(source: str, name: str) -> str:
-    """The prototype of function `name` as written in its rendered definition."""
-    match = re.search(r"^void " + re.escape(name) + r"\(.*?\)(?=\s*\{)", source, re.S | re.M)
-    assert match, f"kernel {name} has no definition"
-    return re.sub(r"\s+", " ", match.group(0))
+SIGNATURE_WIDTH = 80  # kernel signatures wrap before this column (with the placeholder name)
+
+
+def c_signature(name: str, params: list[str]) -> str:
+    """`void name(params)` with the parameters wrapped under the first one."""
+    lines, line = [], f"void {name}("
+    indent = " " * len(line)
+    for k, param in enumerate(params):
+        piece = param + (", " if k + 1 < len(params) else ")")
+        if len(line) + len(piece.rstrip()) > SIGNATURE_WIDTH and line.strip() != f"void {name}(":
+            lines.append(line.rstrip())
+            line = indent
+        line += piece
+    return "\n".join(lines + [line])
+
+
+@dataclass(frozen=True)
+class KernelParam:
+    """One parameter of a kernel as the call passes it: its C declaration and the argument."""
+    decl: str  # e.g. "const int8_t *restrict input"
+    value: str  # e.g. "ARENA(const int8_t, 1024)"
+    written: bool = False  # the kernel writes through it
+    restrict: bool = True
+
+
+def _spans(graph: Graph, plan: ArenaPlan, step: Step, index: int):
+    """(start, end, written) of every pointer the step passes into the arena, None for flash."""
+    spans = []
+    for arg in step.args:
+        if isinstance(arg, TensorArg):
+            start, end = plan.tensor_span(arg.tid)
+            spans.append((start, end, arg.output))
+        else:
+            spans.append(None)
+    if step.kernel.scratch is not None:
+        spans.append((*plan.scratch_span(index), True))
+    return spans
+
+
+def kernel_params(graph: Graph, plan: ArenaPlan, step: Step, index: int) -> list[KernelParam]:
+    """The step's parameters in call order (its arguments, then the kernel's scratch).
+
+    A pointer is `restrict` unless the planner placed it over bytes that another of the
+    step's pointers also reaches while one of the two is written, or the kernel is written
+    to work over its own input (an in-place or elementwise overlap rule: those pointers are
+    never restrict, so one kernel serves a layer wherever the plan puts it)."""
+    spans = _spans(graph, plan, step, index)
+    by_rule = set()
+    if isinstance(step.kernel.overlap, (InPlace, Elementwise)):
+        by_rule = {t for ov in step_overlaps(graph, step, index) for t in (ov.src, ov.dst)}
+    tids = [a.tid if isinstance(a, TensorArg) else None for a in step.args] + [None]
+
+    def restrict(k: int) -> bool:
+        mine = spans[k]
+        if tids[k] in by_rule:
+            return False
+        return mine is None or not any(
+            j != k and other is not None and (mine[2] or other[2])
+            and mine[0] < other[1] and other[0] < mine[1] for j, other in enumerate(spans))
+
+    def param(k: int, ctype: str, name: str, value: str, written: bool) -> KernelParam:
+        qualifier = "restrict " if restrict(k) else ""
+        return KernelParam(f"{'' if written else 'const '}{ctype} *{qualifier}{name}", value,
+                           written, restrict(k))
+
+    params = []
+    for k, arg in enumerate(step.args):
+        if isinstance(arg, TensorArg):
+            t = graph.t(arg.tid)
+            ctype = C_TYPES[t.dtype]
+            at = plan.tensor_offset(arg.tid) + arg.offset * t.nbytes // max(t.size, 1)
+            pointer = ("" if arg.output else "const ") + ctype
+            params.append(param(k, ctype, arg.name, f"ARENA({pointer}, {at})", arg.output))
+        else:
+            params.append(param(k, arg.ctype, arg.name, arg.symbol, False))
+    scratch = step.kernel.scratch
+    if scratch is not None:
+        params.append(param(len(step.args), scratch.ctype, scratch.name,
+                            f"ARENA({scratch.ctype}, {plan.scratch_offset(index)})", True))
+    return params
 
 
 def _io(graph: Graph, plan: ArenaPlan, tids: list[int], kind: str) -> list[dict]:
@@ -72,11 +149,11 @@ def _io(graph: Graph, plan: ArenaPlan, tids: list[int], kind: str) -> list[dict]
     return result
 
 
-def render_library(graph: Graph, steps: list[Step], consts: list[ConstArray],
+def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstArray],
                    plan: ArenaPlan) -> Library:
     env = environment()
     files: dict[str, str] = {}
-    kernels: dict[str, str] = {}  # function name -> template
+    kernels: dict[str, str] = {}  # function name -> kernel name
     by_body: dict[str, str] = {}  # rendered body (with NAME) -> function name
     declarations: list[str] = []
     calls = []
@@ -89,26 +166,22 @@ def render_library(graph: Graph, steps: list[Step], consts: list[ConstArray],
             call["comment"] += " (view of its input: no code)"
             calls.append(call)
             continue
-        body = env.get_template(f"kernels/{step.kernel}").render(name=NAME, **step.params)
+        params = kernel_params(graph, plan, step, i)
+        decls = [p.decl for p in params]
+        # The output shares bytes with an input (kernels may take another path then).
+        aliased = any(p.written and not p.restrict for p in params)
+        body = env.get_template(f"kernels/{step.kernel.template}").render(
+            name=NAME, params=decls, aliased=aliased, **step.layer.template_vars(),
+            **step.kernel.constants(step.layer))
         if body not in by_body:
-            stem = step.kernel.split(".")[0]
-            name = f"mcunet_{stem}_{sum(1 for k in kernels.values() if k == step.kernel)}"
+            stem = step.kernel.name
+            name = f"mcunet_{stem}_{sum(1 for k in kernels.values() if k == stem)}"
             by_body[body] = name
-            kernels[name] = step.kernel
-            source = body.replace(NAME, name)
-            files[f"kernels/{name}.c"] = source
-            declarations.append(_declaration(source, name))
+            kernels[name] = stem
+            files[f"kernels/{name}.c"] = body.replace(NAME, name)
+            declarations.append(f"void {name}({', '.join(decls)})")
         call["function"] = by_body[body]
-        for arg in step.args:
-            if isinstance(arg, TensorArg):
-                t = graph.t(arg.tid)
-                ctype = ("const " if arg.const else "") + C_TYPES[t.dtype]
-                at = plan.tensor_offset(arg.tid) + arg.offset * t.nbytes // max(t.size, 1)
-                call["args"].append(f"ARENA({ctype}, {at})")
-            elif isinstance(arg, ConstArg):
-                call["args"].append(arg.symbol)
-            elif isinstance(arg, ScratchArg):
-                call["args"].append(f"ARENA({arg.ctype}, {plan.scratch_offset(i)})")
+        call["args"] = [p.value for p in params]
         call["traced"] = [{"offset": plan.tensor_offset(o), "bytes": graph.t(o).nbytes}
                           for o in step.traced]
         calls.append(call)

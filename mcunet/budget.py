@@ -1,52 +1,74 @@
-"""SRAM and flash budgets: from --sram/--flash or a board, and the check that fails a compile
-with what is needed, what is available and what would help."""
+"""Budgets: SRAM, flash (and for the search, latency and compute) from --sram/--flash or a
+board; the one size parser; and the check that fails a compile with what is needed, what is
+available and what would help. plan, compile, search and boards all use these."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import McunetError
+from .target import Target
 
 UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20,
          "mib": 1 << 20}
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*")
 
 
 def parse_size(text: str | int | None) -> int | None:
-    """'32KB', '320k', '1.5MB', '40960' -> bytes (K = 1024)."""
-    if text is None or isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in UNITS:
-        raise McunetError(f"cannot read {text!r} as a size: write bytes or KB/MB, e.g. 32KB")
-    return int(float(m.group(1)) * UNITS[m.group(2).lower()])
+    """'32KB', '320k', '1.5MB', '40960' -> bytes (K = 1024); None stays None. A size is a
+    positive decimal number of bytes, KB or MB (no exponents)."""
+    if text is None:
+        return None
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _SIZE.fullmatch(str(text))
+        if not m or m.group(2).lower() not in UNITS:
+            raise McunetError(f"cannot read {text!r} as a size: write bytes or KB/MB, e.g. 32KB")
+        value = int(float(m.group(1)) * UNITS[m.group(2).lower()])
+    if value <= 0:
+        raise McunetError(f"a size must be at least one byte, not {text!r}")
+    return value
+
+
+class BoardLimits(Protocol):
+    """What a budget takes from a board (mcunet.boards.Board)."""
+    name: str
+    sram_bytes: int
+    flash_bytes: int
+
+    @property
+    def target(self) -> Target: ...
 
 
 @dataclass(frozen=True)
 class Budget:
     sram_bytes: int | None = None
     flash_bytes: int | None = None
-    board: object | None = None  # boards.Board, when the budget comes from a board
+    latency_ms: float | None = None
+    clock_hz: int | None = None  # to turn MACs into an estimated latency (the search)
+    # int8 MACs per cycle, for the search's latency estimate: conservative; the DSP kernels
+    # execute about 2.4 instructions per MAC of a searched network on the emulated M4, and
+    # loads and multiply-accumulates can take more than one cycle.
+    macs_per_cycle: float = 0.25
+    max_macs: int | None = None  # a compute cap (what training in the time budget affords)
+    target: Target | None = None  # the core the limits are for, when a board gives them
+    board: str | None = None  # the board's name
     sram_from_board: bool = False  # False where --sram (or no board) set sram_bytes
     flash_from_board: bool = False
 
     def where(self, from_board: bool) -> str:
-        return f"board {self.board.name}" if from_board else "the budget"
+        return f"board {self.board}" if from_board else "the budget"
 
 
-def resolve(sram: str | None, flash: str | None, board: str | None) -> Budget:
+def resolve(sram: str | None, flash: str | None, board: BoardLimits | None) -> Budget:
     """--sram/--flash win over the board's figures."""
-    b = None
-    if board:
-        try:
-            from mcunet.boards import get_board
-        except ImportError:
-            raise McunetError("board support is not installed (the boards package is missing)") \
-                from None
-        b = get_board(board)
-    return Budget(sram_bytes=parse_size(sram) if sram else (b.sram_bytes if b else None),
-                  flash_bytes=parse_size(flash) if flash else (b.flash_bytes if b else None),
-                  board=b, sram_from_board=bool(b and not sram),
-                  flash_from_board=bool(b and not flash))
+    return Budget(sram_bytes=parse_size(sram) if sram else (board.sram_bytes if board else None),
+                  flash_bytes=parse_size(flash) if flash else (board.flash_bytes if board else None),
+                  target=board.target if board else None, board=board.name if board else None,
+                  sram_from_board=bool(board and not sram),
+                  flash_from_board=bool(board and not flash))
 
 
 def check(model, budget: Budget) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from .compiler import CompiledModel
 from .graph import NP_TYPES
 from .reference import reference_outputs, reference_tensors
-from .simulate import build_host
+from .host import build_host
 
 
 @dataclass

@@ -10,8 +10,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
+from . import __version__, api
+from .boards import cli as boards_cli
+from .check import check_against_reference
+from .codegen.lower import check_supported
+from .compiler import compile_model, load_graph
 from .errors import McunetError
+from .plot import html_report, memory_png, write_png
+from .report import compile_report, inspect_table, io_lines, plan_table, summary_lines
+from .search import cli as search_cli
+from .host import build_host, load_inputs
 
 PATCH_HELP = ("patch-based inference of the first stage: 'auto' (the split and grid with the "
               "smallest peak SRAM, if patches help), 'none' (layer by layer) or RxC@LAYER "
@@ -35,50 +43,16 @@ def memory_options(fn):
 
 
 def _compile(model, patch, max_overhead, sram, flash, board):
-    """Compile with the memory options and check the budget; also returns the budget."""
-    from .budget import check, resolve
-    from .compiler import compile_model
-
-    if not 0 <= max_overhead <= 1000:
-        raise McunetError(f"--max-overhead {max_overhead} is not a percentage")
-    budget = resolve(sram, flash, board)
-    dsp = bool(getattr(budget.board, "dsp", False))
-    compiled = compile_model(model, patch=patch, dsp=dsp, max_overhead=max_overhead / 100)
-    if budget.board is not None:
-        try:
-            from mcunet.boards.firmware import kernel_stack_bytes
-        except ImportError:
-            kernel_stack_bytes = None
-        if kernel_stack_bytes is not None:
-            compiled.stack_bytes = kernel_stack_bytes(compiled, budget.board)
-    check(compiled, budget)
-    return compiled
+    """Compile with the memory options (--max-overhead in percent) and check the budget."""
+    return api.compile(model, board=board, patch=patch, sram=sram, flash=flash,
+                       max_overhead=max_overhead / 100)
 
 
 def _memory_figure(model_path, compiled):
     """The layer-by-layer plan beside the chosen one, and their PNG."""
-    from .compiler import compile_model
-    from .plot import memory_png
-
-    layerwise = compiled if compiled.patch is None else compile_model(model_path, patch="none")
+    layerwise = compiled if compiled.patch is None else compile_model(
+        model_path, patch="none", target=compiled.target.name)
     return layerwise, memory_png(layerwise, compiled, f"{Path(model_path).name}: live arena per layer")
-
-
-def _load_inputs(paths: tuple[str, ...], graph, random_rows: int, seed: int) -> list[np.ndarray]:
-    if paths:
-        arrays = []
-        for p in paths:
-            try:
-                arrays.append(np.load(p, allow_pickle=False))
-            except FileNotFoundError:
-                raise McunetError(f"no such file: {p}") from None
-            except (ValueError, OSError) as exc:
-                raise McunetError(f"{p} is not a readable .npy file ({exc})") from None
-        return arrays
-    if random_rows <= 0:
-        raise McunetError("give --input X.npy (one per model input) or --random N")
-    from .simulate import random_inputs
-    return random_inputs(graph, random_rows, seed)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,12 +65,10 @@ def cli():
 @click.argument("model", type=click.Path())
 def inspect(model):
     """Ops, shapes, MACs, parameters and activation sizes of MODEL."""
-    from .compiler import load_graph
-    from .report import inspect_table, io_lines
-
     graph = load_graph(model)
     click.echo("\n".join(io_lines(graph)))
     click.echo(inspect_table(graph))
+    check_supported(graph)  # after the table: every operator mcunet cannot compile, at once
 
 
 @cli.command()
@@ -108,18 +80,15 @@ def inspect(model):
 @click.option("--no-png", is_flag=True, help="do not write the figure")
 def plan(model, patch, max_overhead, sram, flash, board, as_json, png_path, no_png):
     """Plan MODEL's memory: peak SRAM, flash, a per-layer table and a figure."""
-    from .report import plan_table, summary_lines
-
     compiled = _compile(model, patch, max_overhead, sram, flash, board)
     written = None
     if not no_png:
-        from .plot import write_png
         layerwise, png = _memory_figure(model, compiled)
         written = write_png(Path(png_path or f"{Path(model).stem}_memory.png"), png)
     if as_json:
         click.echo(json.dumps({"model": str(model), **compiled.summary(),
                                "png": str(written) if written else None,
-                               "layers": compiled.layers()}, indent=2))
+                               "layers": compiled.layers}, indent=2))
         return
     click.echo(plan_table(compiled))
     click.echo("\n".join(summary_lines(compiled)))
@@ -134,9 +103,6 @@ def plan(model, patch, max_overhead, sram, flash, board, as_json, png_path, no_p
 @memory_options
 def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
     """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html)."""
-    from .plot import html_report, write_png
-    from .report import compile_report, summary_lines
-
     start = time.perf_counter()
     compiled = _compile(model, patch, max_overhead, sram, flash, board)
     library = compiled.library()
@@ -170,10 +136,8 @@ def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
 def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhead, sram, flash,
              board, sanitize):
     """Build MODEL's generated C for this host and run it on inputs."""
-    from .simulate import build_host
-
     compiled = _compile(model, patch, max_overhead, sram, flash, board)
-    arrays = _load_inputs(inputs, compiled.graph, random_rows, seed)
+    arrays = load_inputs(inputs, compiled.graph, random_rows, seed)
     if outputs and len(outputs) != len(compiled.graph.outputs):
         raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "
                           f"--output files (got {len(outputs)})")
@@ -185,31 +149,17 @@ def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhe
         np.save(path, y)
         click.echo(f"wrote {path}: {y.shape} {y.dtype}")
     if check:
-        from .check import check_against_reference
         result = check_against_reference(model, compiled, arrays, results)
         click.echo(result.summary())
         if not result.exact:
             sys.exit(1)
 
 
-def _register_plugins() -> None:
-    """Commands that live beside their subsystem: boards/cli.py (boards, build, run, deploy)
-    and search/cli.py (search, search-and-deploy). Each exports a COMMANDS list of click
-    commands and must not import heavy packages (TensorFlow) at module level."""
-    import importlib
-
-    for name in ("mcunet.boards.cli", "mcunet.search.cli"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        for command in getattr(module, "COMMANDS", []):
-            cli.add_command(command)
-
-
-_register_plugins()
+# Commands that live beside their subsystem: boards/cli.py (boards, build, run, deploy) and
+# search/cli.py (search, search-and-deploy). Neither imports heavy packages (TensorFlow) at
+# module level.
+for _command in boards_cli.COMMANDS + search_cli.COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

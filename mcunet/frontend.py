@@ -11,82 +11,24 @@ import numpy as np
 import tflite
 from tflite.utils import BUILTIN_OPCODE2NAME
 
+from . import opschema
 from .errors import McunetError
 from .graph import NP_TYPES, Graph, Op, QuantParams, Tensor
+from .passes import FOLDABLE_OPS
 
 TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
                 6: "bool", 7: "int16", 9: "int8", 10: "float64", 17: "int4"}
-PADDING = {0: "SAME", 1: "VALID"}
-ACTIVATION = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
-
-# Ops the code generator can run, and ops that only feed compile-time shape arithmetic
-# (they must fold away; see passes.fold_constants).
-SUPPORTED_OPS = (
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
-    "MAX_POOL_2D", "MEAN", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "SOFTMAX", "CONCATENATION",
-    "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
-)
-FOLDABLE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 
 
-def _options(op, cls):
+def _options(kind: str, op):
+    """The operator's options table, typed as its kind's table, or None."""
+    options = opschema.OPTIONS.get(kind)
     table = op.BuiltinOptions()
-    if table is None:
+    if options is None or table is None:
         return None
-    opts = cls()
-    opts.Init(table.Bytes, table.Pos)
-    return opts
-
-
-def _pool_attrs(o):
-    return {"padding": PADDING[o.Padding()], "stride_h": o.StrideH(), "stride_w": o.StrideW(),
-            "filter_h": o.FilterHeight(), "filter_w": o.FilterWidth(),
-            "activation": ACTIVATION[o.FusedActivationFunction()]}
-
-
-def _attrs(kind: str, op) -> dict:
-    """The builtin options of one operator as a plain dict."""
-    if kind == "CONV_2D":
-        o = _options(op, tflite.Conv2DOptions)
-        return {"padding": PADDING[o.Padding()], "stride_h": o.StrideH(), "stride_w": o.StrideW(),
-                "dilation_h": o.DilationHFactor(), "dilation_w": o.DilationWFactor(),
-                "activation": ACTIVATION[o.FusedActivationFunction()]}
-    if kind == "DEPTHWISE_CONV_2D":
-        o = _options(op, tflite.DepthwiseConv2DOptions)
-        return {"padding": PADDING[o.Padding()], "stride_h": o.StrideH(), "stride_w": o.StrideW(),
-                "dilation_h": o.DilationHFactor(), "dilation_w": o.DilationWFactor(),
-                "depth_multiplier": o.DepthMultiplier(),
-                "activation": ACTIVATION[o.FusedActivationFunction()]}
-    if kind == "FULLY_CONNECTED":
-        o = _options(op, tflite.FullyConnectedOptions)
-        if o is None:
-            return {"activation": "NONE", "keep_num_dims": False, "weights_format": 0}
-        return {"activation": ACTIVATION[o.FusedActivationFunction()],
-                "keep_num_dims": bool(o.KeepNumDims()), "weights_format": o.WeightsFormat()}
-    if kind in ("ADD", "MUL"):
-        o = _options(op, tflite.AddOptions if kind == "ADD" else tflite.MulOptions)
-        return {"activation": ACTIVATION[o.FusedActivationFunction()] if o else "NONE"}
-    if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        return _pool_attrs(_options(op, tflite.Pool2DOptions))
-    if kind == "MEAN":
-        o = _options(op, tflite.ReducerOptions)
-        return {"keep_dims": bool(o.KeepDims()) if o else False}
-    if kind == "SOFTMAX":
-        o = _options(op, tflite.SoftmaxOptions)
-        return {"beta": float(o.Beta()) if o else 1.0}
-    if kind == "CONCATENATION":
-        o = _options(op, tflite.ConcatenationOptions)
-        return {"axis": o.Axis(), "activation": ACTIVATION[o.FusedActivationFunction()]}
-    if kind == "STRIDED_SLICE":
-        o = _options(op, tflite.StridedSliceOptions)
-        return {"begin_mask": o.BeginMask(), "end_mask": o.EndMask(),
-                "ellipsis_mask": o.EllipsisMask(), "new_axis_mask": o.NewAxisMask(),
-                "shrink_axis_mask": o.ShrinkAxisMask(),
-                "offset": bool(o.Offset()) if hasattr(o, "Offset") else False}
-    if kind == "PACK":
-        o = _options(op, tflite.PackOptions)
-        return {"axis": o.Axis(), "values_count": o.ValuesCount()}
-    return {}
+    typed = getattr(tflite, options.table)()
+    typed.Init(table.Bytes, table.Pos)
+    return typed
 
 
 def _quant(t) -> QuantParams | None:
@@ -145,7 +87,7 @@ def parse_tflite(data: bytes, name: str = "model") -> Graph:
     except Exception as exc:  # the flatbuffer reader fails in many ways on damaged files
         raise McunetError(f"malformed .tflite '{name}': the flatbuffer could not be read "
                           f"({type(exc).__name__}: {exc}); is the file truncated?") from None
-    check_supported(graph)
+    check_int8(graph)
     return graph
 
 
@@ -179,20 +121,17 @@ def _parse(data: bytes, name: str) -> Graph:
             kind = "CUSTOM:" + (code.CustomCode() or b"?").decode(errors="replace")
         inputs = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
         outputs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        attrs = _attrs(kind, op) if kind in SUPPORTED_OPS + FOLDABLE_OPS else {}
+        attrs = opschema.read_attrs(kind, _options(kind, op), f"{kind} at index {i}")
         ops.append(Op(index=i, kind=kind, inputs=inputs, outputs=outputs, attrs=attrs))
     inputs = [int(x) for x in sub.InputsAsNumpy()]
     outputs = [int(x) for x in sub.OutputsAsNumpy()]
     return Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs, name=name)
 
 
-def check_supported(graph: Graph) -> None:
-    """Reject what mcunet cannot compile, naming the first offending op and its index."""
-    for op in graph.ops:
-        if op.kind not in SUPPORTED_OPS + FOLDABLE_OPS:
-            raise McunetError(
-                f"unsupported operator {op.kind} at index {op.index}; mcunet supports "
-                f"{', '.join(sorted(SUPPORTED_OPS))}")
+def check_int8(graph: Graph) -> None:
+    """Reject a model that is not fully int8-quantised (float or 16-bit activations anywhere
+    but at the model's edges), naming the first offending op and its index. Which operators
+    mcunet supports is the code generator's to say (mcunet.codegen.lower.supported_ops)."""
     # Float or 16-bit activations anywhere but at the model's edges mean the model was not
     # fully quantised to int8.
     for op in graph.ops:

@@ -11,9 +11,13 @@ pointwise conv then needs its output plus one pixel, a 3x3 depthwise its input p
 elementwise ADD nothing more than its output. An overlap is a permission, not a tie: the
 output may also go anywhere that collides with nothing.
 
-Placement tries several orders (largest first, longest-lived first, earliest first, and
-every order for small graphs), each with and without overlaps, first fit like TinyEngine,
-and keeps the smallest arena. ``verify`` checks any plan independently.
+The interface is narrow, as TF Lite Micro's micro_memory_planner.h: buffers with lifetimes
+(and the overlaps allowed between them) in, offsets and a total out (``plan_buffers``;
+``plan_arena`` derives the buffers from a schedule). Each placement strategy is a named
+object (``FitPlacement``: an order, a direction, best or first fit, like TinyEngine's
+first-fit allocator); the planner tries several (largest first, longest-lived first,
+earliest first, latest first, and every order for small graphs), each with and without
+overlaps, and keeps the smallest arena. ``verify`` checks any plan independently.
 """
 from __future__ import annotations
 
@@ -89,11 +93,23 @@ class ArenaPlan:
     def tensor_offset(self, tid: int) -> int:
         return self._buffer_of(tid).offset
 
-    def scratch_offset(self, step: int) -> int:
+    def tensor_span(self, tid: int) -> tuple[int, int]:
+        """[start, end) of the bytes holding tensor tid (its buffer, which views share)."""
+        b = self._buffer_of(tid)
+        return b.offset, b.end
+
+    def _scratch_of(self, step: int) -> Buffer:
         for b in self.buffers:
             if b.scratch_of == step:
-                return b.offset
+                return b
         raise KeyError(f"step {step} has no scratch")
+
+    def scratch_offset(self, step: int) -> int:
+        return self._scratch_of(step).offset
+
+    def scratch_span(self, step: int) -> tuple[int, int]:
+        b = self._scratch_of(step)
+        return b.offset, b.end
 
     def live_bytes(self, step: int) -> int:
         """Bytes of the arena in use at a step (overlapping buffers counted once)."""
@@ -308,6 +324,45 @@ ORDERS = {
 }
 
 
+@dataclass(frozen=True)
+class FitPlacement:
+    """A placement strategy: the buffers in one order (ORDERS, or an explicit permutation of
+    their names), each put where it collides with nothing placed (best fit: where it widens
+    the arena least; first fit: lowest offset), offsets counted up from the bottom or, when
+    mirrored, down from the top."""
+    order: str
+    mirrored: bool = False
+    best_fit: bool = True
+    permutation: tuple[str, ...] | None = None  # for order "exhaustive"
+
+    @property
+    def name(self) -> str:
+        return ", ".join([self.order] + ["mirrored"] * self.mirrored
+                         + ["first fit"] * (not self.best_fit))
+
+    def place(self, buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap]) -> int:
+        """Set every buffer's offset; returns the arena size."""
+        if self.permutation is not None:
+            by_name = {b.name: b for b in buffers}
+            order = [by_name[n] for n in self.permutation]
+        else:
+            order = sorted(buffers, key=ORDERS[self.order])
+        return _place(order, allowed, self.mirrored, self.best_fit)
+
+
+def strategies(buffers: list[Buffer], effort: str) -> list[FitPlacement]:
+    """The placements tried: effort "full": every order (every permutation of a small graph's
+    buffers), both directions, best and first fit; "quick": largest first, both directions."""
+    if effort == "full" and len(buffers) <= EXHAUSTIVE_BUFFERS:
+        orders = [("exhaustive", tuple(b.name for b in p))
+                  for p in itertools.permutations(buffers)]
+    else:
+        orders = [(name, None) for name in (ORDERS if effort == "full" else ["largest-first"])]
+    fits = (True, False) if effort == "full" else (True,)
+    return [FitPlacement(name, mirrored, best_fit, perm)
+            for (name, perm), mirrored, best_fit in itertools.product(orders, (False, True), fits)]
+
+
 def _used_overlaps(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap]):
     by_name = {b.name: b for b in buffers}
     used = []
@@ -352,28 +407,27 @@ def layerwise_bound(buffers: list[Buffer], allowed: dict[tuple[str, str], Overla
 def plan_arena(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Sequence[int],
                sizes: dict[int, int], overlaps: Sequence[Overlap] = (),
                effort: str = "full") -> ArenaPlan:
-    """Plan every activation (sizes: tensor id -> bytes) and scratch buffer of a schedule:
-    the smallest arena over the placement strategies. effort "full": every order, direction
-    and fit, with and without overlaps, and every order for small graphs; "quick": largest
-    first with overlaps, both directions (to compare many candidate schedules)."""
+    """Plan every activation (sizes: tensor id -> bytes) and scratch buffer of a schedule."""
+    return plan_buffers(buffers_for(steps, inputs, outputs, sizes), len(steps), overlaps, effort)
+
+
+def plan_buffers(buffers: list[Buffer], num_steps: int, overlaps: Sequence[Overlap] = (),
+                 effort: str = "full") -> ArenaPlan:
+    """The planner's interface: buffers with lifetimes (and the overlaps allowed between
+    them) in, offsets and a total out. The smallest arena over the placement strategies,
+    each with and without overlaps (effort "full"; "quick" compares many candidate
+    schedules); the best few are then compacted under gravity."""
     results = []
-    buffers = buffers_for(steps, inputs, outputs, sizes)
     allowed_all = _permissions(buffers, overlaps)
     variants = [("overlaps", allowed_all)] if allowed_all else []
     if effort == "full" or not allowed_all:
         variants.append(("no overlaps", {}))
-    keys = ORDERS if effort == "full" else {"largest-first": ORDERS["largest-first"]}
-    fits = (True, False) if effort == "full" else (True,)
+    tried = strategies(buffers, effort)
     for label, allowed in variants:
-        orders = [(name, sorted(buffers, key=key)) for name, key in keys.items()]
-        if effort == "full" and len(buffers) <= EXHAUSTIVE_BUFFERS:
-            orders = [("exhaustive", list(p)) for p in itertools.permutations(buffers)]
-        for (name, order), mirrored, best_fit in itertools.product(orders, (False, True), fits):
-            arena = _place(order, allowed, mirrored, best_fit)
-            how = ", ".join([name] + ["mirrored"] * mirrored + ["first fit"] * (not best_fit))
-            results.append((arena, f"{how}, {label}", [Buffer(**vars(b)) for b in buffers],
+        for strategy in tried:
+            arena = strategy.place(buffers, allowed)
+            results.append((arena, f"{strategy.name}, {label}", [Buffer(**vars(b)) for b in buffers],
                             allowed))
-    # Then let the best few settle under gravity.
     results.sort(key=lambda r: r[0])
     best = None
     for arena, how, placed, allowed in results[:COMPACTED if effort == "full" else 1]:
@@ -381,27 +435,36 @@ def plan_arena(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Seq
         if compacted < arena:
             arena, how = compacted, how + ", compacted"
         if best is None or arena < best.arena_bytes:
-            best = ArenaPlan(buffers=placed, arena_bytes=arena, num_steps=len(steps),
+            best = ArenaPlan(buffers=placed, arena_bytes=arena, num_steps=num_steps,
                              overlaps=_used_overlaps(placed, allowed), strategy=how)
     assert best is not None
     best.arena_bytes = max(best.arena_bytes, ALIGN)
-    best.lower_bound = layerwise_bound(buffers, allowed_all, len(steps))
+    best.lower_bound = layerwise_bound(buffers, allowed_all, num_steps)
     return best
 
 
+class PlanError(AssertionError):
+    """A plan that breaks the planner's own rules: a bug in mcunet, never the user's input."""
+
+
 def verify(plan: ArenaPlan) -> None:
-    """Raise AssertionError unless no two buffers live at the same time share a byte, other
-    than an overlap the plan chose, placed within its safe delta."""
+    """Raise PlanError unless every buffer lies aligned inside the arena and no two buffers
+    live at the same time share a byte, other than an overlap the plan chose, placed within
+    its safe delta."""
     allowed = {}
     for ov, _ in plan.overlaps:
         src, dst = plan._buffer_of(ov.src), plan._buffer_of(ov.dst)
         allowed[(src.name, dst.name)] = ov
+    for a in plan.buffers:
+        if a.offset < 0 or a.offset % ALIGN or a.end > plan.arena_bytes:
+            raise PlanError(f"buffer {a.name} at {a.offset}..{a.end} is not an aligned part of "
+                            f"the {plan.arena_bytes}-byte arena")
     for a, b in itertools.combinations(plan.buffers, 2):
-        assert a.offset >= 0 and a.offset % ALIGN == 0, f"{a.name} at {a.offset}"
-        assert a.end <= plan.arena_bytes and b.end <= plan.arena_bytes
         if not a.overlaps_in_time(b) or a.end <= b.offset or b.end <= a.offset:
             continue
         ov = allowed.get((a.name, b.name)) or allowed.get((b.name, a.name))
-        assert ov is not None, f"{a.name} and {b.name} share bytes while both are live"
+        if ov is None:
+            raise PlanError(f"{a.name} and {b.name} share bytes while both are live")
         src, dst = (a, b) if (a.name, b.name) in allowed else (b, a)
-        assert _safe(ov, dst.offset - src.offset), f"{dst.name} over {src.name} unsafely"
+        if not _safe(ov, dst.offset - src.offset):
+            raise PlanError(f"{dst.name} lies over {src.name} at an unsafe offset")

@@ -12,6 +12,9 @@ import numpy as np
 from .errors import McunetError
 from .graph import NP_TYPES, Graph, Op
 
+# Ops that only feed compile-time shape arithmetic: they must fold away (fold_constants).
+FOLDABLE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
+
 
 def _strided_slice(op: Op, x: np.ndarray, begin, end, strides) -> np.ndarray:
     a = op.attrs
@@ -63,7 +66,7 @@ def fold_constants(graph: Graph) -> Graph:
     for op in graph.ops:
         if op.kind == "RESHAPE":  # the output tensor's static shape is all we need
             op.inputs = op.inputs[:1]
-    leftover = [op for op in graph.ops if op.kind in ("SHAPE", "STRIDED_SLICE", "PACK")]
+    leftover = [op for op in graph.ops if op.kind in FOLDABLE_OPS]
     if leftover:
         op = leftover[0]
         raise McunetError(f"{op.kind} at index {op.index} depends on run-time values; mcunet "

@@ -17,11 +17,13 @@ grid are chosen automatically.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from .errors import McunetError
 from .graph import Graph, Tensor
+from .layers import Region, Windowed
 from .memory import Overlap
+from .step import Step, TensorArg
 
 DEFAULT_MAX_OVERHEAD = 0.15  # extra MACs from halos, as a fraction of the model's MACs
 GRIDS = range(2, 9)  # square grids tried by "auto"
@@ -67,52 +69,13 @@ class PatchStage:
 
 
 @dataclass
-class _Region:
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-    @property
-    def h(self) -> int:
-        return self.y1 - self.y0
-
-    @property
-    def w(self) -> int:
-        return self.x1 - self.x0
-
-
-@dataclass
 class _Layer:
     """One stage step seen as a window: output region -> input region."""
-    step: object  # codegen.step.Step
+    step: Step
     inp: int
     out: int
     channels_in: int
     channels_out: int
-    regions: list[tuple[_Region, _Region, int, int]] = field(default_factory=list)
-
-
-def _window(p: dict) -> tuple[int, ...]:
-    return (p["kh"], p["kw"], p["sh"], p["sw"], p.get("dh", 1), p.get("dw", 1),
-            p["pad_top"], p["pad_left"], p["ih"], p["iw"])
-
-
-def _input_region(p: dict, out: _Region) -> tuple[_Region, int, int]:
-    """The input rows/cols a window op reads for an output region, clipped to the tensor,
-    and the padding the clipped-off part becomes."""
-    kh, kw, sh, sw, dh, dw, pt, pl, ih, iw = _window(p)
-    lo_y, hi_y = out.y0 * sh - pt, (out.y1 - 1) * sh - pt + (kh - 1) * dh + 1
-    lo_x, hi_x = out.x0 * sw - pl, (out.x1 - 1) * sw - pl + (kw - 1) * dw + 1
-    region = _Region(max(lo_y, 0), min(hi_y, ih), max(lo_x, 0), min(hi_x, iw))
-    return region, region.y0 - lo_y, region.x0 - lo_x
-
-
-def _tensor_args(step):
-    from mcunet.codegen.step import TensorArg
-    ins = [a for a in step.args if isinstance(a, TensorArg) and a.const]
-    outs = [a for a in step.args if isinstance(a, TensorArg) and not a.const]
-    return ins, outs
 
 
 def stage_lengths(graph: Graph, steps: list) -> list[int]:
@@ -126,9 +89,9 @@ def stage_lengths(graph: Graph, steps: list) -> list[int]:
     lengths = []
     prev_out = None
     for k, step in enumerate(steps):
-        if step.kernel is None or "in_row" not in step.params:
+        if step.kernel is None or not isinstance(step.layer, Windowed):
             break
-        ins, outs = _tensor_args(step)
+        ins, outs = step.inputs, step.outputs
         if len(ins) != 1 or len(outs) != 1:
             break
         x, y = graph.t(ins[0].tid), graph.t(outs[0].tid)
@@ -149,8 +112,6 @@ def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
 
 def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, list, PatchStage]:
     """Rewrite steps[:k] (the stage ending with op spec.last_op) into per-patch steps."""
-    from mcunet.codegen.step import Step, TensorArg
-
     ends = {steps[k - 1].op.index: k for k in stage_lengths(graph, steps)}
     if spec.last_op not in ends:
         valid = ", ".join(str(i) for i in ends) or "none"
@@ -161,7 +122,7 @@ def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, li
     stage = steps[:k]
     layers = []
     for step in stage:
-        ins, outs = _tensor_args(step)
+        ins, outs = step.inputs, step.outputs
         x, y = graph.t(ins[0].tid), graph.t(outs[0].tid)
         layers.append(_Layer(step, ins[0].tid, outs[0].tid, x.shape[3], y.shape[3]))
     t_out = graph.t(layers[-1].out)
@@ -176,10 +137,10 @@ def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, li
     first_reads, write_ends = [], []
     for p, ((y0, y1), (x0, x1)) in enumerate(patches):
         # Backwards: the region each layer must produce for this tile.
-        out_region = _Region(y0, y1, x0, x1)
+        out_region = Region(y0, y1, x0, x1)
         plan = []
         for layer in reversed(layers):
-            in_region, pad_top, pad_left = _input_region(layer.step.params, out_region)
+            in_region, pad_top, pad_left = layer.step.layer.window.input_region(out_region)
             plan.append((layer, in_region, out_region, pad_top, pad_left))
             out_region = in_region
         plan.reverse()
@@ -191,7 +152,8 @@ def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, li
             step = layer.step
             last = j == len(plan) - 1
             if last:
-                out_arg = TensorArg(layer.out, offset=(rout.y0 * tw + rout.x0) * layer.channels_out)
+                out_arg = TensorArg(layer.out, "output", output=True,
+                                    offset=(rout.y0 * tw + rout.x0) * layer.channels_out)
                 out_row = tw
             else:
                 src = graph.t(layer.out)
@@ -199,26 +161,24 @@ def apply_patches(graph: Graph, steps: list, spec: PatchSpec) -> tuple[Graph, li
                 tensors.append(Tensor(id=tid, name=f"{src.name}#patch{p}",
                                       shape=(1, rout.h, rout.w, layer.channels_out),
                                       dtype=src.dtype, quant=src.quant))
-                out_arg = TensorArg(tid)
+                out_arg = TensorArg(tid, "output", output=True)
                 out_row = rout.w
             if j == 0:
-                in_arg = TensorArg(layer.inp, const=True,
+                in_arg = TensorArg(layer.inp, "input",
                                    offset=(rin.y0 * x_in.shape[2] + rin.x0) * layer.channels_in)
                 in_row = x_in.shape[2]
             else:
-                in_arg = TensorArg(prev_tid, const=True)
+                in_arg = TensorArg(prev_tid, "input")
                 in_row = rin.w
-            params = dict(step.params, ih=rin.h, iw=rin.w, oh=rout.h, ow=rout.w,
-                          pad_top=pad_top, pad_left=pad_left, in_row=in_row, out_row=out_row)
-            if k == 1:  # one layer reads the stage input and writes the output over it
-                params["io_restrict"] = ""
-            args = [in_arg if (isinstance(a, TensorArg) and a.const) else
-                    out_arg if isinstance(a, TensorArg) else a for a in step.args]
-            full = step.params["oh"] * step.params["ow"]
-            macs = step.macs * rout.h * rout.w // max(full, 1)
-            trace = [layer.out] if (last and p == len(patches) - 1) else []
-            new_steps.append(Step(step.op, step.kernel, params, args, step.scratch_bytes,
-                                  macs=macs, trace=trace))
+            window = step.layer.window
+            patch_layer = step.layer.on_window(
+                window.on_patch(rin, rout, pad_top, pad_left, in_row, out_row))
+            args = tuple(a if not isinstance(a, TensorArg) else out_arg if a.output else in_arg
+                         for a in step.args)
+            macs = step.macs * rout.h * rout.w // max(window.oh * window.ow, 1)
+            trace = (layer.out,) if (last and p == len(patches) - 1) else ()
+            new_steps.append(replace(step, layer=patch_layer, args=args, macs=macs,
+                                     trace=trace))
             prev_tid = out_arg.tid
     # The stage output may sit over the input bytes that no later patch reads. With one
     # layer, reading and writing a patch interleave, so the patch's own input counts too.
@@ -241,7 +201,7 @@ def candidates(graph: Graph, steps: list, max_overhead: float = DEFAULT_MAX_OVER
     result = []
     for k in stage_lengths(graph, steps):
         last = steps[k - 1]
-        th, tw = last.params["oh"], last.params["ow"]
+        th, tw = last.layer.window.oh, last.layer.window.ow
         for n in GRIDS:
             if n > min(th, tw):
                 break

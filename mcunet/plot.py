@@ -18,14 +18,14 @@ def memory_png(layerwise: CompiledModel, chosen: CompiledModel, title: str) -> b
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base = layerwise.layers()
+    base = layerwise.layers
     ops = [r["index"] for r in base]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(ops)), 3.6), dpi=110)
     x = range(len(ops))
     ax.bar(x, [r["live_bytes"] / 1024 for r in base], width=0.8, color="#c9c9c9",
            label=f"layer by layer (peak {layerwise.peak_sram_bytes / 1024:.1f} KiB)")
     if chosen.patch is not None:
-        live = {r["index"]: r["live_bytes"] for r in chosen.layers()}
+        live = {r["index"]: r["live_bytes"] for r in chosen.layers}
         ax.bar(x, [live.get(i, 0) / 1024 for i in ops], width=0.45, color="#2f6db3",
                label=f"patch-based {chosen.patch.spec} (peak {chosen.peak_sram_bytes / 1024:.1f} KiB)")
         stage = chosen.patch.stage_steps
@@ -49,7 +49,7 @@ def html_report(chosen: CompiledModel, layerwise: CompiledModel, png: bytes,
     g = chosen.graph
     summary = chosen.summary()
     rows = []
-    for r in chosen.layers():
+    for r in chosen.layers:
         cells = [r["index"], r["op"], r["kernel"], shape(r["output_shape"]),
                  f"{r['output_bytes']:,}", f"{r['scratch_bytes']:,}", f"{r['live_bytes']:,}",
                  f"{r['macs']:,}", ", ".join(r["marks"])]

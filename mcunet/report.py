@@ -52,7 +52,7 @@ def io_lines(graph: Graph) -> list[str]:
 def plan_table(model: CompiledModel) -> str:
     rows = [[r["index"], r["op"], r["kernel"], shape(r["output_shape"]), r["output_bytes"],
              r["scratch_bytes"], r["live_bytes"], r["macs"], ", ".join(r["marks"])]
-            for r in model.layers()]
+            for r in model.layers]
     return table(["#", "op", "kernel", "output", "out bytes", "scratch", "live bytes", "MACs",
                   "marks"], rows, align="rlllrrrrl")
 

@@ -25,7 +25,7 @@ Per model it measures, in this run:
                 head + tail (persistent: tensor structs, node structs, kernel buffers)
   /head, /total ours divided by TFLM's head and total
   ours us       host microseconds per inference of our generated code, built with the host
-                compiler at -O2 (mcunet.simulate.build_host): (t(N rows) - t(1 row)) / (N - 1),
+                compiler at -O2 (mcunet.host.build_host): (t(N rows) - t(1 row)) / (N - 1),
                 each t the best of --repeats runs, so process start-up and file I/O cancel out
   TFLM us       microseconds per inference of the tflite-micro interpreter over the same rows:
                 set_input / invoke / get_output from Python, one pass after one warm-up invoke
@@ -246,7 +246,7 @@ def warm_up_imports() -> None:
     import mcunet.codegen.library  # noqa: F401
     import mcunet.codegen.ops  # noqa: F401
     import mcunet.compiler  # noqa: F401
-    import mcunet.simulate  # noqa: F401
+    import mcunet.host  # noqa: F401
 
 
 def measure_model(path: str | Path, rows: int = 200, seed: int = 0, repeats: int = 3,
@@ -255,7 +255,7 @@ def measure_model(path: str | Path, rows: int = 200, seed: int = 0, repeats: int
     Sizes in bytes, times in seconds (compile) and microseconds (per inference); a figure that
     could not be measured is None, with the reason under "notes"."""
     from mcunet.compiler import compile_model
-    from mcunet.simulate import build_host, find_cc, random_inputs
+    from mcunet.host import build_host, find_cc, random_inputs
 
     if rows < 2:
         raise ValueError("rows must be at least 2 (the time per row is a difference)")

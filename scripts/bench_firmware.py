@@ -26,10 +26,10 @@ TARGET_INSN_PER_MAC = 2.0  # on the Cortex-M4, for the conv models
 
 def main() -> int:
     from mcunet.boards import get_board
-    from mcunet.boards.firmware import kernel_stack_bytes, run_on_board
+    from mcunet.boards.firmware import run_on_board
     from mcunet.compiler import compile_model
     from mcunet.reference import reference_outputs
-    from mcunet.simulate import random_inputs
+    from mcunet.host import random_inputs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boards", default="mps2-an386,mps2-an385")
@@ -53,8 +53,7 @@ def main() -> int:
                 sys.exit(f"unknown model {name!r}; the models are {', '.join(NAMES)}")
             name = matches[0]
             path = MODELS / f"{name}.tflite"
-            model = compile_model(path, patch=args.patch, dsp=board.dsp)
-            model.stack_bytes = kernel_stack_bytes(model, board)
+            model = compile_model(path, patch=args.patch, target=board.target)
             inputs = random_inputs(model.graph, args.rows, seed=1)
             r = run_on_board(model, board, inputs, profile=args.profile)
             exact = all(np.array_equal(a, b) for a, b in

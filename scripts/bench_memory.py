@@ -47,7 +47,7 @@ MOBILENET_STYLE = ("vww_96_int8", "keras_mobilenet_025_128", "keras_mobilenetv2_
 
 def measure(path: Path) -> dict:
     from mcunet.compiler import compile_model
-    from mcunet.simulate import random_inputs
+    from mcunet.host import random_inputs
 
     row: dict = {"model": path.stem, "path": str(path)}
     t0 = time.perf_counter()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from mcunet.budget import Budget
+from mcunet.compiler import PATCH_CHOICES, compile_graph
 from mcunet.errors import McunetError
+from mcunet.target import HOST, Target
 
 from .graph import build_graph
 from .space import Arch, SearchSpace
-
-UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1 << 20, "MB": 1 << 20,
-         "MIB": 1 << 20}
-
 
 def parse_count(text: str | int | None) -> int | None:
     """'2.5M', '800k' or a plain number (None and 'auto' stay None)."""
@@ -32,41 +31,8 @@ def parse_count(text: str | int | None) -> int | None:
     return int(value)
 
 
-def parse_bytes(text: str | int) -> int:
-    """'32KB', '32k', '128KiB', '1MB' or a plain number of bytes."""
-    if isinstance(text, int):
-        return text
-    s = str(text).strip().upper().replace(" ", "")
-    num = s.rstrip("KMGIB")
-    unit = s[len(num):]
-    try:
-        value = float(num)
-    except ValueError:
-        value = -1
-    if unit not in UNITS or value <= 0:
-        raise McunetError(f"cannot read '{text}' as a size; write e.g. 32KB, 256KB or 1MB")
-    return int(value * UNITS[unit])
-
-
 def default_patch() -> str:
-    from mcunet.compiler import PATCH_CHOICES
     return "auto" if "auto" in PATCH_CHOICES else "none"
-
-
-@dataclass(frozen=True)
-class Budget:
-    sram_bytes: int
-    flash_bytes: int
-    latency_ms: float | None = None
-    clock_hz: int | None = None  # to turn MACs into an estimated latency
-    # int8 MACs per cycle, for the latency estimate: conservative; the DSP kernels execute
-    # about 2.4 instructions per MAC of a searched network on the emulated M4, and loads and
-    # multiply-accumulates can take more than one cycle.
-    macs_per_cycle: float = 0.25
-    max_macs: int | None = None  # a compute cap (what training in the time budget can afford)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -93,15 +59,13 @@ class Cost:
         return asdict(self)
 
 
-def measure(space: SearchSpace, arch: Arch, patch: str = "none", dsp: bool = False) -> Cost:
-    """Plan arch's int8 graph with mcunet's compiler (with the Cortex-M DSP kernels, whose
-    scratch is part of the arena, when the target core has them)."""
-    from mcunet.compiler import compile_graph
-
-    compiled = compile_graph(build_graph(space, arch), patch=patch, dsp=dsp)
-    stage = getattr(compiled, "patch", None)
+def measure(space: SearchSpace, arch: Arch, patch: str = "none", target: Target = HOST) -> Cost:
+    """Plan arch's int8 graph with mcunet's compiler for the target core (with the Cortex-M
+    DSP kernels, whose scratch is part of the arena, when the core has them)."""
+    compiled = compile_graph(build_graph(space, arch), patch=patch, target=target)
+    stage = compiled.patch
     return Cost(peak_sram_bytes=compiled.peak_sram_bytes, flash_bytes=compiled.flash_bytes,
-                macs=compiled.macs, patch=str(getattr(stage, "spec", "patch")) if stage else "none")
+                macs=compiled.macs, patch=str(stage.spec) if stage else "none")
 
 
 class CostCache:
@@ -115,11 +79,11 @@ class CostCache:
     """
 
     def __init__(self, space: SearchSpace, patch: str | None = None, patch_plans: int = 15,
-                 dsp: bool = False):
+                 target: Target = HOST):
         self.space = space
         self.patch = patch or default_patch()
         self.patch_plans = patch_plans
-        self.dsp = dsp
+        self.target = target
         self.table: dict[str, Cost] = {}
         self.patched: set[str] = set()  # keys whose "auto" plan was computed
 
@@ -129,13 +93,13 @@ class CostCache:
         key = self.space.key(arch)
         cost = self.table.get(key)
         if cost is None:
-            cost = self.table[key] = measure(self.space, arch, "none", self.dsp)
+            cost = self.table[key] = measure(self.space, arch, "none", self.target)
         if (budget is not None and self.patch == "auto" and key not in self.patched
                 and not cost.fits(budget) and cost.flash_bytes <= budget.flash_bytes
                 and (budget.max_macs is None or cost.macs <= budget.max_macs)
                 and len(self.patched) < self.patch_plans
                 and (patches_left is None or patches_left > 0)):
-            cost = self.table[key] = min(cost, measure(self.space, arch, "auto", self.dsp),
+            cost = self.table[key] = min(cost, measure(self.space, arch, "auto", self.target),
                                          key=lambda c: c.peak_sram_bytes)
             self.patched.add(key)
         return cost

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import click
 
+from mcunet.boards import get_board
+from mcunet.boards.firmware import run_on_board
+from mcunet.budget import resolve
+from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
 
 DEFAULT_DATASET = "fashion-mnist"
@@ -16,26 +20,14 @@ DEFAULT_DEPLOY_BOARD = "mps2-an386"  # emulated Cortex-M4
 DEFAULT_SRAM, DEFAULT_FLASH = "32KB", "128KB"
 
 
-def _board(name: str):
-    try:
-        from mcunet.boards import get_board
-    except ImportError:
-        raise McunetError("board support is not installed in this version of mcunet; give "
-                          "--sram and --flash instead of --board") from None
-    return get_board(name)
-
-
 def _budget(board: str | None, sram: str | None, flash: str | None) -> tuple[int, int, int | None]:
     """(SRAM bytes, flash bytes, clock Hz) from --board or --sram/--flash (these win)."""
-    from .budget import parse_bytes
-
-    b = _board(board) if board else None
+    b = get_board(board) if board else None
     if b is None and (sram is None or flash is None):
         raise McunetError("give a budget: --board NAME, or both --sram (e.g. 32KB) and --flash "
                           "(e.g. 128KB)")
-    s = parse_bytes(sram) if sram else b.sram_bytes
-    f = parse_bytes(flash) if flash else b.flash_bytes
-    return s, f, getattr(b, "clock_hz", None) if b else None
+    budget = resolve(sram, flash, b)
+    return budget.sram_bytes, budget.flash_bytes, b.clock_hz if b else None
 
 
 def search_options(fn):
@@ -140,7 +132,7 @@ def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_b
     from .pipeline import run_search
 
     out = Path(out)
-    target = _board(board)
+    target = get_board(board)
     # The budget is --sram/--flash (a small MCU's, by default); the board gives the clock.
     cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
                   supernet_steps, finetune_steps, generations, population, train_subset, max_macs)
@@ -170,19 +162,12 @@ def deploy(out: Path, meta: dict, board, rows: int) -> dict:
 
     import numpy as np
 
-    from mcunet.compiler import compile_model
-
     from .budget import default_patch
     from .data import load_dataset, prepare
     from .export import int8_predict, quantize_input
 
-    try:
-        from mcunet.boards.firmware import run_on_board
-    except ImportError:
-        raise McunetError("board support (boards.firmware.run_on_board) is not available; the "
-                          f"model is in {out / 'model.tflite'}: compile it with `mcunet compile`") from None
     start = time.perf_counter()
-    compiled = compile_model(out / "model.tflite", patch=default_patch(), dsp=board.dsp)
+    compiled = compile_model(out / "model.tflite", patch=default_patch(), target=board.target)
     lib = out / "lib"
     compiled.library().write(lib)
     ds = load_dataset(meta["dataset_source"] if meta["dataset"] != "fashion-mnist" else "fashion-mnist",

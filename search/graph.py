@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mcunet import opschema
 from mcunet.graph import Graph, Op, QuantParams, Tensor
 
 from .space import Arch, SearchSpace
@@ -56,9 +57,11 @@ class _Builder:
                         self.rng.integers(-(1 << 16), 1 << 16, channels).astype(np.int32))
         return w, b
 
-    def op(self, kind: str, inputs: list[int], outputs: list[int], **attrs) -> int:
+    def op(self, kind: str, inputs: list[int], outputs: list[int], **given) -> int:
+        """An op with its options as the converter writes them (opschema's defaults for the
+        ones not given)."""
         self.ops.append(Op(index=len(self.ops), kind=kind, inputs=inputs, outputs=outputs,
-                           attrs=attrs))
+                           attrs=opschema.attrs(kind, **given)))
         return outputs[0]
 
     def conv(self, x: int, name: str, cout: int, kernel: int, stride: int, relu6: bool,
@@ -71,11 +74,10 @@ class _Builder:
         else:
             wt, bias = self.weights(name, (cout, kernel, kernel, cin), cout, 0, in_scale)
         out = self.act(name, (1, oh, ow, cout), relu6)
-        attrs = dict(padding="SAME", stride_h=stride, stride_w=stride, dilation_h=1,
-                     dilation_w=1, activation="RELU6" if relu6 else "NONE")
+        attrs = dict(padding="SAME", stride_h=stride, stride_w=stride,
+                     activation="RELU6" if relu6 else "NONE")
         if depthwise:
-            attrs["depth_multiplier"] = 1
-            return self.op("DEPTHWISE_CONV_2D", [x, wt, bias], [out], **attrs)
+            return self.op("DEPTHWISE_CONV_2D", [x, wt, bias], [out], depth_multiplier=1, **attrs)
         return self.op("CONV_2D", [x, wt, bias], [out], **attrs)
 
 
@@ -95,19 +97,18 @@ def build_graph(space: SearchSpace, arch: Arch, seed: int = 0) -> Graph:
         y = b.conv(y, f"{name}_project", blk.cout, 1, 1, False)
         if blk.residual:
             out = b.act(f"{name}_add", b.tensors[y].shape, False)
-            y = b.op("ADD", [x, y], [out], activation="NONE")
+            y = b.op("ADD", [x, y], [out])
         x = y
     if space.head_channels:
         x = b.conv(x, "head", space.last_channels(arch), 1, 1, True)
     channels = b.tensors[x].shape[-1]
     axes = b.tensor("pool/axes", (2,), "int32", data=np.array([1, 2], dtype=np.int32))
     pooled = b.act("pool", (1, channels), False)
-    b.op("MEAN", [x, axes], [pooled], keep_dims=False)
+    b.op("MEAN", [x, axes], [pooled])
     n = space.num_classes
     wt, bias = b.weights("classifier", (n, channels), n, 0, b.tensors[pooled].quant.s)
     logits = b.tensor("logits", (1, n), quant=_q(0.1, 0))
-    b.op("FULLY_CONNECTED", [pooled, wt, bias], [logits], activation="NONE",
-         keep_num_dims=False, weights_format=0)
+    b.op("FULLY_CONNECTED", [pooled, wt, bias], [logits])
     probs = b.tensor("probs", (1, n), quant=_q(1.0 / 256.0, -128))
     b.op("SOFTMAX", [logits], [probs], beta=1.0)
     return Graph(tensors=b.tensors, ops=b.ops, inputs=[graph_input], outputs=[probs],

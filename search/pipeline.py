@@ -19,9 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mcunet.boards import get_board
+from mcunet.budget import Budget
+from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
+from mcunet.target import HOST, TARGETS, Target
 
-from .budget import Budget, CostCache, default_patch
+from .budget import CostCache, default_patch
 from .space import Arch, SearchSpace, default_space
 
 # Shares of the time budget (the rest, after stage 1, goes to fine-tuning and export).
@@ -65,12 +69,10 @@ class SearchConfig:
     max_macs: int | None = None  # None: from the time budget (MACS_PER_BUDGET_SECOND)
 
     @property
-    def dsp(self) -> bool:
-        """Plan with the Cortex-M DSP kernels (their scratch counts) when the board has them."""
-        if not self.board:
-            return False
-        from mcunet.boards import get_board
-        return get_board(self.board).dsp
+    def target(self) -> Target:
+        """The board's core: candidates are planned with its kernels (the DSP kernels'
+        scratch counts)."""
+        return TARGETS[get_board(self.board).core] if self.board else HOST
 
     @property
     def budget(self) -> Budget:
@@ -192,7 +194,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
     if space.in_channels != c or space.num_classes != ds.num_classes:
         space = replace(space, in_channels=c, num_classes=ds.num_classes)
     budget = cfg.budget
-    costs = CostCache(space, patch_plans=patch_plans(cfg.time_budget_s), dsp=cfg.dsp)
+    costs = CostCache(space, patch_plans=patch_plans(cfg.time_budget_s), target=cfg.target)
     if state.get("costs"):
         costs.load(state["costs"])
     log(f"dataset {ds.name}: {len(train)} train, {len(ds.val)} validation, "
@@ -324,8 +326,6 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         finetune(model, train, res, 0, cfg.seed, out, warmup=1)  # restores the weights
 
     # -- export ---------------------------------------------------------------------------------
-    from mcunet.compiler import compile_model
-
     x_val = prepare(ds.val.x, res)
     float_val = keras_accuracy(model, x_val, ds.val.y)
     rep = x_train[np.random.default_rng(cfg.seed + 1).permutation(len(x_train))[:200]]
@@ -337,7 +337,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         if ds.test is not None else None
     model_path = out / "model.tflite"
     model_path.write_bytes(tflite)
-    compiled = compile_model(model_path, patch=default_patch(), dsp=cfg.dsp)
+    compiled = compile_model(model_path, patch=default_patch(), target=cfg.target)
     fits = compiled.peak_sram_bytes <= budget.sram_bytes and compiled.flash_bytes <= budget.flash_bytes
     in_scale, in_zp, out_scale, out_zp = io_quant(tflite)
     meta = {

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import flatbuffers
 import numpy as np
 import tflite
-from tflite.ActivationFunctionType import ActivationFunctionType
 from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
-from tflite.Padding import Padding
 from tflite.TensorType import TensorType
+
+from mcunet import opschema
 
 # dtype name -> (TensorType enum value, numpy dtype)
 DTYPES = {
@@ -41,39 +41,6 @@ DTYPES = {
 }
 _NUMPY_TO_NAME = {np.dtype(npt).name: name for name, (_, npt) in DTYPES.items()}
 
-ACTIVATIONS = {"NONE": ActivationFunctionType.NONE, "RELU": ActivationFunctionType.RELU,
-               "RELU_N1_TO_1": ActivationFunctionType.RELU_N1_TO_1,
-               "RELU6": ActivationFunctionType.RELU6, "TANH": ActivationFunctionType.TANH}
-
-# Builtin op -> name of its options table in the schema. Ops not listed are emitted without
-# options (pass options="XxxOptions" to op() to force a table for them).
-OPTIONS_TABLE = {
-    "CONV_2D": "Conv2DOptions",
-    "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
-    "FULLY_CONNECTED": "FullyConnectedOptions",
-    "ADD": "AddOptions",
-    "SUB": "SubOptions",
-    "MUL": "MulOptions",
-    "AVERAGE_POOL_2D": "Pool2DOptions",
-    "MAX_POOL_2D": "Pool2DOptions",
-    "MEAN": "ReducerOptions",
-    "SUM": "ReducerOptions",
-    "PAD": "PadOptions",
-    "PADV2": "PadV2Options",
-    "RESHAPE": "ReshapeOptions",
-    "SQUEEZE": "SqueezeOptions",
-    "SOFTMAX": "SoftmaxOptions",
-    "CONCATENATION": "ConcatenationOptions",
-    "QUANTIZE": "QuantizeOptions",
-    "DEQUANTIZE": "DequantizeOptions",
-    "HARD_SWISH": "HardSwishOptions",
-    "SHAPE": "ShapeOptions",
-    "STRIDED_SLICE": "StridedSliceOptions",
-    "PACK": "PackOptions",
-    "GATHER": "GatherOptions",
-    "TRANSPOSE": "TransposeOptions",
-}
-
 # Defaults applied when the caller does not give the option (schema defaults are 0 for these,
 # which the kernels reject or which would be a surprising default).
 DEFAULTS = {
@@ -83,13 +50,17 @@ DEFAULTS = {
     "SoftmaxOptions": {"beta": 1.0},
 }
 
-# Short option names -> schema field names (the schema's own snake_case names work too).
-_ALIASES = {"fused_activation": "fused_activation_function",
-            "dilation_w": "dilation_w_factor", "dilation_h": "dilation_h_factor"}
+# A short name for the fused activation; every other option is named as in mcunet's attrs
+# (mcunet.opschema) or as the schema field itself.
+_ALIASES = {"fused_activation": "activation"}
 
 
-def _camel(snake: str) -> str:
-    return "".join(part.capitalize() for part in snake.split("_"))
+def _schema_name(kind: str, name: str) -> str:
+    """The schema field an option name means for an op of `kind`."""
+    name = _ALIASES.get(name, name)
+    options = opschema.OPTIONS.get(kind)
+    field = options.field(name) if options else None
+    return field.schema if field else name
 
 
 @dataclass
@@ -185,23 +156,23 @@ class ModelBuilder:
         if not hasattr(BuiltinOperator, kind):
             raise ValueError(f"unknown builtin operator {kind!r}")
         inputs, outputs = [int(i) for i in inputs], [int(o) for o in outputs]
-        table = options or OPTIONS_TABLE.get(kind)
+        table = options or (opschema.OPTIONS[kind].table if kind in opschema.OPTIONS else None)
         if table is None:
             if kwargs:
                 raise TypeError(f"{kind} has no options table here; got {sorted(kwargs)}")
             self.ops.append(_Op(kind, inputs, outputs, None, {}, version))
             return
 
-        given = {_ALIASES.get(k, k): v for k, v in kwargs.items()}
-        values = {_ALIASES.get(k, k): v for k, v in DEFAULTS.get(table, {}).items()}
-        values.update(self._derived_defaults(kind, inputs, outputs))
-        values.update(given)
+        values = {_schema_name(kind, k): v for k, v in DEFAULTS.get(table, {}).items()}
+        values.update({_schema_name(kind, k): v
+                       for k, v in self._derived_defaults(kind, inputs, outputs).items()})
+        values.update({_schema_name(kind, k): v for k, v in kwargs.items()})
         module = importlib.import_module(f"tflite.{table}")
         resolved = {}
         for field, value in values.items():
-            if not hasattr(module, f"{table}Add{_camel(field)}"):
+            if not hasattr(module, f"{table}Add{opschema.camel(field)}"):
                 raise TypeError(f"{kind} ({table}) has no option {field!r}")
-            resolved[field] = _resolve_enum(field, value)
+            resolved[field] = _resolve_enum(kind, field, value)
         self.ops.append(_Op(kind, inputs, outputs, table, resolved, version))
 
     def _derived_defaults(self, kind: str, inputs: list[int], outputs: list[int]) -> dict:
@@ -317,12 +288,12 @@ class ModelBuilder:
 
 
 # ------------------------------------------------------------------ helpers
-def _resolve_enum(field: str, value):
+def _resolve_enum(kind: str, field: str, value):
     """Map enum option names to schema values; other values pass through."""
-    if field == "padding" and isinstance(value, str):
-        return getattr(Padding, value)
-    if field == "fused_activation_function" and isinstance(value, str):
-        return ACTIVATIONS[value]
+    options = opschema.OPTIONS.get(kind)
+    known = options.field(field) if options else None
+    if known is not None and known.enum is not None and isinstance(value, str):
+        return known.encode(value)
     if field in ("out_type", "output_type", "idx_out_type") and isinstance(value, str):
         return DTYPES[value][0]
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -340,7 +311,7 @@ def _write_options(b: flatbuffers.Builder, table: str, fields: dict) -> int:
                for f, v in fields.items() if isinstance(v, list)}
     getattr(module, f"{table}Start")(b)
     for field, value in fields.items():
-        getattr(module, f"{table}Add{_camel(field)}")(b, vectors.get(field, value))
+        getattr(module, f"{table}Add{opschema.camel(field)}")(b, vectors.get(field, value))
     return getattr(module, f"{table}End")(b)
 
 

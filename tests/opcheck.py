@@ -11,7 +11,7 @@ from mcunet.frontend import parse_tflite
 from mcunet.memory import verify
 from mcunet.passes import run_passes
 from mcunet.reference import reference_outputs
-from mcunet.simulate import build_host, random_inputs  # noqa: F401 (tests import it from here)
+from mcunet.host import build_host, random_inputs  # noqa: F401 (tests import it from here)
 
 FAST = ["-O1"]  # small generated models build faster; -O2 is the default everywhere else
 

@@ -15,7 +15,7 @@ from mcunet.compiler import compile_graph, compile_model
 from mcunet.frontend import parse_tflite
 from mcunet.passes import run_passes
 from mcunet.reference import reference_outputs
-from mcunet.simulate import build_host, random_inputs
+from mcunet.host import build_host, random_inputs
 
 from .conftest import MLPERF, mlperf_model
 from .modelgen import ModelBuilder
@@ -24,15 +24,15 @@ from .test_ops_core import (ACTIVATIONS, conv2d_model, log_uniform, out_size, we
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
-DSP_KERNELS = {"conv2d_s8_dsp.c.j2", "depthwise_conv_s8_dsp.c.j2",
-               "depthwise_conv_inplace_s8_dsp.c.j2", "fully_connected_s8_dsp.c.j2"}
+DSP_KERNELS = {"conv2d_s8_dsp", "depthwise_conv_s8_dsp", "depthwise_conv_inplace_s8_dsp",
+               "fully_connected_s8_dsp"}
 
 
 def assert_dsp_bit_exact(data: bytes, rows: int = 2, seed: int = 0, patch: str = "none",
                          sanitize: bool = False, expect: set[str] = frozenset()):
     """Compile with the DSP variants, run on the host, compare every byte with TFLite."""
-    compiled = compile_graph(run_passes(parse_tflite(data)), patch=patch, dsp=True)
-    used = {s.kernel for s in compiled.steps if s.kernel}
+    compiled = compile_graph(run_passes(parse_tflite(data)), patch=patch, target="cortex-m4")
+    used = {s.kernel.name for s in compiled.steps if s.kernel}
     assert expect <= used, f"expected DSP kernels {expect - used} were not chosen"
     inputs = random_inputs(compiled.graph, rows, seed)
     ours, _ = build_host(compiled, sanitize=sanitize, extra_flags=["-O1"]).run(inputs)
@@ -45,9 +45,9 @@ def assert_dsp_bit_exact(data: bytes, rows: int = 2, seed: int = 0, patch: str =
 @pytest.mark.parametrize("name", MLPERF)
 def test_mlperf_models_dsp_path(name):
     data = mlperf_model(name).read_bytes()
-    expect = {"fully_connected_s8_dsp.c.j2"}
+    expect = {"fully_connected_s8_dsp"}
     if name != "ad01_int8.tflite":
-        expect.add("conv2d_s8_dsp.c.j2")
+        expect.add("conv2d_s8_dsp")
     # vww with the patch stage: its patches read rows of wider tensors (in_row/out_row).
     patch = "auto" if name == "vww_96_int8.tflite" else "none"
     assert_dsp_bit_exact(data, rows=2, seed=5, patch=patch, expect=expect)
@@ -67,7 +67,7 @@ def test_conv2d_dsp(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed):
     """Every kernel size, stride, dilation, padding; channel counts off the groups of four;
     odd pixel and channel counts (the unpaired last pixel and channel)."""
     data = conv2d_model(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed)
-    assert_dsp_bit_exact(data, seed=seed, expect={"conv2d_s8_dsp.c.j2"})
+    assert_dsp_bit_exact(data, seed=seed, expect={"conv2d_s8_dsp"})
 
 
 @given(win=window(), groups=st.integers(1, 3), in_s=log_uniform(1e-3, 1), in_zp=zero_points,
@@ -91,10 +91,10 @@ def test_depthwise_dsp(win, groups, in_s, in_zp, out_gain, out_zp, act, seed):
          fused_activation=act)
     m.output(y)
     data = m.build()
-    compiled = compile_graph(run_passes(parse_tflite(data)), patch="none", dsp=True)
-    used = {s.kernel for s in compiled.steps}
-    assert used & {"depthwise_conv_s8_dsp.c.j2", "depthwise_conv_inplace_s8_dsp.c.j2",
-                   "depthwise_conv_inplace_s8.c.j2"}
+    compiled = compile_graph(run_passes(parse_tflite(data)), patch="none", target="cortex-m4")
+    used = {s.kernel.name for s in compiled.steps if s.kernel}
+    assert used & {"depthwise_conv_s8_dsp", "depthwise_conv_inplace_s8_dsp",
+                   "depthwise_conv_inplace_s8"}
     assert_dsp_bit_exact(data, seed=seed)
 
 
@@ -144,7 +144,7 @@ def test_depthwise_in_place_dsp_is_chosen_and_extreme_values():
         for stride, k in ((1, 3), (2, 3), (1, 5), (2, 7)):
             data = _depthwise_model(6, 5, 40, "SAME", zp, 0, "NONE", 3, extreme=True,
                                     stride=stride, k=k)
-            assert_dsp_bit_exact(data, rows=3, expect={"depthwise_conv_inplace_s8_dsp.c.j2"})
+            assert_dsp_bit_exact(data, rows=3, expect={"depthwise_conv_inplace_s8_dsp"})
 
 
 @pytest.mark.parametrize("out_zp", [-128, 0, 127])
@@ -176,21 +176,21 @@ def test_every_requantisation_path(kind, out_zp):
         m.op(kind, [x, w, b], [y], padding="SAME", **attrs)
         m.output(y)
         compiled = assert_dsp_bit_exact(m.build(), rows=4, seed=2)
-        step = next(s for s in compiled.steps if s.params.get("shift_min") is not None)
-        lo, hi = step.params["shift_min"], step.params["shift_max"]
+        step = next(s for s in compiled.steps if hasattr(s.layer, "shift_min"))
+        lo, hi = step.layer.shift_min, step.layer.shift_max
         assert {"fold": -23 <= lo and hi <= -2, "add": lo < -23 and hi <= -2,
                 "general": hi > -2}[case], (case, lo, hi)
 
 
 def test_portable_path_without_dsp():
-    compiled = compile_model(mlperf_model("kws_ref_model.tflite"), dsp=False)
-    assert not {s.kernel for s in compiled.steps} & DSP_KERNELS
+    compiled = compile_model(mlperf_model("kws_ref_model.tflite"), target="cortex-m3")
+    assert not {s.kernel.name for s in compiled.steps if s.kernel} & DSP_KERNELS
 
 
 @pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
 def test_cortex_m4_build_uses_the_dsp_instructions(tmp_path):
     """For an ARMv7E-M core the helpers become SMLAD/SXTB16; for the M3 the plain C."""
-    compiled = compile_model(mlperf_model("kws_ref_model.tflite"), dsp=True)
+    compiled = compile_model(mlperf_model("kws_ref_model.tflite"), target="cortex-m4")
     compiled.library().write(tmp_path)
     kernel = next(tmp_path.glob("kernels/mcunet_conv2d_s8_dsp_*.c"))
     for cpu, expected in (("cortex-m4", True), ("cortex-m3", False)):
@@ -224,4 +224,4 @@ def test_fully_connected_dsp(rows, depth, units, per_channel, in_s, in_zp, out_g
     y = m.tensor((1, rows, units), "int8", scale=out_s, zero_point=out_zp)
     m.op("FULLY_CONNECTED", [x, w, b], [y], fused_activation=act, keep_num_dims=True)
     m.output(y)
-    assert_dsp_bit_exact(m.build(), seed=seed, expect={"fully_connected_s8_dsp.c.j2"})
+    assert_dsp_bit_exact(m.build(), seed=seed, expect={"fully_connected_s8_dsp"})

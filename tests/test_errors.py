@@ -106,3 +106,28 @@ def test_simulate_input_of_the_wrong_dtype(tmp_path):
 def test_unknown_patch_choice():
     r = run_cli("plan", mlperf_model("ad01_int8.tflite"), "--patch", "3x3@7")
     assert_clean_error(r, "--patch")
+
+
+def test_inspect_lists_every_unsupported_operator_at_once(tmp_path):
+    rng = np.random.default_rng(0)
+    m = ModelBuilder()
+    x = m.input((1, 8, 8, 3), "int8", scale=0.05, zero_point=0)
+    t = m.tensor((1, 8, 8, 3), "int8", scale=1 / 128, zero_point=0)
+    m.op("TANH", [x], [t])
+    idx = m.const(rng.integers(0, 3, (2,)).astype(np.int32))
+    g = m.tensor((1, 8, 8, 2), "int8", scale=1 / 128, zero_point=0)
+    m.op("GATHER", [t, idx], [g], axis=3)
+    m.output(g)
+    path = write(tmp_path, "two.tflite", m.build())
+    r = run_cli("inspect", path)
+    assert_clean_error(r, "unsupported operators TANH at index 0, GATHER at index 1",
+                       "mcunet supports")
+    assert "TANH" in r.stdout and "GATHER" in r.stdout  # the table came first
+
+
+@pytest.mark.parametrize("size", ["1e3", "0", "0KB", "-3KB", "32XB"])
+def test_plan_and_search_read_sizes_alike(tmp_path, size):
+    path = mlperf_model("ad01_int8.tflite")
+    assert_clean_error(run_cli("plan", path, "--sram", size, "--no-png"), repr(size))
+    assert_clean_error(run_cli("search", "--sram", size, "--flash", "64KB",
+                               "--out", tmp_path / "s"), repr(size))

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from mcunet.boards import get_board
-from mcunet.boards.firmware import kernel_stack_bytes, parse_harness, run_on_board
+from mcunet.boards.firmware import parse_harness, run_on_board
 from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
 from mcunet.reference import reference_outputs
-from mcunet.simulate import random_inputs
+from mcunet.host import random_inputs
 
 from .conftest import MLPERF, mlperf_model, run_cli
 
@@ -27,8 +27,7 @@ def check_run(name: str, board_name: str, rows: int = 2, patch: str = "auto",
               same_rows: bool = False):
     board = get_board(board_name)
     path = mlperf_model(name)
-    model = compile_model(path, patch=patch, dsp=board.dsp)
-    model.stack_bytes = kernel_stack_bytes(model, board)
+    model = compile_model(path, patch=patch, target=board.target)
     inputs = random_inputs(model.graph, rows, seed=7)
     if same_rows:  # every row a copy of the first
         inputs = [np.repeat(x[:1], rows, axis=0) for x in inputs]

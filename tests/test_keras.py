@@ -44,7 +44,7 @@ def test_mobilenet_v2_035_96(mobilenet_v2):
     data = to_int8_tflite(mobilenet_v2, (96, 96, 3))
     compiled, _ = assert_bit_exact(data, rows=4, flags=None)
     # The ten residual connections, each fused into the projection conv before it.
-    assert sum(bool(s.params.get("fused_add")) for s in compiled.steps) == 10
+    assert sum(getattr(s.layer, "fused_add", None) is not None for s in compiled.steps) == 10
     assert not any(s.op.kind == "ADD" for s in compiled.steps)
     assert compiled.patch is not None
     assert_bit_exact(data, rows=2, flags=None, patch="none")

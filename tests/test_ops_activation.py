@@ -235,3 +235,11 @@ def test_mul_every_pair_of_values_and_float32_scale_product(s1, z1, s2, z2, so, 
     m.output(y)
     values = np.arange(-128, 128, dtype=np.int8)
     assert_bit_exact(m.build(), inputs=[values.reshape(1, 256, 1), values.reshape(1, 1, 256)])
+
+
+@pytest.mark.parametrize("in_s, in_zp, out_s, out_zp", [
+    (0.02, -3, 0.01, 5), (0.1, 0, 0.1, 0), (0.004, 100, 0.0078125, -1)])
+def test_standalone_relu_n1_to_1(in_s, in_zp, out_s, out_zp):
+    """A lowering that the frontend's own list of operators once rejected as unsupported."""
+    model = unary_model("RELU_N1_TO_1", (1, 256), in_s, in_zp, out_s, out_zp)
+    assert_bit_exact(model, inputs=[every_int8((1, 256))])

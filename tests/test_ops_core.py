@@ -201,7 +201,8 @@ def test_pad_folds_into_a_valid_conv():
     m.output(y)
     compiled, _ = assert_bit_exact(m.build(), rows=4)
     assert [s.op.kind for s in compiled.steps] == ["CONV_2D"]
-    assert compiled.steps[0].params["pad_top"] == 2 and compiled.steps[0].params["pad_left"] == 0
+    window = compiled.steps[0].layer.window
+    assert window.pad_top == 2 and window.pad_left == 0
 
 
 def test_flatten_shape_arithmetic_folds_away():

@@ -10,7 +10,7 @@ from mcunet.compiler import compile_model, load_graph, lower_graph
 from mcunet.errors import McunetError
 from mcunet.memory import verify
 from mcunet.patch import PatchSpec, parse_patch, stage_lengths
-from mcunet.simulate import build_host, find_cc
+from mcunet.host import build_host, find_cc
 
 from .conftest import mlperf_model
 from .opcheck import assert_bit_exact

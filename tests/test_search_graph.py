@@ -10,7 +10,8 @@ import pytest
 
 from mcunet.compiler import compile_graph, compile_model
 from mcunet.errors import McunetError
-from mcunet.search.budget import Budget, CostCache, parse_bytes, parse_count
+from mcunet.budget import Budget, parse_size
+from mcunet.search.budget import CostCache, parse_count
 from mcunet.search.data import Split, load_dataset, read_idx, resize_bilinear
 from mcunet.search.graph import build_graph
 from mcunet.search.space import Arch, SearchSpace, Stage
@@ -73,8 +74,9 @@ def test_graph_from_architecture_plans_like_the_exported_tflite(tmp_path, width,
     arch = SMALL.sample(random.Random(seed), width, resolution)
     path = tmp_path / "m.tflite"
     path.write_bytes(_export(SMALL, arch, seed))
-    real = compile_model(path, patch=patch, dsp=dsp)
-    direct = compile_graph(build_graph(SMALL, arch), patch=patch, dsp=dsp)
+    target = "cortex-m4" if dsp else "host"
+    real = compile_model(path, patch=patch, target=target)
+    direct = compile_graph(build_graph(SMALL, arch), patch=patch, target=target)
     assert [s.op.kind for s in direct.steps] == [s.op.kind for s in real.steps]
     assert direct.peak_sram_bytes == real.peak_sram_bytes
     assert direct.flash_bytes == real.flash_bytes
@@ -108,12 +110,14 @@ def test_stage1_spreads_its_patch_plans_and_leaves_half():
 
 
 def test_sizes_parse():
-    assert parse_bytes("32KB") == 32768 and parse_bytes("1MB") == 1 << 20
-    assert parse_bytes("128k") == 131072 and parse_bytes("512") == 512
+    # One size parser for plan, compile, search and boards.
+    assert parse_size("32KB") == 32768 and parse_size("1MB") == 1 << 20
+    assert parse_size("128k") == 131072 and parse_size("512") == 512
+    assert parse_size("1.5KB") == 1536 and parse_size(None) is None
     assert parse_count("2.5M") == 2_500_000 and parse_count("auto") is None
-    for bad in ("lots", "-3KB", "32XB"):
+    for bad in ("lots", "-3KB", "32XB", "1e3", "0", "0KB", 0):
         with pytest.raises(McunetError):
-            parse_bytes(bad)
+            parse_size(bad)
 
 
 def test_data_readers(tmp_path):

@@ -9,9 +9,12 @@ from typing import Callable
 import numpy as np
 
 from mcunet.graph import Op, Tensor
+from mcunet.layers import HardSwishLayer, LutLayer, ReluLayer
 from mcunet.quant import activation_range, quantize_multiplier, round_half_away
+from mcunet.step import Step, TensorArg
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
 
 INT16_MAX = (1 << 15) - 1
 
@@ -31,7 +34,7 @@ def _int8_io(op: Op, ctx: LowerContext) -> tuple[Tensor, Tensor]:
 
 
 def _io_args(op: Op) -> tuple[TensorArg, TensorArg]:
-    return TensorArg(op.inputs[0], const=True), TensorArg(op.outputs[0])
+    return TensorArg(op.inputs[0], "input"), TensorArg(op.outputs[0], "output", output=True)
 
 
 # --- lookup tables ---------------------------------------------------------------------------
@@ -83,8 +86,8 @@ def lut_step(op: Op, ctx: LowerContext, table: np.ndarray) -> Step:
     """A table-lookup step (any int8 -> int8 function of one value, e.g. LOGISTIC, TANH)."""
     out = ctx.t(op.outputs[0])
     x_arg, out_arg = _io_args(op)
-    return Step(op, "lut_s8.c.j2", {"size": out.size},
-                [x_arg, ctx.const("lut", table.astype(np.int8)), out_arg])
+    return Step(op, kernels.portable(kernels.LUT), LutLayer(out.size),
+                (x_arg, ctx.const("lut", table.astype(np.int8), "table"), out_arg))
 
 
 @lowers("LOGISTIC")
@@ -125,8 +128,9 @@ def lower_hard_swish(op: Op, ctx: LowerContext) -> Step:
     if params["output_exponent"] > 0:  # TFLite's Prepare fails on this too
         raise unsupported(op, f"input scale / output scale = {x.quant.s / out.quant.s:g} is too "
                               "large (TFLite requires input scale / (128 * output scale) < 1)")
-    params.update(size=out.size, input_zero_point=x.quant.zp, output_zero_point=out.quant.zp)
-    return Step(op, "hard_swish_s8.c.j2", params, list(_io_args(op)))
+    layer = HardSwishLayer(size=out.size, input_zero_point=x.quant.zp,
+                           output_zero_point=out.quant.zp, **params)
+    return Step(op, kernels.portable(kernels.HARD_SWISH), layer, _io_args(op))
 
 
 # --- RELU, RELU6, RELU_N1_TO_1 ---------------------------------------------------------------
@@ -144,9 +148,10 @@ def lower_relu(op: Op, ctx: LowerContext) -> Step:
     x, out = _int8_io(op, ctx)
     multiplier, shift = relu_multiplier(x.quant.s, out.quant.s)
     act_min, act_max = activation_range(op.kind, out.quant.s, out.quant.zp)
-    params = {"kind": op.kind, "size": out.size, "input_offset": -x.quant.zp,
-              "output_offset": out.quant.zp, "multiplier": multiplier, "shift": shift,
-              # Equal scales give multiplier 2^30, shift 1: requantising is then the identity.
-              "identity": (multiplier, shift) == (1 << 30, 1),
-              "act_min": act_min, "act_max": act_max}
-    return Step(op, "relu_s8.c.j2", params, list(_io_args(op)))
+    layer = ReluLayer(kind=op.kind, size=out.size, input_offset=-x.quant.zp,
+                      output_offset=out.quant.zp, multiplier=multiplier, shift=shift,
+                      # Equal scales give multiplier 2^30, shift 1: requantising is then the
+                      # identity.
+                      identity=(multiplier, shift) == (1 << 30, 1),
+                      act_min=act_min, act_max=act_max)
+    return Step(op, kernels.portable(kernels.RELU), layer, _io_args(op))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from mcunet.graph import Op
+from mcunet.layers import Chunk, ConcatLayer
+from mcunet.step import Step, TensorArg
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
 
 
 @lowers("CONCATENATION")
@@ -44,14 +47,15 @@ def lower_concat(op: Op, ctx: LowerContext) -> Step:
     chunks, offset = [], 0
     for t in ins:
         chunk = t.shape[axis] * inner  # contiguous bytes of this input per outer index
-        chunks.append({"bytes": chunk, "offset": offset})
+        chunks.append(Chunk(bytes=chunk, offset=offset))
         offset += chunk
     args = []
-    for tid, t in zip(op.inputs, ins):
+    for k, (tid, t) in enumerate(zip(op.inputs, ins)):
         if t.is_const:  # a constant operand is copied from flash
-            args.append(ctx.const("concat", t.data.astype(np.int8)))
+            args.append(ctx.const("concat", t.data.astype(np.int8), f"input{k}"))
         else:
-            args.append(TensorArg(tid, const=True))
-    params = {"out_shape": list(out.shape), "axis": axis, "outer": outer,
-              "out_chunk": offset, "chunks": chunks}
-    return Step(op, "concat_s8.c.j2", params, args + [TensorArg(op.outputs[0])])
+            args.append(TensorArg(tid, f"input{k}"))
+    layer = ConcatLayer(out_shape=tuple(out.shape), axis=axis, outer=outer, out_chunk=offset,
+                        chunks=tuple(chunks))
+    return Step(op, kernels.portable(kernels.CONCAT), layer,
+                (*args, TensorArg(op.outputs[0], "output", output=True)))

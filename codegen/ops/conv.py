@@ -5,10 +5,13 @@ import numpy as np
 
 from mcunet.analysis import op_macs
 from mcunet.graph import Op
+from mcunet.layers import ConvLayer, DepthwiseLayer, FullyConnectedLayer, Window
 from mcunet.quant import activation_range, conv_multipliers
 from mcunet.shapes import window_padding
+from mcunet.step import Step, TensorArg
 
-from ..step import STREAM_DEFAULTS, LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
 
 
 def _weights(op: Op, ctx: LowerContext, channels: int):
@@ -31,8 +34,9 @@ def _weights(op: Op, ctx: LowerContext, channels: int):
     # A channel with multiplier 0 outputs its zero point whatever its shift: give it the
     # shift -2 so it does not keep the layer off the DSP kernels' fast requantisation.
     shift = np.where(mult == 0, -2, shift).astype(np.int32)
-    return [ctx.const("filter", w.data.astype(np.int8)), ctx.const("bias", bias),
-            ctx.const("multiplier", mult), ctx.const("shift", shift)], \
+    return [ctx.const("filter", w.data.astype(np.int8), "filter"),
+            ctx.const("bias", bias, "bias"), ctx.const("multiplier", mult, "multiplier"),
+            ctx.const("shift", shift, "shift")], \
         {"shift_min": int(np.min(shift)), "shift_max": int(np.max(shift))}
 
 
@@ -43,17 +47,18 @@ def _io_params(op: Op, ctx: LowerContext) -> dict:
             "act_min": act_min, "act_max": act_max}
 
 
-def _window_params(op: Op, ctx: LowerContext, kh: int, kw: int) -> dict:
+def window_of(op: Op, ctx: LowerContext, kh: int, kw: int) -> Window:
+    """The window of a conv, depthwise or pooling op on whole tensors."""
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     if len(x.shape) != 4 or x.shape[0] != 1:
         raise unsupported(op, f"input shape {x.shape} is not 1xHxWxC")
     _, ih, iw, ic = x.shape
     _, oh, ow, oc = out.shape
     pad_top, pad_left = window_padding(op.attrs, ih, iw, kh, kw, oh, ow)
-    return {"ih": ih, "iw": iw, "ic": ic, "oh": oh, "ow": ow, "oc": oc, "kh": kh, "kw": kw,
-            "sh": op.attrs["stride_h"], "sw": op.attrs["stride_w"],
-            "dh": op.attrs["dilation_h"], "dw": op.attrs["dilation_w"],
-            "pad_top": pad_top, "pad_left": pad_left, **STREAM_DEFAULTS, "in_row": iw, "out_row": ow}
+    return Window(ih=ih, iw=iw, ic=ic, oh=oh, ow=ow, oc=oc, kh=kh, kw=kw,
+                  sh=op.attrs["stride_h"], sw=op.attrs["stride_w"],
+                  dh=op.attrs.get("dilation_h", 1), dw=op.attrs.get("dilation_w", 1),
+                  pad_top=pad_top, pad_left=pad_left, in_row=iw, out_row=ow)
 
 
 def _check_symmetric(op: Op, ctx: LowerContext) -> None:
@@ -62,31 +67,36 @@ def _check_symmetric(op: Op, ctx: LowerContext) -> None:
         raise unsupported(op, "int8 filters must be symmetric (zero point 0)")
 
 
+def _io_args(op: Op, consts: list) -> tuple:
+    return (TensorArg(op.inputs[0], "input"), *consts, TensorArg(op.outputs[0], "output", output=True))
+
+
 @lowers("CONV_2D")
 def lower_conv2d(op: Op, ctx: LowerContext) -> Step:
     oc, kh, kw, ic = ctx.t(op.inputs[1]).shape
-    params = _window_params(op, ctx, kh, kw)
-    if params["ic"] != ic:
-        raise unsupported(op, f"grouped convolution ({params['ic']} input channels, filter "
+    window = window_of(op, ctx, kh, kw)
+    if window.ic != ic:
+        raise unsupported(op, f"grouped convolution ({window.ic} input channels, filter "
                               f"depth {ic}) is not supported")
     _check_symmetric(op, ctx)
     consts, shifts = _weights(op, ctx, oc)
-    params.update(_io_params(op, ctx), **shifts, fused_add=None)  # codegen.fuse may fuse an ADD
-    args = [TensorArg(op.inputs[0], const=True), *consts, TensorArg(op.outputs[0])]
-    return Step(op, "conv2d_s8.c.j2", params, args, macs=op_macs(ctx.graph, op))
+    layer = ConvLayer(window, **_io_params(op, ctx), **shifts)  # a residual ADD may fuse later
+    return Step(op, kernels.portable(kernels.CONV), layer, _io_args(op, consts),
+                macs=op_macs(ctx.graph, op))
 
 
 @lowers("DEPTHWISE_CONV_2D")
 def lower_depthwise(op: Op, ctx: LowerContext) -> Step:
     _, kh, kw, oc = ctx.t(op.inputs[1]).shape
-    params = _window_params(op, ctx, kh, kw)
-    if oc % params["ic"]:
-        raise unsupported(op, f"{oc} output channels is not a multiple of {params['ic']} inputs")
+    window = window_of(op, ctx, kh, kw)
+    if oc % window.ic:
+        raise unsupported(op, f"{oc} output channels is not a multiple of {window.ic} inputs")
     _check_symmetric(op, ctx)
     consts, shifts = _weights(op, ctx, oc)
-    params.update(_io_params(op, ctx), **shifts, depth_multiplier=oc // params["ic"])
-    args = [TensorArg(op.inputs[0], const=True), *consts, TensorArg(op.outputs[0])]
-    return Step(op, "depthwise_conv_s8.c.j2", params, args, macs=op_macs(ctx.graph, op))
+    layer = DepthwiseLayer(window, **_io_params(op, ctx), **shifts,
+                           depth_multiplier=oc // window.ic)
+    return Step(op, kernels.portable(kernels.DEPTHWISE), layer, _io_args(op, consts),
+                macs=op_macs(ctx.graph, op))
 
 
 @lowers("FULLY_CONNECTED")
@@ -105,11 +115,12 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
     # TFLite's reference path: acc * (input_scale * filter_scale / output_scale) in double.
     scale = np.array([float(x.quant.s) * float(s) / float(out.quant.s) for s in w.quant.scale],
                      dtype=np.float64)
-    params = {"batches": x.size // depth, "units": units, "depth": depth,
-              "per_channel": per_channel,
-              # The per-channel reference ignores filter zero points.
-              "filter_offset": 0 if per_channel else -w.quant.zp,
-              **_io_params(op, ctx)}
-    args = [TensorArg(op.inputs[0], const=True), ctx.const("filter", w.data.astype(np.int8)),
-            ctx.const("bias", bias), ctx.const("scale", scale), TensorArg(op.outputs[0])]
-    return Step(op, "fully_connected_s8.c.j2", params, args, macs=op_macs(ctx.graph, op))
+    layer = FullyConnectedLayer(batches=x.size // depth, units=units, depth=depth,
+                                per_channel=per_channel,
+                                # The per-channel reference ignores filter zero points.
+                                filter_offset=0 if per_channel else -w.quant.zp,
+                                **_io_params(op, ctx))
+    consts = [ctx.const("filter", w.data.astype(np.int8), "filter"),
+              ctx.const("bias", bias, "bias"), ctx.const("scale", scale, "scale")]
+    return Step(op, kernels.portable(kernels.FULLY_CONNECTED), layer, _io_args(op, consts),
+                macs=op_macs(ctx.graph, op))

@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from mcunet.graph import Op
+from mcunet.layers import Loop, MeanLayer
 from mcunet.quant import quantize_multiplier
+from mcunet.step import Step, TensorArg
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
 
 MAX_REDUCED = 1 << 23  # keeps the int32 sum and input_zp * n far from overflow
 
@@ -40,7 +43,7 @@ def resolve_axes(op: Op, ctx: LowerContext, rank: int) -> list[int]:
     return sorted(axes)
 
 
-def collapse(shape: tuple[int, ...], reduced: list[int]) -> tuple[list[dict], list[dict]]:
+def collapse(shape: tuple[int, ...], reduced: list[int]) -> tuple[tuple[Loop, ...], tuple[Loop, ...]]:
     """Kept and reduced loops (size, input stride), outermost first: size-1 dims dropped and
     neighbouring dims of the same kind merged."""
     strides, step = [], 1
@@ -58,8 +61,8 @@ def collapse(shape: tuple[int, ...], reduced: list[int]) -> tuple[list[dict], li
             dims[-1][1] = strides[i]
         else:
             dims.append([d, strides[i], red])
-    kept = [{"size": s, "stride": st} for s, st, r in dims if not r]
-    red = [{"size": s, "stride": st} for s, st, r in dims if r]
+    kept = tuple(Loop(s, st) for s, st, r in dims if not r)
+    red = tuple(Loop(s, st) for s, st, r in dims if r)
     return kept, red
 
 
@@ -67,8 +70,8 @@ def _input_arg(op: Op, ctx: LowerContext):
     """The data input: a pointer into the arena, or into flash for a constant."""
     x = ctx.t(op.inputs[0])
     if x.is_const:
-        return ctx.const("mean_input", x.data.astype(np.int8))
-    return TensorArg(op.inputs[0], const=True)
+        return ctx.const("mean_input", x.data.astype(np.int8), "input")
+    return TensorArg(op.inputs[0], "input")
 
 
 @lowers("MEAN")
@@ -89,8 +92,8 @@ def lower_mean(op: Op, ctx: LowerContext) -> Step:
         raise unsupported(op, f"a mean over {n} values would overflow TFLite's int32 sum")
     multiplier, shift = mean_multiplier(x.quant.s, out.quant.s, n)
     kept, red = collapse(x.shape, axes)
-    params = {"in_shape": list(x.shape), "axes": axes, "n": n, "kept": kept, "red": red,
-              "sum_offset": -x.quant.zp * n, "output_offset": out.quant.zp,
-              "multiplier": multiplier, "shift": shift}
-    return Step(op, "mean_s8.c.j2", params,
-                [_input_arg(op, ctx), TensorArg(op.outputs[0])])
+    layer = MeanLayer(in_shape=tuple(x.shape), axes=tuple(axes), n=n, kept=kept, red=red,
+                      sum_offset=-x.quant.zp * n, output_offset=out.quant.zp,
+                      multiplier=multiplier, shift=shift)
+    return Step(op, kernels.portable(kernels.MEAN), layer,
+                (_input_arg(op, ctx), TensorArg(op.outputs[0], "output", output=True)))

@@ -4,10 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from mcunet.graph import Op
+from mcunet.layers import MulLayer
 from mcunet.quant import activation_range, quantize_multiplier
+from mcunet.step import Step
 
-from ..step import LowerContext, Step, lowers, unsupported
-from .add import binary_args, broadcast_params
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
+from .add import binary_args, broadcast_shape
 
 
 def mul_multiplier(scale1: float, scale2: float, out_scale: float) -> tuple[int, int]:
@@ -34,8 +37,8 @@ def lower_mul(op: Op, ctx: LowerContext) -> Step:
         act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
     except ValueError as exc:
         raise unsupported(op, str(exc)) from None
-    params = {"input1_offset": -a.quant.zp, "input2_offset": -b.quant.zp,
-              "output_offset": out.quant.zp, "output_multiplier": multiplier,
-              "output_shift": shift, "act_min": act_min, "act_max": act_max,
-              **broadcast_params(op, ctx)}
-    return Step(op, "mul_s8.c.j2", params, binary_args(op, ctx))
+    layer = MulLayer(broadcast_shape(op, ctx), input1_offset=-a.quant.zp,
+                     input2_offset=-b.quant.zp, output_offset=out.quant.zp,
+                     output_multiplier=multiplier, output_shift=shift, act_min=act_min,
+                     act_max=act_max)
+    return Step(op, kernels.portable(kernels.MUL), layer, binary_args(op, ctx))

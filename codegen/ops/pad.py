@@ -7,8 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from mcunet.graph import Op
+from mcunet.layers import PadDim, PadLayer
+from mcunet.step import Step, TensorArg
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
 
 MAX_RANK = 4
 
@@ -46,8 +49,8 @@ def _input_arg(op: Op, ctx: LowerContext):
     """The data input: a pointer into the arena, or into flash for a constant."""
     x = ctx.t(op.inputs[0])
     if x.is_const:
-        return ctx.const("pad_input", x.data.astype(np.int8))
-    return TensorArg(op.inputs[0], const=True)
+        return ctx.const("pad_input", x.data.astype(np.int8), "input")
+    return TensorArg(op.inputs[0], "input")
 
 
 @lowers("PAD", "PADV2")
@@ -74,9 +77,8 @@ def lower_pad(op: Op, ctx: LowerContext) -> Step:
         size = dims.pop()[0]
         dims[-1] = [dims[-1][0] * size, dims[-1][1] * size, dims[-1][2] * size]
     dims = [[1, 0, 0]] * (MAX_RANK - len(dims)) + dims
-    params = {"in_shape": list(x.shape), "out_shape": list(out.shape), "pads": pads,
-              "value": value, "copy_only": all(b == a == 0 for _, b, a in dims),
-              "size": x.size,
-              "dims": [{"size": d, "before": b, "after": a, "out": d + b + a} for d, b, a in dims]}
-    return Step(op, "pad_s8.c.j2", params,
-                [_input_arg(op, ctx), TensorArg(op.outputs[0])])
+    layer = PadLayer(in_shape=tuple(x.shape), out_shape=tuple(out.shape), pads=tuple(pads),
+                     value=value, copy_only=all(b == a == 0 for _, b, a in dims), size=x.size,
+                     dims=tuple(PadDim(d, b, a, d + b + a) for d, b, a in dims))
+    return Step(op, kernels.portable(kernels.PAD), layer,
+                (_input_arg(op, ctx), TensorArg(op.outputs[0], "output", output=True)))

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from mcunet.graph import Op
+from mcunet.layers import PoolLayer
 from mcunet.quant import activation_range
-from mcunet.shapes import window_padding
+from mcunet.step import Step, TensorArg
 
-from ..step import STREAM_DEFAULTS, LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
+from .conv import window_of
 
 
 @lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
@@ -15,14 +18,8 @@ def lower_pool(op: Op, ctx: LowerContext) -> Step:
         raise unsupported(op, f"input shape {x.shape} is not 1xHxWxC")
     if x.quant.s != out.quant.s or x.quant.zp != out.quant.zp:
         raise unsupported(op, "input and output quantisation differ")
-    _, ih, iw, c = x.shape
-    _, oh, ow, _ = out.shape
-    kh, kw = op.attrs["filter_h"], op.attrs["filter_w"]
-    pad_top, pad_left = window_padding(op.attrs, ih, iw, kh, kw, oh, ow)
+    window = window_of(op, ctx, op.attrs["filter_h"], op.attrs["filter_w"])
     act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
-    params = {"ih": ih, "iw": iw, "c": c, "oh": oh, "ow": ow, "kh": kh, "kw": kw,
-              "sh": op.attrs["stride_h"], "sw": op.attrs["stride_w"],
-              "pad_top": pad_top, "pad_left": pad_left, "act_min": act_min, "act_max": act_max,
-              **STREAM_DEFAULTS, "in_row": iw, "out_row": ow}
-    template = "average_pool_s8.c.j2" if op.kind == "AVERAGE_POOL_2D" else "max_pool_s8.c.j2"
-    return Step(op, template, params, [TensorArg(op.inputs[0], const=True), TensorArg(op.outputs[0])])
+    family = kernels.AVERAGE_POOL if op.kind == "AVERAGE_POOL_2D" else kernels.MAX_POOL
+    return Step(op, kernels.portable(family), PoolLayer(window, act_min, act_max),
+                (TensorArg(op.inputs[0], "input"), TensorArg(op.outputs[0], "output", output=True)))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from mcunet.graph import Op, Tensor
+from mcunet.layers import FloatConversionLayer, RequantizeLayer
 from mcunet.quant import quantize_multiplier
+from mcunet.step import Step, TensorArg
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
 
 
 def _per_tensor(op: Op, t: Tensor) -> None:
@@ -38,24 +41,24 @@ def _io(op: Op, ctx: LowerContext) -> tuple[Tensor, Tensor]:
 @lowers("QUANTIZE")
 def lower_quantize(op: Op, ctx: LowerContext) -> Step:
     x, out = _io(op, ctx)
-    args = [TensorArg(op.inputs[0], const=True), TensorArg(op.outputs[0])]
+    args = (TensorArg(op.inputs[0], "input"), TensorArg(op.outputs[0], "output", output=True))
     if out.dtype != "int8" or x.dtype not in ("float32", "int8"):
         raise unsupported(op, f"QUANTIZE {x.dtype} -> {out.dtype}; mcunet supports "
                               "float32 -> int8 and int8 -> int8")
     _per_tensor(op, out)
     if x.dtype == "float32":
         # TFLite's AffineQuantize: roundf(x / scale) with a float division, then + zero point.
-        params = {"size": out.size, "scale": _float_literal(out.quant.s),
-                  "scale_text": repr(out.quant.s), "zero_point": out.quant.zp}
-        return Step(op, "quantize_f32_s8.c.j2", params, args)
+        layer = FloatConversionLayer(size=out.size, scale=_float_literal(out.quant.s),
+                                     scale_text=repr(out.quant.s), zero_point=out.quant.zp)
+        return Step(op, kernels.portable(kernels.QUANTIZE_FLOAT), layer, args)
     _per_tensor(op, x)
     # TFLite's Requantize: multiplier of in_scale / out_scale (double division).
     multiplier, shift = quantize_multiplier(float(x.quant.s) / float(out.quant.s))
-    params = {"size": out.size, "input_offset": -x.quant.zp, "output_offset": out.quant.zp,
-              "multiplier": multiplier, "shift": shift,
-              # m = 2^30, shift 1 multiplies by exactly 1: no rounding happens.
-              "identity": multiplier == 1 << 30 and shift == 1}
-    return Step(op, "requantize_s8.c.j2", params, args)
+    layer = RequantizeLayer(size=out.size, input_offset=-x.quant.zp,
+                            output_offset=out.quant.zp, multiplier=multiplier, shift=shift,
+                            # m = 2^30, shift 1 multiplies by exactly 1: no rounding happens.
+                            identity=multiplier == 1 << 30 and shift == 1)
+    return Step(op, kernels.portable(kernels.REQUANTIZE), layer, args)
 
 
 @lowers("DEQUANTIZE")
@@ -65,7 +68,7 @@ def lower_dequantize(op: Op, ctx: LowerContext) -> Step:
         raise unsupported(op, f"DEQUANTIZE {x.dtype} -> {out.dtype}; mcunet supports "
                               "int8 -> float32 only")
     _per_tensor(op, x)
-    params = {"size": x.size, "scale": _float_literal(x.quant.s), "scale_text": repr(x.quant.s),
-              "zero_point": x.quant.zp}
-    return Step(op, "dequantize_s8_f32.c.j2", params,
-                [TensorArg(op.inputs[0], const=True), TensorArg(op.outputs[0])])
+    layer = FloatConversionLayer(size=x.size, scale=_float_literal(x.quant.s),
+                                 scale_text=repr(x.quant.s), zero_point=x.quant.zp)
+    return Step(op, kernels.portable(kernels.DEQUANTIZE), layer,
+                (TensorArg(op.inputs[0], "input"), TensorArg(op.outputs[0], "output", output=True)))

@@ -6,9 +6,12 @@ import math
 import numpy as np
 
 from mcunet.graph import Op
+from mcunet.layers import SoftmaxLayer
 from mcunet.quant import quantize_multiplier
+from mcunet.step import Step, TensorArg
 
-from ..step import LowerContext, Step, TensorArg, lowers, unsupported
+from .. import kernels
+from ..lower import LowerContext, lowers, unsupported
 
 INPUT_INTEGER_BITS = 5  # the differences to the row maximum are Q5.26
 
@@ -34,6 +37,7 @@ def lower_softmax(op: Op, ctx: LowerContext) -> Step:
     if shift < 0:
         raise unsupported(op, f"beta * input scale = {op.attrs['beta'] * x.quant.s:g} is too small")
     depth = x.shape[-1]
-    params = {"rows": x.size // depth, "depth": depth, "multiplier": multiplier,
-              "left_shift": shift, "diff_min": diff_min}
-    return Step(op, "softmax_s8.c.j2", params, [TensorArg(op.inputs[0], const=True), TensorArg(op.outputs[0])])
+    layer = SoftmaxLayer(rows=x.size // depth, depth=depth, multiplier=multiplier,
+                         left_shift=shift, diff_min=diff_min)
+    return Step(op, kernels.portable(kernels.SOFTMAX), layer,
+                (TensorArg(op.inputs[0], "input"), TensorArg(op.outputs[0], "output", output=True)))

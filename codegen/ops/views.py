@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from mcunet.graph import Op
+from mcunet.step import Step
 
-from ..step import LowerContext, Step, lowers, unsupported
+from ..lower import LowerContext, lowers, unsupported
 
 
 @lowers("RESHAPE", "SQUEEZE")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .codegen.library import environment
 from .compiler import CompiledModel
 from .errors import McunetError
 from .graph import NP_TYPES
@@ -44,7 +45,7 @@ class HostBuild:
         """Run every row of the batched inputs; returns batched outputs (and the trace records
         when the build traces: a list of (op index, bytes) in execution order, for row 0)."""
         g = self.model.graph
-        rows = _check_inputs(g, inputs)
+        rows = check_inputs(g, inputs)
         with tempfile.TemporaryDirectory(prefix="mcunet-run-") as tmp:
             tmp = Path(tmp)
             with open(tmp / "in.bin", "wb") as f:
@@ -59,9 +60,27 @@ class HostBuild:
                 raise McunetError(f"the generated code failed on the host (exit {proc.returncode}):\n"
                                   f"{proc.stderr.strip()[-4000:]}")
             raw = (tmp / "out.bin").read_bytes()
-            outputs = _split_outputs(g, raw, rows)
+            outputs = split_outputs(g, raw, rows)
             records = _read_trace(tmp / "trace.bin") if trace else []
         return outputs, records
+
+
+def load_inputs(paths: tuple[str, ...] | list[str], graph, random_rows: int = 0,
+                seed: int = 0) -> list[np.ndarray]:
+    """Model inputs from .npy files (one per model input), or `random_rows` random rows."""
+    if paths:
+        arrays = []
+        for p in paths:
+            try:
+                arrays.append(np.load(p, allow_pickle=False))
+            except FileNotFoundError:
+                raise McunetError(f"no such file: {p}") from None
+            except (ValueError, OSError) as exc:
+                raise McunetError(f"{p} is not a readable .npy file ({exc})") from None
+        return arrays
+    if random_rows <= 0:
+        raise McunetError("give --input X.npy (one per model input) or --random N")
+    return random_inputs(graph, random_rows, seed)
 
 
 def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
@@ -81,7 +100,8 @@ def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
     return arrays
 
 
-def _check_inputs(g, inputs: list[np.ndarray]) -> int:
+def check_inputs(g, inputs: list[np.ndarray]) -> int:
+    """The rows of a batch of model inputs; McunetError unless they fit the model."""
     if len(inputs) != len(g.inputs):
         raise McunetError(f"the model has {len(g.inputs)} inputs but {len(inputs)} arrays were given")
     rows = None
@@ -101,7 +121,8 @@ def _check_inputs(g, inputs: list[np.ndarray]) -> int:
     return rows or 0
 
 
-def _split_outputs(g, raw: bytes, rows: int) -> list[np.ndarray]:
+def split_outputs(g, raw: bytes, rows: int) -> list[np.ndarray]:
+    """Batched model outputs from the raw bytes the generated code wrote, row after row."""
     outs = [g.t(t) for t in g.outputs]
     row_bytes = sum(t.nbytes for t in outs)
     if len(raw) != rows * row_bytes:
@@ -129,8 +150,6 @@ def _read_trace(path: Path) -> list[tuple[int, bytes]]:
 def build_host(model: CompiledModel, trace: bool = False, sanitize: bool = False,
                extra_flags: list[str] | None = None) -> HostBuild:
     """Compile the library and the host harness with the host C compiler (cached by content)."""
-    from mcunet.codegen.library import environment
-
     lib = model.library()
     files = dict(lib.files)
     harness_ctx = {"inputs": [{"bytes": model.graph.t(t).nbytes} for t in model.graph.inputs],

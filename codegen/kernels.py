@@ -1,0 +1,207 @@
+"""The kernel registry: every C kernel mcunet can emit, one record each.
+
+A record (mcunet.step.Kernel) names its template, the instruction set it needs, when it
+applies to a layer, its scratch and how its output may overlap its inputs. Dispatch
+(`choose`), the scratch sizes, the planner's overlap permissions and the code generator's
+`restrict` qualifiers all read these records, so "which kernel" and "how much scratch" are
+answered by the same named predicates, as CMSIS-NN's arm_convolve_wrapper_s8.c and
+arm_convolve_get_buffer_sizes_s8.c branch on the same conditions.
+
+Variants of one family take the same arguments (plus their scratch, always last), honour the
+same overlap contract and compute the same integers; `FAMILIES` lists each family's variants
+best first, ending with the portable kernel, which applies to every layer that the family's
+lowering (or rewrite) produces. On ARMv7E-M cores (the
+ARM_DSP instruction set: Cortex-M4/M7/M33) the hot families have variants built on
+SMLAD/SXTB16; on the host they compile against plain-C versions of those instructions, so
+both paths are tested bit-exactly without a board.
+
+To add a kernel: its template under templates/kernels/, one record here (and, for a new
+family, a lowering in codegen/ops/ that returns a Step with the family's portable kernel).
+"""
+from __future__ import annotations
+
+from mcunet.layers import ConvLayer, DepthwiseLayer, Layer
+from mcunet.step import ARM_DSP, InPlace, Elementwise, Kernel, PORTABLE, RasterOrder, Scratch
+
+# ---------------------------------------------------------------------------------------------
+# Named predicates and sizes, shared by dispatch and the scratch sizes
+
+CONV_SMALL_K = 256  # windows up to this many values are computed three or four pixels at a time
+
+
+def conv_window_values(layer: ConvLayer) -> int:
+    w = layer.window
+    return w.kh * w.kw * w.ic
+
+
+def pixels_per_block(npix: int) -> int:
+    """4 or 3 pixels a block, whichever runs fewer instructions for npix pixels: a step of
+    the inner loop costs about 6 + 6P instructions, and a partial last block costs as much as
+    a whole one (a 3x3 output: three blocks of 3 rather than three of 4)."""
+    return min((4, 3), key=lambda b: -(-npix // b) * (6 + 6 * b))
+
+
+def conv_dsp_pixels(layer: ConvLayer) -> int:
+    """Pixels whose windows share each weight load in the DSP conv: three or four while the
+    windows stay small, two beyond."""
+    if conv_window_values(layer) <= CONV_SMALL_K:
+        return pixels_per_block(layer.window.oh * layer.window.ow)
+    return 2
+
+
+def conv_dsp_col_bytes(layer: ConvLayer) -> int:
+    """P pixels' windows as int16."""
+    return 2 * conv_dsp_pixels(layer) * conv_window_values(layer)
+
+
+def one_filter_per_channel(layer: DepthwiseLayer) -> bool:
+    return layer.depth_multiplier == 1
+
+
+def depthwise_dsp_applies(layer: DepthwiseLayer) -> bool:
+    """SIMD over groups of four channels."""
+    return one_filter_per_channel(layer) and layer.window.ic % 4 == 0
+
+
+def in_place_applies(layer: DepthwiseLayer) -> bool:
+    """Output over input needs one output channel per input channel and whole tensors."""
+    return one_filter_per_channel(layer) and layer.window.dense
+
+
+def in_place_dsp_applies(layer: DepthwiseLayer) -> bool:
+    w = layer.window
+    return in_place_applies(layer) and (w.dh, w.dw) == (1, 1)
+
+
+def plane_bytes(layer: DepthwiseLayer) -> int:
+    """One channel plane of the input."""
+    return layer.window.ih * layer.window.iw
+
+
+def shares_loads_3x3(layer: DepthwiseLayer) -> bool:
+    """The plane kernel whose neighbouring outputs share their loads (two per 4-byte load)."""
+    w = layer.window
+    return (w.kh, w.kw, w.sh, w.sw) == (3, 3, 1, 1)
+
+
+def padded_plane(layer: DepthwiseLayer) -> tuple[int, int]:
+    """The DSP plane with its padding, tall and wide enough for the whole input and for the
+    last 4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, the others read
+    each kernel row in groups of 4 taps."""
+    w = layer.window
+    ph = max((w.oh - 1) * w.sh + w.kh, w.ih + w.pad_top)
+    last = w.ow + 3 if shares_loads_3x3(layer) else (w.ow - 1) * w.sw + 4 * ((w.kw + 3) // 4)
+    pw = max(last, w.iw + w.pad_left)
+    return ph, pw
+
+
+def padded_plane_bytes(layer: DepthwiseLayer) -> int:
+    ph, pw = padded_plane(layer)
+    return ph * pw
+
+
+def _plane_constants(layer: DepthwiseLayer) -> dict:
+    ph, pw = padded_plane(layer)
+    return {"plane_h": ph, "plane_w": pw}
+
+
+# ---------------------------------------------------------------------------------------------
+# The records
+
+CONV = "conv"
+DEPTHWISE = "depthwise"
+DEPTHWISE_IN_PLACE = "depthwise in place"
+FULLY_CONNECTED = "fully connected"
+AVERAGE_POOL = "average pool"
+MAX_POOL = "max pool"
+ADD = "add"
+MUL = "mul"
+SOFTMAX = "softmax"
+MEAN = "mean"
+PAD = "pad"
+CONCAT = "concatenation"
+QUANTIZE_FLOAT = "quantize float"
+REQUANTIZE = "requantize"
+DEQUANTIZE = "dequantize"
+LUT = "table lookup"
+HARD_SWISH = "hard swish"
+RELU = "relu"
+
+
+def _k(name: str, family: str, **kw) -> Kernel:
+    return Kernel(name=name, family=family, template=f"{name}.c.j2", **kw)
+
+
+CONV2D_S8_DSP = _k("conv2d_s8_dsp", CONV, isa=ARM_DSP,
+                   scratch=Scratch("col", "int16_t", conv_dsp_col_bytes),
+                   overlap=RasterOrder(block=conv_dsp_pixels),
+                   constants=lambda layer: {"P": conv_dsp_pixels(layer)})
+CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
+
+DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
+                           applies=depthwise_dsp_applies,
+                           # A pixel's outputs are staged until its window was read.
+                           scratch=Scratch("staged", "int8_t", lambda layer: layer.window.ic),
+                           overlap=RasterOrder())
+DEPTHWISE_CONV_S8 = _k("depthwise_conv_s8", DEPTHWISE, overlap=RasterOrder())
+
+DEPTHWISE_CONV_INPLACE_S8_DSP = _k("depthwise_conv_inplace_s8_dsp", DEPTHWISE_IN_PLACE,
+                                   isa=ARM_DSP, applies=in_place_dsp_applies,
+                                   scratch=Scratch("plane", "int8_t", padded_plane_bytes),
+                                   overlap=InPlace(), constants=_plane_constants)
+DEPTHWISE_CONV_INPLACE_S8 = _k("depthwise_conv_inplace_s8", DEPTHWISE_IN_PLACE,
+                               applies=in_place_applies,
+                               scratch=Scratch("plane", "int8_t", plane_bytes), overlap=InPlace())
+
+FULLY_CONNECTED_S8_DSP = _k("fully_connected_s8_dsp", FULLY_CONNECTED, isa=ARM_DSP)
+FULLY_CONNECTED_S8 = _k("fully_connected_s8", FULLY_CONNECTED)
+
+AVERAGE_POOL_S8 = _k("average_pool_s8", AVERAGE_POOL, overlap=RasterOrder())
+MAX_POOL_S8 = _k("max_pool_s8", MAX_POOL, overlap=RasterOrder())
+ADD_S8 = _k("add_s8", ADD, overlap=Elementwise())
+MUL_S8 = _k("mul_s8", MUL)
+SOFTMAX_S8 = _k("softmax_s8", SOFTMAX)
+MEAN_S8 = _k("mean_s8", MEAN)
+PAD_S8 = _k("pad_s8", PAD)
+CONCAT_S8 = _k("concat_s8", CONCAT)
+QUANTIZE_F32_S8 = _k("quantize_f32_s8", QUANTIZE_FLOAT)
+REQUANTIZE_S8 = _k("requantize_s8", REQUANTIZE)
+DEQUANTIZE_S8_F32 = _k("dequantize_s8_f32", DEQUANTIZE)
+LUT_S8 = _k("lut_s8", LUT)
+HARD_SWISH_S8 = _k("hard_swish_s8", HARD_SWISH)
+RELU_S8 = _k("relu_s8", RELU)
+
+# Each family's variants, best first; the last is the portable one.
+FAMILIES: dict[str, tuple[Kernel, ...]] = {}
+for _kernel in (CONV2D_S8_DSP, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
+                DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
+                FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
+                ADD_S8, MUL_S8, SOFTMAX_S8, MEAN_S8, PAD_S8, CONCAT_S8, QUANTIZE_F32_S8,
+                REQUANTIZE_S8, DEQUANTIZE_S8_F32, LUT_S8, HARD_SWISH_S8, RELU_S8):
+    FAMILIES[_kernel.family] = FAMILIES.get(_kernel.family, ()) + (_kernel,)
+
+KERNELS: dict[str, Kernel] = {k.name: k for ks in FAMILIES.values() for k in ks}
+
+
+def portable(family: str) -> Kernel:
+    """The family's portable kernel (what lowering starts from)."""
+    return FAMILIES[family][-1]
+
+
+def choose(family: str, layer: Layer, isas: frozenset[str]) -> Kernel:
+    """The first of the family's kernels that the target's instruction sets run and that
+    applies to the layer."""
+    for kernel in FAMILIES[family]:
+        if kernel.isa in isas and kernel.applies(layer):
+            return kernel
+    raise AssertionError(f"no kernel of family {family!r} applies")  # the portable one does
+
+
+def _check_registry() -> None:
+    for family, kernels in FAMILIES.items():
+        last = kernels[-1]
+        assert last.isa == PORTABLE, f"{family}: the last variant must be portable"
+    assert len(KERNELS) == sum(len(k) for k in FAMILIES.values()), "kernel names are unique"
+
+
+_check_registry()

@@ -1,0 +1,102 @@
+"""Rewrites of lowered steps, each a pass that returns new steps (Steps are immutable):
+
+- fuse_residual_adds: a residual ADD into the convolution that produces one of its operands;
+- in_place_depthwise: depthwise layers onto the in-place kernel where that needs less memory;
+- choose_variants: every step onto the best kernel of its family for the target's
+  instruction sets (the DSP variants on ARMv7E-M).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mcunet.graph import Graph
+from mcunet.layers import AddLayer, FusedAdd
+from mcunet.memory import align
+from mcunet.overlaps import window_delta
+from mcunet.step import Step, TensorArg
+
+from . import kernels
+
+
+def fuse_residual_adds(graph: Graph, steps: list[Step]) -> list[Step]:
+    """Steps with every eligible conv + ADD pair replaced by one fused conv step.
+
+    In an inverted-residual block the projection conv's output y is read once, by ADD(x, y).
+    The fused step computes each conv value and adds the matching x value at once, writing the
+    sum over x in place: y never exists, so the block's peak loses a whole tensor. The fused
+    kernel applies TFLite's ADD arithmetic to the clamped int8 conv value, exactly as the two
+    separate kernels would, so outputs stay bit-exact.
+    """
+    steps = list(steps)
+    outputs = set(graph.outputs)
+    i = 0
+    while i < len(steps):
+        add = steps[i]
+        if (add.kernel is not kernels.ADD_S8 or add.layer.shape.broadcast
+                or len(add.inputs) != 2):
+            i += 1
+            continue
+        fused = _fuse(graph, steps, i, outputs)
+        if fused is None:
+            i += 1
+            continue
+        conv_index, step = fused
+        steps[conv_index] = step
+        del steps[i]
+    return steps
+
+
+def _fuse(graph: Graph, steps: list[Step], add_index: int, outputs: set[int]):
+    add = steps[add_index]
+    assert isinstance(add.layer, AddLayer)
+    operands = [a.tid for a in add.inputs]
+    z = add.writes[0]
+    writer = {t: k for k, s in enumerate(steps[:add_index]) for t in s.writes}
+    readers: dict[int, int] = {}
+    for s in steps:
+        for t in s.reads:
+            readers[t] = readers.get(t, 0) + 1
+    for which, y in enumerate(operands):
+        x = operands[1 - which]
+        k = writer.get(y)
+        if k is None or steps[k].kernel is None or steps[k].kernel.family != kernels.CONV \
+                or steps[k].layer.fused_add is not None:
+            continue
+        conv = steps[k]
+        if readers.get(y) != 1 or y in outputs or x == y:
+            continue
+        if graph.t(y).shape != graph.t(z).shape or graph.t(x).shape != graph.t(z).shape:
+            continue
+        if x in writer and writer[x] >= k:
+            continue  # the residual must exist when the conv runs
+        if not conv.whole_tensors:
+            continue
+        layer = replace(conv.layer, fused_add=FusedAdd(add.layer.add, add.op.index,
+                                                       residual_first=which == 1))
+        args = tuple(a for a in conv.args if not (isinstance(a, TensorArg) and a.output)) + \
+            (TensorArg(x, "residual"), TensorArg(z, "output", output=True))
+        return k, replace(conv, layer=layer, args=args, trace=(z,))
+    return None
+
+
+def in_place_depthwise(graph: Graph, steps: list[Step]) -> list[Step]:
+    """Depthwise layers that need less memory in place (their output over their input, one
+    channel plane of scratch) than with the output offset a row ahead of the input, switched
+    to the in-place kernel."""
+    result = []
+    for step in steps:
+        if (step.kernel is kernels.DEPTHWISE_CONV_S8 and len(step.inputs) == 1
+                and step.whole_tensors and kernels.in_place_applies(step.layer)):
+            offset_cost = -window_delta(step.layer, step.kernel.overlap.block(step.layer))
+            in_place = kernels.portable(kernels.DEPTHWISE_IN_PLACE)
+            if align(in_place.scratch_bytes(step.layer)) < offset_cost:
+                step = replace(step, kernel=in_place)
+        result.append(step)
+    return result
+
+
+def choose_variants(steps: list[Step], isas: frozenset[str]) -> list[Step]:
+    """Each step on the first kernel of its family that the target runs and that applies."""
+    return [step if step.kernel is None else
+            replace(step, kernel=kernels.choose(step.kernel.family, step.layer, isas))
+            for step in steps]
