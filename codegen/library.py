@@ -45,10 +45,11 @@ class Library:
     files: dict[str, str]  # path relative to the output folder -> text
     kernels: dict[str, str] = field(default_factory=dict)  # function name -> kernel name
 
-    def write(self, out: Path) -> list[Path]:
+    def write(self, out: str | Path) -> list[Path]:
+        """Write every file under the folder `out`; returns their paths."""
         paths = []
         for rel, text in sorted(self.files.items()):
-            path = out / rel
+            path = Path(out) / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             paths.append(path)

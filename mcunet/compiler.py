@@ -73,7 +73,7 @@ class CompiledModel:
 
     def write(self, out: str | Path) -> list[Path]:
         """Write the C library into the folder `out`; returns the files written."""
-        return self.library().write(Path(out))
+        return self.library().write(out)
 
     @property
     def layers(self) -> list[dict]:

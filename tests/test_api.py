@@ -38,6 +38,7 @@ def test_compile_takes_str_or_path_and_is_frozen(tmp_path):
         a.stack_bytes = 10
     written = a.write(str(tmp_path / "lib"))
     assert {p.name for p in written} >= {"mcunet_model.c", "mcunet_model.h"}
+    assert a.library().write(str(tmp_path / "lib2"))  # the library itself takes a str too
 
 
 def test_simulate_is_bit_exact_and_budgets_fail_clearly():
