@@ -8,7 +8,18 @@
 See docs/python-api.md.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Installed, the subpackages codegen, templates, search and boards live inside this folder
+# (setup.cfg's package_dir maps them in). In a source checkout they sit beside it: when
+# Python imports mcunet straight from a checkout (`python -m mcunet` in the repository), let
+# `mcunet.codegen` and the others resolve to those folders.
+_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _os.path.isfile(_os.path.join(_checkout, "setup.cfg")) and \
+        _os.path.isfile(_os.path.join(_checkout, "codegen", "__init__.py")):
+    __path__.append(_checkout)  # noqa: F821 (a package's __path__)
 __all__ = ["compile", "simulate", "CompiledModel", "McunetError", "__version__"]
 
 

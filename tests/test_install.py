@@ -6,6 +6,7 @@ import subprocess
 import sysconfig
 import venv
 import zipfile
+from pathlib import Path
 
 from .conftest import ROOT, mlperf_model
 
@@ -34,8 +35,14 @@ def test_plain_install_into_a_fresh_venv(tmp_path):
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"] + os.pathsep
-           + sysconfig.get_paths()["platlib"]}
+    # The dependencies come from this environment, after the fresh venv's own site-packages
+    # (a .pth file appends them), so the fresh venv's mcunet wins even where this environment
+    # holds a plain install of its own.
+    inner = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(inner) / "outer-deps.pth").write_text("\n".join(sorted(outer)) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([str(py), "-c", "import mcunet.templates; print(mcunet.__file__); "
                             "print(mcunet.templates.__file__)"], capture_output=True, text=True,
                            cwd=tmp_path, env=env)
