@@ -81,7 +81,7 @@ class KernelParam:
     restrict: bool = True
 
 
-def _spans(graph: Graph, plan: ArenaPlan, step: Step, index: int):
+def _spans(plan: ArenaPlan, step: Step, index: int):
     """(start, end, written) of every pointer the step passes into the arena, None for flash."""
     spans = []
     for arg in step.args:
@@ -102,7 +102,7 @@ def kernel_params(graph: Graph, plan: ArenaPlan, step: Step, index: int) -> list
     step's pointers also reaches while one of the two is written, or the kernel is written
     to work over its own input (an in-place or elementwise overlap rule: those pointers are
     never restrict, so one kernel serves a layer wherever the plan puts it)."""
-    spans = _spans(graph, plan, step, index)
+    spans = _spans(plan, step, index)
     by_rule = set()
     if isinstance(step.kernel.overlap, (InPlace, Elementwise)):
         by_rule = {t for ov in step_overlaps(graph, step, index) for t in (ov.src, ov.dst)}
