@@ -153,7 +153,18 @@ DEPTHWISE_CONV_INPLACE_S8 = _k("depthwise_conv_inplace_s8", DEPTHWISE_IN_PLACE,
                                applies=in_place_applies,
                                scratch=Scratch("plane", "int8_t", plane_bytes), overlap=InPlace())
 
-FULLY_CONNECTED_S8_DSP = _k("fully_connected_s8_dsp", FULLY_CONNECTED, isa=ARM_DSP)
+def fc_col_bytes(layer) -> int:
+    """The input row's groups of four as int16 pairs (at least a word)."""
+    return max(2 * (layer.depth - layer.depth % 4), 4)
+
+
+# With the input row widened once into scratch (faster), or widened per block (no scratch).
+FULLY_CONNECTED_S8_DSP_COL = Kernel("fully_connected_s8_dsp_col", FULLY_CONNECTED,
+                                    "fully_connected_s8_dsp.c.j2", isa=ARM_DSP,
+                                    scratch=Scratch("col", "uint32_t", fc_col_bytes),
+                                    constants=lambda layer: {"widened": True})
+FULLY_CONNECTED_S8_DSP = _k("fully_connected_s8_dsp", FULLY_CONNECTED, isa=ARM_DSP,
+                            constants=lambda layer: {"widened": False})
 FULLY_CONNECTED_S8 = _k("fully_connected_s8", FULLY_CONNECTED)
 
 AVERAGE_POOL_S8 = _k("average_pool_s8", AVERAGE_POOL, overlap=RasterOrder())
@@ -175,7 +186,7 @@ RELU_S8 = _k("relu_s8", RELU, overlap=Elementwise())
 FAMILIES: dict[str, tuple[Kernel, ...]] = {}
 for _kernel in (CONV2D_S8_DSP, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
-                FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
+                FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
                 ADD_S8, MUL_S8, SOFTMAX_S8, MEAN_S8, PAD_S8, CONCAT_S8, QUANTIZE_F32_S8,
                 REQUANTIZE_S8, DEQUANTIZE_S8_F32, LUT_S8, HARD_SWISH_S8, RELU_S8):
     FAMILIES[_kernel.family] = FAMILIES.get(_kernel.family, ()) + (_kernel,)

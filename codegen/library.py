@@ -24,6 +24,8 @@ def c_values(values: np.ndarray, per_line: int = 20) -> str:
     """An array's values as a C initialiser list, `per_line` to a line."""
     if values.dtype == np.float64:  # hexadecimal literals are exact
         items = [float(v).hex() for v in values.tolist()]
+    elif values.dtype in (np.uint32, np.uint64):
+        items = [f"{v}u" for v in values.tolist()]
     elif values.dtype.kind == "f":
         items = [repr(float(v)) + "f" for v in values.tolist()]
     else:

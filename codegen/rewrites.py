@@ -100,3 +100,17 @@ def choose_variants(steps: list[Step], isas: frozenset[str]) -> list[Step]:
     return [step if step.kernel is None else
             replace(step, kernel=kernels.choose(step.kernel.family, step.layer, isas))
             for step in steps]
+
+
+def leaner_variant(step: Step) -> Step | None:
+    """The step on a later kernel of its family and instruction set (slower by the
+    registry's order, not by a different class of code) that needs less scratch, if one
+    applies."""
+    if step.kernel is None:
+        return None
+    family = kernels.FAMILIES[step.kernel.family]
+    for kernel in family[family.index(step.kernel) + 1:]:
+        if kernel.isa == step.kernel.isa and kernel.applies(step.layer) \
+                and kernel.scratch_bytes(step.layer) < step.scratch_bytes:
+            return replace(step, kernel=kernel)
+    return None

@@ -11,7 +11,8 @@ from typing import Sequence
 
 from .codegen.library import Library, render_library
 from .codegen.lower import lower_graph
-from .codegen.rewrites import choose_variants, fuse_residual_adds, in_place_depthwise
+from .codegen.rewrites import (choose_variants, fuse_residual_adds, in_place_depthwise,
+                               leaner_variant)
 from .frontend import read_tflite
 from .graph import Graph
 from .layers import ConvLayer
@@ -163,6 +164,33 @@ def plan_steps(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
     return best
 
 
+LEAN_ROUNDS = 3  # rounds of leaner variants at the peak (each round plans once more)
+
+
+def plan_lean(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
+              fixed: int = 0) -> tuple[list[Step], ArenaPlan]:
+    """plan_steps with the fastest kernels, then, round by round, the kernels whose scratch
+    sits at the arena's peak on a leaner variant (less scratch, same instruction set), kept
+    while the arena shrinks: peak SRAM first, then speed."""
+    best = plan_steps(graph, steps, extra, fixed=fixed)
+    for _ in range(LEAN_ROUNDS):
+        ordered, plan = best
+        leaner = {}
+        for i, step in enumerate(ordered):
+            if step.scratch_bytes and plan.live_bytes(i) > plan.arena_bytes - step.scratch_bytes:
+                lean = leaner_variant(step)
+                if lean is not None:
+                    leaner[id(step)] = lean
+        if not leaner:
+            break
+        steps = [leaner.get(id(s), s) for s in steps]
+        candidate = plan_steps(graph, steps, extra, fixed=fixed)
+        if candidate[1].arena_bytes >= plan.arena_bytes:
+            break
+        best = candidate
+    return best
+
+
 def _finish(graph: Graph, steps: list[Step], consts: list[ConstArray], plan: ArenaPlan,
             target: Target, stage: PatchStage | None) -> CompiledModel:
     verify(plan)  # a plan that breaks the planner's rules is a bug: fail here, not on a board
@@ -191,15 +219,15 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
         return choose_variants(in_place_depthwise(graph, s), target.isas)
 
     if spec == "none":
-        ordered, plan = plan_steps(graph, finish_steps(steps))
+        ordered, plan = plan_lean(graph, finish_steps(steps))
         return _finish(graph, ordered, consts, plan, target, None)
     if isinstance(spec, PatchSpec):
         pgraph, psteps, stage = apply_patches(graph, steps, spec)
-        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
-                                   fixed=stage.num_steps)
+        ordered, plan = plan_lean(pgraph, finish_steps(psteps), [stage.overlap],
+                                  fixed=stage.num_steps)
         return _finish(pgraph, ordered, consts, plan, target, stage)
     # auto: the layer-by-layer plan, unless some patch stage needs clearly less.
-    best_steps, best_plan = plan_steps(graph, finish_steps(list(steps)))
+    best_steps, best_plan = plan_lean(graph, finish_steps(list(steps)))
     best = (graph, best_steps, best_plan, None)
     # Rank every candidate stage with a quick plan, then plan the best few in full.
     ranked = []
@@ -209,8 +237,8 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
         ranked.append((quick.arena_bytes, stage.mac_overhead, str(spec_k), pgraph, psteps, stage))
     ranked.sort(key=lambda r: r[:3])
     for *_, pgraph, psteps, stage in ranked[:AUTO_FINALISTS]:
-        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
-                                   fixed=stage.num_steps)
+        ordered, plan = plan_lean(pgraph, finish_steps(psteps), [stage.overlap],
+                                  fixed=stage.num_steps)
         if plan.arena_bytes < best[2].arena_bytes * (1 - AUTO_MIN_SAVING):
             best = (pgraph, ordered, plan, stage)
     return _finish(best[0], best[1], consts, best[2], target, best[3])

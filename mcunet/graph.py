@@ -16,6 +16,7 @@ NP_TYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.i
             "int64": np.int64, "float32": np.float32, "float16": np.float16,
             "float64": np.float64, "bool": np.bool_}
 C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+           "uint32": "uint32_t", "uint64": "uint64_t",
            "int64": "int64_t", "float32": "float", "float64": "double", "bool": "uint8_t"}
 
 

@@ -185,9 +185,12 @@ class PoolLayer(Windowed):
 
 @dataclass(frozen=True)
 class FullyConnectedLayer(Layer):
-    """FULLY_CONNECTED: `batches` rows of `depth` inputs times an int8 (units, depth) filter;
-    int32 bias; the rescale acc * scale is TFLite's double (one per unit when per_channel).
-    filter_offset: minus the filter zero point (0 when per channel, as TFLite ignores it)."""
+    """FULLY_CONNECTED: `batches` rows of `depth` inputs times an int8 (units, depth) filter
+    (stored unit-blocked in words: codegen/ops/conv.py fc_filter_words); int32 bias; the
+    rescale round(acc * scale) is TFLite's double one, passed as the double's significand and
+    exponent (one pair per unit when per_channel). filter_offset: minus the filter zero point
+    (0 when per channel, as TFLite ignores it). The lowering folds the input offset's share
+    into the bias, so input_offset is 0."""
     batches: int
     units: int
     depth: int

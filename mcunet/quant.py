@@ -22,6 +22,28 @@ def round_half_away(x: float) -> int:
     return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
 
 
+def double_parts(value: float) -> tuple[int, int]:
+    """(mantissa, shift) with value = mantissa * 2^-shift exactly, the double's significand
+    at the top of 64 bits (2^63 <= mantissa < 2^64; (0, 0) for zero): the form
+    mcunet_round_scaled takes."""
+    if value == 0:
+        return 0, 0
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"a scale must be finite and positive, not {value!r}")
+    fraction, exponent = math.frexp(value)  # fraction in [0.5, 1): 53 bits
+    return int(fraction * (1 << 53)) << 11, 64 - exponent
+
+
+def round_scaled(acc: int, mantissa: int, shift: int, limit: int = 1 << 24) -> int:
+    """round_half_away(acc * scale rounded to a double), clamped to +-limit: what
+    mcunet_round_scaled computes (the reference for its tests)."""
+    from fractions import Fraction
+
+    x = float(Fraction(acc * mantissa, 1) / Fraction(2) ** shift)  # one rounding, ties to even
+    r = math.floor(abs(Fraction(x)) + Fraction(1, 2))
+    return int(math.copysign(min(r, limit), x)) if r else 0
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """A positive real multiplier as (q31 multiplier, power-of-two shift), like TFLite's
     QuantizeMultiplier: real ~= multiplier * 2**(shift - 31)."""

@@ -133,7 +133,7 @@ def test_budgets_fail_with_what_is_needed(tmp_path):
     assert f"needs {need:,} bytes of SRAM but the budget has 16,384 ({need - 16384:,} over" in r.stderr
     assert not (tmp_path / "lib").exists()
     r = run_cli("plan", model, "--flash", "100KB", "--no-png")
-    assert r.returncode == 2 and "240,960 bytes of flash" in r.stderr and "138,560 over" in r.stderr
+    assert r.returncode == 2 and "240,964 bytes of flash" in r.stderr and "138,564 over" in r.stderr
     r = run_cli("plan", model, "--sram", "lots", "--no-png")
     assert r.returncode == 2 and "cannot read 'lots' as a size" in r.stderr
     r = run_cli("plan", model, "--sram", "64KB", "--flash", "1MB", "--no-png")

@@ -6,7 +6,7 @@ import numpy as np
 from mcunet.analysis import op_macs
 from mcunet.graph import Op
 from mcunet.layers import ConvLayer, DepthwiseLayer, FullyConnectedLayer, Window
-from mcunet.quant import activation_range, conv_multipliers
+from mcunet.quant import activation_range, conv_multipliers, double_parts
 from mcunet.shapes import window_padding
 from mcunet.step import Step, TensorArg
 
@@ -99,6 +99,24 @@ def lower_depthwise(op: Op, ctx: LowerContext) -> Step:
                 macs=op_macs(ctx.graph, op))
 
 
+def fc_filter_words(w: np.ndarray) -> np.ndarray:
+    """The (units, depth) int8 filter in the order the kernels read it, packed into 32-bit
+    words (so the arrays are word-aligned): units in blocks of four (the last block holds
+    the rest); in a block, for each group of four inputs, each unit's four weights side by
+    side (one word per unit), then each unit's last depth % 4 weights; zero bytes pad the
+    end to a whole word. The DSP kernel loads the four words of a group at once."""
+    units, depth = w.shape
+    d4 = depth - depth % 4
+    parts = []
+    for u0 in range(0, units, 4):
+        block = w[u0:u0 + 4]
+        groups = block[:, :d4].reshape(len(block), d4 // 4, 4).transpose(1, 0, 2)
+        parts += [groups.reshape(-1), block[:, d4:].reshape(-1)]
+    data = np.concatenate(parts).astype(np.int8)
+    data = np.concatenate([data, np.zeros(-len(data) % 4, np.int8)])
+    return data.view("<u4").astype(np.uint32)
+
+
 @lowers("FULLY_CONNECTED")
 def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
     x, w, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
@@ -112,15 +130,25 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
     per_channel = w.quant.per_axis
     bias = ctx.t(op.inputs[2]).data.astype(np.int32) if len(op.inputs) > 2 and op.inputs[2] >= 0 \
         else np.zeros(units, dtype=np.int32)
-    # TFLite's reference path: acc * (input_scale * filter_scale / output_scale) in double.
-    scale = np.array([float(x.quant.s) * float(s) / float(out.quant.s) for s in w.quant.scale],
-                     dtype=np.float64)
+    # TFLite's reference path: round(acc * (input_scale * filter_scale / output_scale)) in
+    # double, which the kernels reproduce in integers from the double's significand and exponent.
+    parts = [double_parts(float(x.quant.s) * float(s) / float(out.quant.s)) for s in w.quant.scale]
+    mantissa = np.array([m for m, _ in parts], dtype=np.uint64)
+    shift = np.array([e for _, e in parts], dtype=np.int32)
+    # The per-channel reference ignores filter zero points.
+    filter_offset = 0 if per_channel else -w.quant.zp
+    io = _io_params(op, ctx)
+    # sum (x + io)(w + fo) + bias = sum x (w + fo) + [bias + io sum (w + fo)]: the input
+    # offset's share is a constant per unit, folded into the bias (int32 arithmetic wraps, as
+    # the accumulator's does), so the kernels multiply raw inputs.
+    wsum = w.data.astype(np.int64).sum(axis=1) + depth * filter_offset
+    bias = ((bias.astype(np.int64) + io["input_offset"] * wsum + (1 << 31)) % (1 << 32)
+            - (1 << 31)).astype(np.int32)
     layer = FullyConnectedLayer(batches=x.size // depth, units=units, depth=depth,
-                                per_channel=per_channel,
-                                # The per-channel reference ignores filter zero points.
-                                filter_offset=0 if per_channel else -w.quant.zp,
-                                **_io_params(op, ctx))
-    consts = [ctx.const("filter", w.data.astype(np.int8), "filter"),
-              ctx.const("bias", bias, "bias"), ctx.const("scale", scale, "scale")]
+                                per_channel=per_channel, filter_offset=filter_offset,
+                                **dict(io, input_offset=0))
+    consts = [ctx.const("filter", fc_filter_words(w.data.astype(np.int8)), "filter"),
+              ctx.const("bias", bias, "bias"), ctx.const("mantissa", mantissa, "mantissa"),
+              ctx.const("shift", shift, "shift")]
     return Step(op, kernels.portable(kernels.FULLY_CONNECTED), layer, _io_args(op, consts),
                 macs=op_macs(ctx.graph, op))

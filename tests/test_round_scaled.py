@@ -1,0 +1,81 @@
+"""mcunet_round_scaled, the integer FULLY_CONNECTED rescale: for every int32 accumulator and
+double scale it gives round((double)acc * scale) exactly as TFLite's reference computes it
+(the double product, then round() with halves away from zero), near ties included; C under
+UBSan against Python's IEEE double arithmetic."""
+from __future__ import annotations
+
+import math
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+
+from mcunet.codegen.library import environment
+from mcunet.quant import double_parts, round_scaled
+
+LIMIT = 1 << 24
+
+
+def reference(acc: int, scale: float) -> int:
+    """TFLite's path in Python floats (IEEE double multiply), rounded exactly, clamped as
+    mcunet_round_scaled clamps."""
+    x = float(acc) * scale
+    r = math.floor(abs(Fraction(x)) + Fraction(1, 2))
+    return int(math.copysign(min(r, LIMIT), x)) if r else 0
+
+
+def cases(seed: int = 0, n: int = 6000) -> list[tuple[int, float]]:
+    rng = np.random.default_rng(seed)
+    result = [(0, 0.5), (1, 0.0), (-(1 << 31), 1e-9), ((1 << 31) - 1, 1e-9), (3, 0.5), (-3, 0.5),
+              (5, 0.1), (-(1 << 31), 2.0 ** -31), ((1 << 31) - 1, 2.0 ** -31), (1, 2.0 ** -54),
+              (1, 2.0 ** -53), (3, 2.0 ** -55), (100, 1e10), (-100, 1e10),
+              ((1 << 31) - 1, 1e-300), (-(1 << 31), 5e-324), (1, 1e300), (-1, 1.7e308),
+              (1 << 24, 1.0), ((1 << 24) + 1, 1.0), (-(1 << 24) - 1, 1.0), (7, 2.0 ** -3)]
+    for _ in range(n):
+        acc = int(rng.integers(-(1 << 31), 1 << 31))
+        scale = float(10.0 ** rng.uniform(-12, 2))
+        result.append((acc, scale))
+    for _ in range(n):  # products a hair from a half-integer: where the double's rounding matters
+        acc = int(rng.integers(1, 1 << 31)) * int(rng.choice([1, -1]))
+        target = int(rng.integers(0, 300)) + 0.5
+        scale = float(np.nextafter(target / abs(acc), rng.choice([0.0, 1.0]) * 2))
+        for step in range(int(rng.integers(0, 3))):
+            scale = float(np.nextafter(scale, 1.0 if step % 2 else 0.0))
+        result.append((acc, scale))
+    for _ in range(n // 4):  # powers of two and simple ratios: exact ties
+        acc = int(rng.integers(-(1 << 20), 1 << 20))
+        result.append((acc, float(Fraction(int(rng.integers(1, 8)), 1 << int(rng.integers(1, 12))))))
+    return result
+
+
+def test_python_model_is_the_double_arithmetic():
+    for acc, scale in cases(1, 2000):
+        assert round_scaled(acc, *double_parts(scale)) == reference(acc, scale), (acc, scale)
+
+
+def test_c_matches_tflite_double_rounding(tmp_path):
+    all_cases = cases(0)
+    header = environment().get_template("mcunet_common.h.j2").render(
+        model_name="t", version="t", arena_bytes=4, flash_bytes=0, macs=0, inputs=[], outputs=[])
+    (tmp_path / "mcunet_common.h").write_text(header)
+    rows = ",\n".join(f"{{{acc}, {m}ULL, {e}}}" for acc, s in all_cases
+                      for m, e in [double_parts(s)])
+    (tmp_path / "t.c").write_text(f"""#include <stdio.h>
+#include "mcunet_common.h"
+static const struct {{ long long acc; unsigned long long m; int e; }} c[] = {{ {rows} }};
+int main(void) {{
+    for (unsigned i = 0; i < sizeof c / sizeof c[0]; ++i)
+        printf("%ld\\n", (long)mcunet_round_scaled((int32_t)c[i].acc, c[i].m, c[i].e));
+    return 0;
+}}
+""")
+    exe = tmp_path / "t"
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                    "-fno-sanitize-recover=all", str(tmp_path / "t.c"), "-o", str(exe)],
+                   check=True, capture_output=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
+    assert run.stderr == ""
+    got = [int(v) for v in run.stdout.split()]
+    expected = [reference(acc, s) for acc, s in all_cases]
+    bad = [(c, g, e) for c, g, e in zip(all_cases, got, expected) if g != e]
+    assert not bad, f"{len(bad)} of {len(all_cases)} differ, e.g. {bad[:3]}"
