@@ -34,14 +34,16 @@ def double_parts(value: float) -> tuple[int, int]:
     return int(fraction * (1 << 53)) << 11, 64 - exponent
 
 
-def round_scaled(acc: int, mantissa: int, shift: int, limit: int = 1 << 24) -> int:
-    """round_half_away(acc * scale rounded to a double), clamped to +-limit: what
-    mcunet_round_scaled computes (the reference for its tests)."""
+def round_scaled(acc: int, mantissa: int, shift: int) -> int:
+    """round_half_away(acc * scale rounded to a double), INT32_MIN where that leaves int32
+    (as the conversion does on TFLite's x86-64 build): what mcunet_round_scaled computes
+    (the reference for its tests)."""
     from fractions import Fraction
 
     x = float(Fraction(acc * mantissa, 1) / Fraction(2) ** shift)  # one rounding, ties to even
     r = math.floor(abs(Fraction(x)) + Fraction(1, 2))
-    return int(math.copysign(min(r, limit), x)) if r else 0
+    r = int(math.copysign(r, x)) if r else 0
+    return r if -(1 << 31) <= r < (1 << 31) else -(1 << 31)
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
