@@ -81,8 +81,8 @@ def test_int16_model(tmp_path):
 
 
 def test_unsupported_op_is_named_with_its_index(tmp_path):
-    path = write(tmp_path, "tanh.tflite", conv_model(extra_op="TANH"))
-    assert_clean_error(run_cli("simulate", path, "--random", "1"), "unsupported operator TANH",
+    path = write(tmp_path, "exp.tflite", conv_model(extra_op="EXP"))
+    assert_clean_error(run_cli("simulate", path, "--random", "1"), "unsupported operator EXP",
                        "index 1")
 
 
@@ -113,16 +113,16 @@ def test_inspect_lists_every_unsupported_operator_at_once(tmp_path):
     m = ModelBuilder()
     x = m.input((1, 8, 8, 3), "int8", scale=0.05, zero_point=0)
     t = m.tensor((1, 8, 8, 3), "int8", scale=1 / 128, zero_point=0)
-    m.op("TANH", [x], [t])
+    m.op("EXP", [x], [t])
     idx = m.const(rng.integers(0, 3, (2,)).astype(np.int32))
     g = m.tensor((1, 8, 8, 2), "int8", scale=1 / 128, zero_point=0)
     m.op("GATHER", [t, idx], [g], axis=3)
     m.output(g)
     path = write(tmp_path, "two.tflite", m.build())
     r = run_cli("inspect", path)
-    assert_clean_error(r, "unsupported operators TANH at index 0, GATHER at index 1",
+    assert_clean_error(r, "unsupported operators EXP at index 0, GATHER at index 1",
                        "mcunet supports")
-    assert "TANH" in r.stdout and "GATHER" in r.stdout  # the table came first
+    assert "EXP" in r.stdout and "GATHER" in r.stdout  # the table came first
 
 
 @pytest.mark.parametrize("size", ["1e3", "0", "0KB", "-3KB", "32XB"])

@@ -162,6 +162,14 @@ def test_logistic_table_matches_tflite_over_many_scales():
         assert np.array_equal(table, expected), (in_s, in_zp, out_zp)
 
 
+@given(shape=shapes, in_s=log_uniform(1e-3, 2.0), in_zp=zero_points, seed=st.integers(0, 2**16))
+@examples(12)
+def test_tanh(shape, in_s, in_zp, seed):
+    """A new elementwise operator: one lowering (a table through the existing lut_s8 kernel)."""
+    model = unary_model("TANH", shape, in_s, in_zp, 1.0 / 128, 0)
+    assert_bit_exact(model, inputs=[every_int8(shape, seed)], sanitize=seed % 4 == 0)
+
+
 def test_logistic_rejects_other_output_scales():
     with pytest.raises(McunetError, match="1/256"):
         compile_bytes(unary_model("LOGISTIC", (1, 8), 0.05, 0, 1.0 / 128, -128))

@@ -39,24 +39,26 @@ def _io_args(op: Op) -> tuple[TensorArg, TensorArg]:
 
 # --- lookup tables ---------------------------------------------------------------------------
 
-def _c_expf() -> Callable[[np.float32], np.float32]:
-    """The C library's expf (what TFLite's std::exp(float) calls); numpy's float32 exp when the
-    C library cannot be loaded. They agree except, rarely, in the last bit."""
+def _c_float_function(name: str, fallback: Callable) -> Callable[[np.float32], np.float32]:
+    """The C library's float function `name` (what TFLite's std::exp(float), std::tanh(float)
+    call); numpy's float32 version when the C library cannot be loaded. They agree except,
+    rarely, in the last bit."""
     try:
-        name = ctypes.util.find_library("m")
-        if name is None:
+        lib = ctypes.util.find_library("m")
+        if lib is None:
             raise OSError("no libm")
-        fn = ctypes.CDLL(name).expf
+        fn = getattr(ctypes.CDLL(lib), name)
         fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
         return lambda v: np.float32(fn(float(v)))
     except (OSError, AttributeError):  # pragma: no cover - every supported host has libm
-        def np_expf(v: np.float32) -> np.float32:
+        def np_fn(v: np.float32) -> np.float32:
             with np.errstate(over="ignore", under="ignore"):
-                return np.exp(np.float32(v))
-        return np_expf
+                return fallback(np.float32(v))
+        return np_fn
 
 
-_expf = _c_expf()
+_expf = _c_float_function("expf", np.exp)
+_tanhf = _c_float_function("tanhf", np.tanh)
 
 
 def sigmoid_f32(v: np.float32) -> np.float32:
@@ -97,6 +99,17 @@ def lower_logistic(op: Op, ctx: LowerContext) -> Step:
     if np.float32(out.quant.s) != np.float32(1.0 / 256):
         raise unsupported(op, f"the int8 output scale is {out.quant.s!r}; TFLite requires 1/256")
     table = lut_table(x.quant.s, x.quant.zp, out.quant.s, out.quant.zp, sigmoid_f32)
+    return lut_step(op, ctx, table)
+
+
+@lowers("TANH")
+def lower_tanh(op: Op, ctx: LowerContext) -> Step:
+    x, out = _int8_io(op, ctx)
+    # TFLite's Prepare demands exactly this scale and zero point for int8 (a float compare).
+    if np.float32(out.quant.s) != np.float32(1.0 / 128) or out.quant.zp != 0:
+        raise unsupported(op, f"the int8 output has scale {out.quant.s!r} and zero point "
+                              f"{out.quant.zp}; TFLite requires 1/128 and 0")
+    table = lut_table(x.quant.s, x.quant.zp, out.quant.s, out.quant.zp, _tanhf)
     return lut_step(op, ctx, table)
 
 
