@@ -11,14 +11,21 @@ UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 
          "mib": 1 << 20}
 
 
+MAX_BUDGET = 1 << 32  # a microcontroller addresses its memory in 32 bits
+
+
 def parse_size(text: str | int | None) -> int | None:
-    """'32KB', '320k', '1.5MB', '40960' -> bytes (K = 1024)."""
+    """'32KB', '320k', '1.5MB', '40960' -> bytes (K = 1024), at most 4 GiB."""
     if text is None or isinstance(text, int):
         return text
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in UNITS:
         raise McunetError(f"cannot read {text!r} as a size: write bytes or KB/MB, e.g. 32KB")
-    return int(float(m.group(1)) * UNITS[m.group(2).lower()])
+    size = int(float(m.group(1)) * UNITS[m.group(2).lower()])
+    if size > MAX_BUDGET:
+        raise McunetError(f"{text!r} is more than 4 GiB; a microcontroller addresses its memory "
+                          "in 32 bits")
+    return size
 
 
 @dataclass(frozen=True)
@@ -36,17 +43,17 @@ class Budget:
 def resolve(sram: str | None, flash: str | None, board: str | None) -> Budget:
     """--sram/--flash win over the board's figures."""
     b = None
-    if board:
+    if board is not None:
         try:
             from mcunet.boards import get_board
         except ImportError:
             raise McunetError("board support is not installed (the boards package is missing)") \
                 from None
         b = get_board(board)
-    return Budget(sram_bytes=parse_size(sram) if sram else (b.sram_bytes if b else None),
-                  flash_bytes=parse_size(flash) if flash else (b.flash_bytes if b else None),
-                  board=b, sram_from_board=bool(b and not sram),
-                  flash_from_board=bool(b and not flash))
+    return Budget(sram_bytes=parse_size(sram) if sram is not None else (b.sram_bytes if b else None),
+                  flash_bytes=parse_size(flash) if flash is not None else (b.flash_bytes if b else None),
+                  board=b, sram_from_board=bool(b and sram is None),
+                  flash_from_board=bool(b and flash is None))
 
 
 def check(model, budget: Budget) -> None:

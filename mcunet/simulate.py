@@ -98,6 +98,8 @@ def _check_inputs(g, inputs: list[np.ndarray]) -> int:
         if rows is not None and x.shape[0] != rows:
             raise McunetError("all inputs must hold the same number of rows")
         rows = x.shape[0]
+        if rows == 0:
+            raise McunetError(f"input {k} holds no rows (shape {x.shape}); give at least one")
     return rows or 0
 
 
