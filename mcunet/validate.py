@@ -113,8 +113,8 @@ class Check:
     def not_const(self, k: int) -> Tensor:
         t = self.x(k)
         if t.is_const:
-            raise self.fail(f"{self.inp(k)} is a constant; mcunet supports {self.op.kind} on "
-                            "activations only (quantise constants when converting the model)")
+            raise self.fail(f"{self.inp(k)} is a constant; mcunet runs {self.op.kind} on "
+                            "activations only (the converter folds ops on constants)")
         return t
 
     def per_tensor(self, k: int | None) -> Tensor:
@@ -274,6 +274,12 @@ def _conv2d(c: Check) -> None:
     if ic != x.shape[3]:
         raise c.fail(f"{c.inp(1)}, the filter, has depth {ic} but the input has {x.shape[3]} "
                      "channels; grouped convolution is not supported")
+    _conv_output(c, x, w, kh, kw, oc)
+
+
+def _conv_output(c: Check, x: Tensor, w: Tensor, kh: int, kw: int, oc: int) -> None:
+    """What CONV_2D and DEPTHWISE_CONV_2D check alike: bias, output, window, activation and
+    the per-channel multipliers."""
     _bias(c, 2, oc)
     y = c.int8(None)
     c.out_shape(_spatial(c, kh, kw, True, oc), "from its input, filter, strides and padding")
@@ -291,11 +297,7 @@ def _depthwise(c: Check) -> None:
     if oc % x.shape[3]:
         raise c.fail(f"{c.inp(1)}, the filter, has {oc} output channels, not a multiple of the "
                      f"input's {x.shape[3]}")
-    _bias(c, 2, oc)
-    y = c.int8(None)
-    c.out_shape(_spatial(c, kh, kw, True, oc), "from its input, filter, strides and padding")
-    c.activation()
-    _conv_multipliers(c, x, w, y)
+    _conv_output(c, x, w, kh, kw, oc)
 
 
 def _fully_connected(c: Check) -> None:
@@ -353,15 +355,14 @@ def _binary(c: Check) -> None:
         # TFLite's Prepare quantises this one as a multiplier below one (and aborts otherwise).
         twice_max = 2.0 * float(max(s1, s2))
         real = twice_max / float(np.float32(1 << 20) * so)
-        if not (real < 1.0 and quantize_multiplier(real)[1] <= 0):
+        if not (0.0 < real < 1.0 and quantize_multiplier(real)[1] <= 0):
             raise c.fail(f"the output multiplier 2 x max(input scales) / (2^20 x output scale) "
-                         f"= {real:g} is not below 1, as TFLite's int8 ADD requires: the output "
-                         f"scale {float(so):g} is too small for input scales {float(s1):g} and "
-                         f"{float(s2):g}")
+                         f"= {real:g} is not between 0 and 1, as TFLite's int8 ADD requires: "
+                         f"the output scale {float(so):g} does not suit input scales "
+                         f"{float(s1):g} and {float(s2):g}")
     else:
-        with np.errstate(over="ignore"):
-            c.multiplier(float(np.float32(np.float32(s1 * s2) / so)),
-                         "input scale 1 x input scale 2 / output scale")
+        c.multiplier(float(np.float32(np.float32(s1 * s2) / so)),
+                     "input scale 1 x input scale 2 / output scale")
 
 
 def _pool(c: Check) -> None:
@@ -568,20 +569,18 @@ def _hard_swish(c: Check) -> None:
     c.not_const(0)
     c.same_shape_out()
     hires = np.float32(np.float32(1.0 / 128) * np.float32(x.quant.s))
-    with np.errstate(over="ignore"):
-        c.multiplier(float(np.float32(hires / np.float32(y.quant.s))),
-                     "input scale / (128 x output scale)")
-        c.multiplier(float(np.float32(hires / np.float32(3.0 / 32768))),
-                     "input scale / 128 / (3 / 32768)")
+    c.multiplier(float(np.float32(hires / np.float32(y.quant.s))),
+                 "input scale / (128 x output scale)")
+    c.multiplier(float(np.float32(hires / np.float32(3.0 / 32768))),
+                 "input scale / 128 / (3 / 32768)")
 
 
 def _relu(c: Check) -> None:
     x, y = c.int8(0), c.int8(None)
     c.not_const(0)
     c.same_shape_out()
-    with np.errstate(over="ignore"):
-        c.multiplier(float(np.float32(np.float32(x.quant.s) / np.float32(y.quant.s))),
-                     "input scale / output scale")
+    c.multiplier(float(np.float32(np.float32(x.quant.s) / np.float32(y.quant.s))),
+                 "input scale / output scale")
     for f in FUSED_VALUES[c.op.kind]:
         if not abs(float(np.float32(f) / np.float32(y.quant.s))) < 2.0 ** 31:
             raise c.fail(f"{c.out()} has scale {y.quant.s:g}: {c.op.kind}'s bound {f:g} / scale "
@@ -673,14 +672,16 @@ def validate(graph: Graph) -> None:
     _types(graph)
     used = _used(graph)
     _tensors(graph, used)
-    for op in graph.ops:
-        RULES[op.kind].check(Check(graph, op))
+    with np.errstate(all="ignore"):  # extreme scales overflow float32: the rules catch inf/nan
+        for op in graph.ops:
+            RULES[op.kind].check(Check(graph, op))
 
 
 def check_op(graph: Graph, op: Op) -> None:
     """The per-op rules of one op again (after a pass changed its inputs, e.g. folded the
     shape of a RESHAPE)."""
-    RULES[op.kind].check(Check(graph, op))
+    with np.errstate(all="ignore"):
+        RULES[op.kind].check(Check(graph, op))
 
 
 def _structure(graph: Graph) -> None:

@@ -121,8 +121,13 @@ def _mini_mobilenet(rng):
     fb = m.const(rng.integers(-500, 500, 5).astype(np.int32), scale=sc * 0.01, zero_point=0)
     f = m.tensor((1, 5), "int8", scale=0.1, zero_point=4)
     m.op("FULLY_CONNECTED", [r, fw, fb], [f])
-    o = m.tensor((1, 5), "int8", scale=1 / 256, zero_point=-128)
-    m.op("SOFTMAX", [f], [o], beta=1.0)
+    return _softmax_output(m, f, 5, beta=1.0)
+
+
+def _softmax_output(m, x, n: int, beta: float) -> bytes:
+    """A SOFTMAX of the (1, n) tensor x as the model's output; the model's bytes."""
+    o = m.tensor((1, n), "int8", scale=1 / 256, zero_point=-128)
+    m.op("SOFTMAX", [x], [o], beta=beta)
     m.output(o)
     return m.build()
 
@@ -232,13 +237,14 @@ def _views(rng):
     shape = m.const(np.array([1, 36], np.int32))
     r = m.tensor((1, 36), "int8", scale=0.05, zero_point=0)
     m.op("RESHAPE", [s, shape], [r], new_shape=[1, 36])
-    o = m.tensor((1, 36), "int8", scale=1 / 256, zero_point=-128)
-    m.op("SOFTMAX", [r], [o], beta=0.5)
-    m.output(o)
-    return m.build()
+    return _softmax_output(m, r, 36, beta=0.5)
 
 
-def _shape_arithmetic(rng):
+def shape_arithmetic(rng, slice_options: bool = True, values_count: int = 2,
+                     dense: bool = True) -> bytes:
+    """SHAPE -> STRIDED_SLICE -> PACK: the new shape of a RESHAPE, computed (and folded by
+    mcunet). slice_options False gives STRIDED_SLICE an options table of another type (TFLite
+    then reads no shrink mask); values_count is PACK's option."""
     from tests.modelgen import ModelBuilder
     m = ModelBuilder()
     x = m.input((1, 4, 4, 2), "int8", scale=0.05, zero_point=0)
@@ -246,12 +252,18 @@ def _shape_arithmetic(rng):
     m.op("SHAPE", [x], [sh], out_type="int32")
     b, e, st = (m.const(np.array(v, np.int32)) for v in ([0], [1], [1]))
     batch = m.tensor((), "int32")
-    m.op("STRIDED_SLICE", [sh, b, e, st], [batch], shrink_axis_mask=1)
+    if slice_options:
+        m.op("STRIDED_SLICE", [sh, b, e, st], [batch], shrink_axis_mask=1)
+    else:
+        m.op("STRIDED_SLICE", [sh, b, e, st], [batch], options="ShapeOptions")
     rest = m.const(np.array(32, np.int32))
     new = m.tensor((2,), "int32")
-    m.op("PACK", [batch, rest], [new], axis=0)
+    m.op("PACK", [batch, rest], [new], axis=0, values_count=values_count)
     r = m.tensor((1, 32), "int8", scale=0.05, zero_point=0)
     m.op("RESHAPE", [x, new], [r])
+    if not dense:
+        m.output(r)
+        return m.build()
     w = m.const(rng.integers(-127, 128, (3, 32)).astype(np.int8), scale=0.01, zero_point=0)
     bias = m.const(rng.integers(-100, 100, 3).astype(np.int32), scale=0.0005, zero_point=0)
     y = m.tensor((1, 3), "int8", scale=0.04, zero_point=0)
@@ -276,7 +288,7 @@ def _dilated(rng):
 
 GENERATED = {"mini_mobilenet": _mini_mobilenet, "residual": _residual, "branches": _branches,
              "activations": _activations, "float_edges": _float_edges, "dense": _dense,
-             "views": _views, "shape_arithmetic": _shape_arithmetic, "dilated": _dilated}
+             "views": _views, "shape_arithmetic": shape_arithmetic, "dilated": _dilated}
 
 
 def generated_corpus(seed: int = 0) -> dict[str, bytes]:
@@ -634,8 +646,12 @@ def sanitize_one(data: bytes, dsp: bool, seed: int) -> tuple[str, str]:
 
 
 def _worker(conn, memory_bytes: int, exhaustive: int) -> None:
+    import warnings
+
     import mcunet.memory
     mcunet.memory.EXHAUSTIVE_BUFFERS = exhaustive
+    # A warning (numpy's overflow, say) would print on a user's terminal: count it as a crash.
+    warnings.simplefilter("error", RuntimeWarning)
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     while True:
@@ -662,7 +678,7 @@ class Result:
     outcome: str
     detail: str
     seconds: float
-    data: bytes = b""
+    data: bytes = b""  # kept for crashes, hangs and memory blow-ups (make_case rebuilds any)
 
 
 class Pool:
@@ -734,8 +750,9 @@ class Pool:
 
 def campaign(corpus: dict[str, bytes], cases: int, seed: int, jobs: int = 1,
              timeout: float = 10.0, memory_mib: int = 4096, first: int = 0,
-             exhaustive: int = EXHAUSTIVE) -> list[Result]:
-    """Run cases first .. first + cases - 1; results in case order."""
+             exhaustive: int = EXHAUSTIVE, progress: int = 0) -> list[Result]:
+    """Run cases first .. first + cases - 1; results in case order. With progress N, a line
+    on stderr every N cases."""
     made = {}
 
     def job_list():
@@ -747,14 +764,19 @@ def campaign(corpus: dict[str, bytes], cases: int, seed: int, jobs: int = 1,
     pool = Pool(jobs, timeout, memory_mib << 20, exhaustive)
     results = []
     try:
+        start = time.perf_counter()
         for index, outcome, detail, seconds in pool.run(job_list()):
-            name, notes, _ = made[index]
-            results.append(Result(index, name, notes, outcome, detail, seconds))
+            name, notes, data = made.pop(index)
+            keep = data if outcome in ("crash", "hang", "memory") else b""  # rebuilt on demand
+            results.append(Result(index, name, notes, outcome, detail, seconds, keep))
+            if progress and len(results) % progress == 0:
+                counts = Counter(r.outcome for r in results)
+                print(f"  {len(results)}/{cases} cases, {time.perf_counter() - start:.0f} s: "
+                      + ", ".join(f"{o} {counts.get(o, 0)}" for o in OUTCOMES),
+                      file=sys.stderr, flush=True)
     finally:
         pool.close()
     results.sort(key=lambda r: r.index)
-    for r in results:
-        r.data = made[r.index][2]
     return results
 
 
@@ -783,8 +805,9 @@ def summary(results: list[Result], seconds: float, jobs: int) -> str:
     return "\n".join(lines)
 
 
-def sanitize_sample(results: list[Result], n: int, seed: int, jobs: int = 1,
-                    exhaustive: int = EXHAUSTIVE, timeout: float = 300.0) -> list[tuple[Result, str, str]]:
+def sanitize_sample(results: list[Result], n: int, seed: int, corpus: dict[str, bytes],
+                    campaign_seed: int, jobs: int = 1, exhaustive: int = EXHAUSTIVE,
+                    timeout: float = 300.0) -> list[tuple[Result, str, str]]:
     """Simulate n successes (spread over the corpus models) under ASan/UBSan against TFLite:
     (result, verdict, detail) with verdict bit-exact, MISMATCH, SANITIZER (a report or a
     failed build), TFLITE-REJECTS (mcunet accepts a model TFLite's Prepare refuses) or
@@ -805,8 +828,9 @@ def sanitize_sample(results: list[Result], n: int, seed: int, jobs: int = 1,
     pool = Pool(jobs, timeout, 0, exhaustive)  # no address-space limit: ASan reserves terabytes
     report = []
     try:
-        for i, verdict, detail, _ in pool.run((r.index, r.data, r.index % 2 == 1, "sanitize")
-                                             for r in chosen):
+        jobs_ = ((r.index, make_case(corpus, campaign_seed, r.index)[1], r.index % 2 == 1,
+                  "sanitize") for r in chosen)
+        for i, verdict, detail, _ in pool.run(jobs_):
             if verdict == "crash" and detail.startswith("worker died"):
                 verdict = "TFLITE-ABORTS"
             report.append((index[i], verdict, detail))
@@ -844,7 +868,7 @@ def main(argv=None) -> int:
     print(f"corpus: {', '.join(f'{k} ({len(v):,} B)' for k, v in sorted(corpus.items()))}")
     start = time.perf_counter()
     results = campaign(corpus, cases, args.seed, args.jobs, args.timeout, args.memory, first,
-                       args.exhaustive)
+                       args.exhaustive, progress=500)
     elapsed = time.perf_counter() - start
     bad = [r for r in results if r.outcome in ("crash", "hang", "memory")]
     for r in results:
@@ -869,7 +893,8 @@ def main(argv=None) -> int:
     if multiline:
         print(f"{len(multiline)} error messages span several lines, e.g. #{multiline[0].index}")
     if args.sanitize:
-        report = sanitize_sample(results, args.sanitize, args.seed, args.jobs, args.exhaustive)
+        report = sanitize_sample(results, args.sanitize, args.seed, corpus, args.seed, args.jobs,
+                                 args.exhaustive)
         verdicts = Counter(v for _, v, _ in report)
         print(f"\nsanitizer runs: {len(report)} ({', '.join(f'{k} {n}' for k, n in verdicts.items())})")
         for r, v, d in report:

@@ -30,13 +30,20 @@ CASES = 400
 TIME_LIMIT = 10.0  # seconds per case: a generous guard, cases take milliseconds
 
 
+SEED = 20261201
+
+
 @pytest.fixture(scope="module")
-def campaign():
+def corpus():
     for name in MLPERF:
         mlperf_model(name)  # fail clearly when the corpus is missing
     # vww (a second per case, for its patch search) is left to the script's campaign.
-    corpus = fuzz.load_corpus(mlperf=["kws_ref_model", "pretrainedResnet_quant", "ad01_int8"])
-    return fuzz.campaign(corpus, CASES, seed=20261201, timeout=TIME_LIMIT)
+    return fuzz.load_corpus(mlperf=["kws_ref_model", "pretrainedResnet_quant", "ad01_int8"])
+
+
+@pytest.fixture(scope="module")
+def campaign(corpus):
+    return fuzz.campaign(corpus, CASES, seed=SEED, timeout=TIME_LIMIT)
 
 
 def test_every_case_compiles_or_fails_with_mcunets_error(campaign):
@@ -51,9 +58,9 @@ def test_every_case_compiles_or_fails_with_mcunets_error(campaign):
             assert "Traceback" not in r.detail and "internal error" not in r.detail
 
 
-def test_a_sample_of_the_successes_is_bit_exact_under_the_sanitizers(campaign):
+def test_a_sample_of_the_successes_is_bit_exact_under_the_sanitizers(corpus, campaign):
     generated = [r for r in campaign if r.model in fuzz.GENERATED]  # small builds
-    report = fuzz.sanitize_sample(generated, 4, seed=3)
+    report = fuzz.sanitize_sample(generated, 4, seed=3, corpus=corpus, campaign_seed=SEED)
     assert len(report) == 4
     assert all(verdict == "bit-exact" for _, verdict, _ in report), \
         [(r.index, r.model, r.notes, v, d[:300]) for r, v, d in report if v != "bit-exact"]
@@ -106,23 +113,8 @@ def test_builtin_code_is_read_as_stored():
 
 
 def _shape_arithmetic(slice_options: bool = True, values_count: int = 2) -> bytes:
-    m = ModelBuilder()
-    x = m.input((1, 4, 4, 2), "int8", scale=0.05, zero_point=0)
-    sh = m.tensor((4,), "int32")
-    m.op("SHAPE", [x], [sh], out_type="int32")
-    b, e, s = (m.const(np.array(v, np.int32)) for v in ([0], [1], [1]))
-    batch = m.tensor((), "int32")
-    if slice_options:
-        m.op("STRIDED_SLICE", [sh, b, e, s], [batch], shrink_axis_mask=1)
-    else:  # the options table of another type: TFLite reads it as absent (no shrink mask)
-        m.op("STRIDED_SLICE", [sh, b, e, s], [batch], options="ShapeOptions")
-    rest = m.const(np.array(32, np.int32))
-    new = m.tensor((2,), "int32")
-    m.op("PACK", [batch, rest], [new], axis=0, values_count=values_count)
-    r = m.tensor((1, 32), "int8", scale=0.05, zero_point=0)
-    m.op("RESHAPE", [x, new], [r])
-    m.output(r)
-    return m.build()
+    return fuzz.shape_arithmetic(np.random.default_rng(0), slice_options, values_count,
+                                 dense=False)
 
 
 def test_folded_shapes_must_match_the_tensors():

@@ -4,6 +4,7 @@ those models still compile."""
 from __future__ import annotations
 
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -115,11 +116,22 @@ def _reshape_to(new_shape):
     return build
 
 
-def _softmax(in_scale):
+def _pool(shape):
     def build():
         m = ModelBuilder()
-        x = m.input((1, 10), "int8", scale=in_scale, zero_point=0)
-        y = m.tensor((1, 10), "int8", scale=1 / 256, zero_point=-128)
+        x = m.input(shape, "int8", scale=0.1, zero_point=0)
+        y = m.tensor(shape, "int8", scale=0.1, zero_point=0)
+        m.op("MAX_POOL_2D", [x], [y], padding="SAME")
+        m.output(y)
+        return m
+    return build
+
+
+def _softmax(in_scale, shape=(1, 10)):
+    def build():
+        m = ModelBuilder()
+        x = m.input(shape, "int8", scale=in_scale, zero_point=0)
+        y = m.tensor(shape, "int8", scale=1 / 256, zero_point=-128)
         m.op("SOFTMAX", [x], [y], beta=1.0)
         m.output(y)
         return m
@@ -209,6 +221,10 @@ CASES = [
     ("opcode-swapped", mutated(conv_builder, _opcode_swapped),
      ["ADD at index 0 has 3 inputs; ADD takes 2"]),
     ("missing-input", lambda: _add(n_inputs=1)().build(), ["ADD at index 0 has 1 inputs; ADD takes 2"]),
+    ("pool-wrong-rank", lambda: _pool((1, 8, 3))().build(),
+     ["MAX_POOL_2D at index 0: input 0 (tensor 0", "has rank 3; MAX_POOL_2D needs a 4-D"]),
+    ("softmax-scalar", lambda: _softmax(0.1, shape=())().build(),
+     ["SOFTMAX at index 0: input 0 (tensor 0", "is a scalar"]),
     ("zero-scale", mutated(conv_builder, _quant(0, scale=[0.0])),
      ["tensor 0 'tensor_0' has quantisation scale 0; scales must be finite and positive"]),
     ("negative-scale", mutated(conv_builder, _quant(3, scale=[-0.1])),
@@ -242,7 +258,7 @@ CASES = [
     ("concat-different-scales", lambda: _concat(0.2)().build(),
      ["CONCATENATION at index 0: input 1 (tensor 1", "TFLite requires equal scale and zero point"]),
     ("add-output-multiplier", lambda: _add(out_scale=1e-9)().build(),
-     ["ADD at index 0: the output multiplier", "is not below 1"]),
+     ["ADD at index 0: the output multiplier", "is not between 0 and 1"]),
     ("inconsistent-output-shape", lambda: conv_builder(out_shape=(1, 4, 4, 4)).build(),
      ["CONV_2D at index 0: output 0 (tensor 3", "has shape (1, 4, 4, 4), but CONV_2D computes "
       "(1, 8, 8, 4)"]),
@@ -262,16 +278,21 @@ def test_broken_model_is_rejected_naming_op_tensor_and_rule(case):
 
 def test_broken_models_through_the_cli(tmp_path):
     """The same models through `mcunet plan`: one error line each, exit code 2."""
-    for name, make, fragments in CASES:
+    def plan(case):
+        name, make, fragments = case
         path = tmp_path / f"{name}.tflite"
         path.write_bytes(make())
-        assert_clean_error(run_cli("plan", path, "--no-png"), *fragments[:1])
+        return run_cli("plan", path, "--no-png"), fragments
+
+    with ThreadPoolExecutor(2) as pool:
+        for result, fragments in pool.map(plan, CASES):
+            assert_clean_error(result, *fragments)
 
 
 def test_valid_neighbours_still_compile():
     """What the rules must not reject: independent ops in any order, a bias scale within
     TFLite's tolerance, an ADD multiplier just below 1, a softmax just above its limit, -1 in a
-    new shape."""
+    new shape, an intermediate tensor as an output."""
     m = ModelBuilder()
     a = m.input((1, 4), "int8", scale=0.1, zero_point=0)
     r1 = m.tensor((1, 4), "int8", scale=0.05, zero_point=1)
@@ -286,6 +307,9 @@ def test_valid_neighbours_still_compile():
     assert_bit_exact(_add(out_scale=0.2 / (1 << 20) * 1.01)().build(), rows=2)
     assert_bit_exact(_softmax(float(np.float32(2.0 ** -26 * 1.01)))().build(), rows=2)
     assert_bit_exact(_reshape_to([1, 2, -1])().build(), rows=2)
+    intermediate = two_convs()
+    intermediate.outputs = [3, 6]  # an intermediate tensor is an output too
+    assert_bit_exact(intermediate.build(), rows=2)
 
 
 def test_rules_cover_the_supported_ops():
