@@ -12,6 +12,7 @@ from mcunet import api
 from mcunet.check import check_against_reference
 from mcunet.errors import McunetError
 from mcunet.host import load_inputs
+from mcunet.outdir import check_dir, check_file, make_dir
 
 from . import BOARDS, get_board
 from .elf import read_elf
@@ -54,7 +55,8 @@ def _options(fn):
                      help="a .npy batch (N, *input_shape[1:]) per model input, in order"),
         click.option("--random", "random_rows", default=0, type=int,
                      help="no --input: N random rows"),
-        click.option("--seed", default=0, show_default=True, help="seed for --random"),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="seed for --random"),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -75,18 +77,19 @@ def _arrays(inputs, graph, random_rows, seed, default_rows=0):
 
 @click.command(name="build")
 @click.argument("model", type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="folder for the PlatformIO project")
+@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="folder for the PlatformIO project (new, empty, or written by mcunet before)")
 @_options
 @click.option("--no-build", is_flag=True, help="only write the project (e.g. for a real board "
               "on a machine without PlatformIO's vendor platforms)")
 def build_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, seed, no_build):
     """Write a PlatformIO project for MODEL on a board and build it with `pio run`."""
     b = get_board(board)
+    check_dir(out_dir)
     compiled = _compiled(model, board, patch, max_overhead)
     arrays = _arrays(inputs, compiled.graph, random_rows, seed, default_rows=1)
     start = time.perf_counter()
-    elf = build_firmware(compiled, b, Path(out_dir), arrays, build=not no_build)
+    elf = build_firmware(compiled, b, make_dir(out_dir), arrays, build=not no_build)
     if elf is None:
         click.echo(f"wrote the PlatformIO project to {out_dir}; build and upload it with: "
                    f"cd {out_dir} && pio run -t upload")
@@ -126,6 +129,12 @@ def _print_result(r, b):
 def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path,
          check, timeout, out_dir=None):
     b = get_board(board)
+    for path in outputs:
+        check_file(path, "--output")
+    if json_path:
+        check_file(json_path, "--json")
+    if out_dir:
+        check_dir(out_dir)
     compiled = _compiled(model, board, patch, max_overhead)
     arrays = _arrays(inputs, compiled.graph, random_rows, seed)
     if not arrays:
@@ -134,7 +143,8 @@ def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, 
         raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "
                           f"--output files (got {len(outputs)})")
     start = time.perf_counter()
-    result = run_on_board(compiled, b, arrays, Path(out_dir) if out_dir else None, timeout=timeout)
+    result = run_on_board(compiled, b, arrays, make_dir(out_dir) if out_dir else None,
+                          timeout=timeout)
     click.echo(f"ran {arrays[0].shape[0]} rows on {b.name} in {time.perf_counter() - start:.1f} s "
                "(including the build)")
     _print_result(result, b)
@@ -181,7 +191,7 @@ def run_cmd(model, board, patch, max_overhead, inputs, random_rows, seed, output
 
 @click.command(name="deploy")
 @click.argument("model", type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", required=True, type=click.Path(),
               help="folder for the PlatformIO project")
 @_options
 @_run_options

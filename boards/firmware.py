@@ -23,6 +23,7 @@ from mcunet import __version__
 from mcunet.codegen.library import TEMPLATE_DIR, environment
 from mcunet.errors import McunetError
 from mcunet.host import check_inputs, split_outputs
+from mcunet.outdir import record
 
 from . import Board
 from .elf import ElfImage, read_elf
@@ -146,6 +147,7 @@ def write_project(files: dict[str, str], out: Path) -> None:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    record(out, files)  # mark the folder as mcunet's (mcunet.outdir)
 
 
 def _rows(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:

@@ -63,8 +63,8 @@ def _fuse(graph: Graph, steps: list[Step], add_index: int, outputs: set[int]):
                 or steps[k].layer.fused_add is not None:
             continue
         conv = steps[k]
-        if readers.get(y) != 1 or y in outputs or x == y:
-            continue
+        if readers.get(y) != 1 or y in outputs or x == y or x in conv.reads:
+            continue  # (a residual the conv itself reads would be overwritten under its window)
         if graph.t(y).shape != graph.t(z).shape or graph.t(x).shape != graph.t(z).shape:
             continue
         if x in writer and writer[x] >= k:

@@ -13,11 +13,12 @@ from .target import Target
 UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20,
          "mib": 1 << 20}
 _SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*")
+MAX_BUDGET = 1 << 32  # a microcontroller addresses its memory in 32 bits
 
 
 def parse_size(text: str | int | None) -> int | None:
     """'32KB', '320k', '1.5MB', '40960' -> bytes (K = 1024); None stays None. A size is a
-    positive decimal number of bytes, KB or MB (no exponents)."""
+    positive decimal number of bytes, KB or MB (no exponents), at most 4 GiB."""
     if text is None:
         return None
     if isinstance(text, int):
@@ -29,6 +30,9 @@ def parse_size(text: str | int | None) -> int | None:
         value = int(float(m.group(1)) * UNITS[m.group(2).lower()])
     if value <= 0:
         raise McunetError(f"a size must be at least one byte, not {text!r}")
+    if value > MAX_BUDGET:
+        raise McunetError(f"{text!r} is more than 4 GiB; a microcontroller addresses its memory "
+                          "in 32 bits")
     return value
 
 
@@ -64,11 +68,13 @@ class Budget:
 
 def resolve(sram: str | None, flash: str | None, board: BoardLimits | None) -> Budget:
     """--sram/--flash win over the board's figures."""
-    return Budget(sram_bytes=parse_size(sram) if sram else (board.sram_bytes if board else None),
-                  flash_bytes=parse_size(flash) if flash else (board.flash_bytes if board else None),
+    return Budget(sram_bytes=parse_size(sram) if sram is not None else
+                  (board.sram_bytes if board else None),
+                  flash_bytes=parse_size(flash) if flash is not None else
+                  (board.flash_bytes if board else None),
                   target=board.target if board else None, board=board.name if board else None,
-                  sram_from_board=bool(board and not sram),
-                  flash_from_board=bool(board and not flash))
+                  sram_from_board=bool(board and sram is None),
+                  flash_from_board=bool(board and flash is None))
 
 
 def check(model, budget: Budget) -> None:

@@ -20,6 +20,7 @@ from .plot import html_report, memory_png, write_png
 from .report import compile_report, inspect_table, io_lines, plan_table, summary_lines
 from .search import cli as search_cli
 from .host import build_host, load_inputs
+from .outdir import check_dir, check_file, make_dir, record
 
 PATCH_HELP = ("patch-based inference of the first stage: 'auto' (the split and grid with the "
               "smallest peak SRAM, if patches help), 'none' (layer by layer) or RxC@LAYER "
@@ -75,11 +76,13 @@ def inspect(model):
 @click.argument("model", type=click.Path())
 @memory_options
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of tables")
-@click.option("--png", "png_path", default=None, type=click.Path(dir_okay=False),
+@click.option("--png", "png_path", default=None, type=click.Path(),
               help="where to write the memory-per-layer figure [default: MODEL_memory.png]")
 @click.option("--no-png", is_flag=True, help="do not write the figure")
 def plan(model, patch, max_overhead, sram, flash, board, as_json, png_path, no_png):
     """Plan MODEL's memory: peak SRAM, flash, a per-layer table and a figure."""
+    if png_path and not no_png:
+        check_file(png_path, "--png")
     compiled = _compile(model, patch, max_overhead, sram, flash, board)
     written = None
     if not no_png:
@@ -98,21 +101,23 @@ def plan(model, patch, max_overhead, sram, flash, board, as_json, png_path, no_p
 
 @cli.command(name="compile")
 @click.argument("model", type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="folder for the generated C library")
+@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="folder for the generated C library (new, empty, or written by mcunet before)")
 @memory_options
 def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
     """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html)."""
     start = time.perf_counter()
+    check_dir(out_dir, "--out")
     compiled = _compile(model, patch, max_overhead, sram, flash, board)
     library = compiled.library()
-    out = Path(out_dir)
+    out = make_dir(out_dir, "--out")
     paths = library.write(out)
     rel = [str(p.relative_to(out)) for p in paths]
     (out / "report.md").write_text(compile_report(compiled, rel))
     layerwise, png = _memory_figure(model, compiled)
     write_png(out / "memory.png", png)
     (out / "report.html").write_text(html_report(compiled, layerwise, png, rel))
+    record(out, rel + ["report.md", "memory.png", "report.html"])
     click.echo(f"wrote {len(paths)} files to {out} in {time.perf_counter() - start:.2f} s "
                f"({len(library.kernels)} kernels)")
     click.echo("\n".join(summary_lines(compiled)))
@@ -127,7 +132,8 @@ def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
               help="where to write each model output as a .npy batch")
 @click.option("--random", "random_rows", default=0, type=int,
               help="no --input: run N random rows instead")
-@click.option("--seed", default=0, show_default=True, help="seed for --random")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="seed for --random")
 @click.option("--check", is_flag=True, help="also run TFLite's reference kernels and compare "
               "every output byte; on a difference, name the first differing layer")
 @memory_options
@@ -136,6 +142,8 @@ def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
 def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhead, sram, flash,
              board, sanitize):
     """Build MODEL's generated C for this host and run it on inputs."""
+    for path in outputs:
+        check_file(path, "--output")
     compiled = _compile(model, patch, max_overhead, sram, flash, board)
     arrays = load_inputs(inputs, compiled.graph, random_rows, seed)
     if outputs and len(outputs) != len(compiled.graph.outputs):
@@ -171,9 +179,15 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # bad usage: one line too, exit code 2
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `mcunet` alone: the help, as click does
+            exc.show()
+            sys.exit(exc.exit_code)
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see {exc.ctx.command_path} --help)"
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

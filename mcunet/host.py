@@ -71,6 +71,8 @@ def load_inputs(paths: tuple[str, ...] | list[str], graph, random_rows: int = 0,
     if paths:
         arrays = []
         for p in paths:
+            if Path(p).exists() and not Path(p).is_file():
+                raise McunetError(f"{p} is not a regular file; give a .npy file")
             try:
                 arrays.append(np.load(p, allow_pickle=False))
             except FileNotFoundError:
@@ -118,6 +120,8 @@ def check_inputs(g, inputs: list[np.ndarray]) -> int:
         if rows is not None and x.shape[0] != rows:
             raise McunetError("all inputs must hold the same number of rows")
         rows = x.shape[0]
+        if rows == 0:
+            raise McunetError(f"input {k} holds no rows (shape {x.shape}); give at least one")
     return rows or 0
 
 

@@ -27,6 +27,8 @@ class Field:
     absent: Any = None  # what TFLite assumes when the whole table is absent, if not `default`
 
     def decode(self, raw, where: str) -> Any:
+        if self.kind is list:
+            return [int(v) for v in raw]
         if self.enum is not None:
             if not 0 <= raw < len(self.enum):
                 raise McunetError(f"{where}: {self.schema} is {raw}, which is not one of "
@@ -37,6 +39,8 @@ class Field:
     @property
     def value_if_absent(self) -> Any:
         """The attr value of an absent field (an enum's by its name)."""
+        if self.kind is list:
+            return list(self.default)
         return self.enum[self.default] if self.enum is not None else self.default
 
     def encode(self, value) -> Any:
@@ -49,6 +53,9 @@ class Field:
 class Options:
     table: str  # the options table's name, e.g. "Conv2DOptions"
     fields: tuple[Field, ...] = ()
+    # The op means nothing without its table (strides, padding): absent, the attrs are only
+    # {"no_options": True}, which mcunet.validate rejects with a message.
+    required: bool = False
 
     def field(self, name: str) -> Field | None:
         """A field by its attrs key or its schema name."""
@@ -70,14 +77,14 @@ _DILATION_H = Field("dilation_h", "dilation_h_factor", default=1)
 _ACTIVATION = Field("activation", "fused_activation_function", enum=ACTIVATIONS)
 _POOL = Options("Pool2DOptions", (_PADDING, _STRIDE_W, _STRIDE_H,
                                   Field("filter_w", "filter_width"),
-                                  Field("filter_h", "filter_height"), _ACTIVATION))
+                                  Field("filter_h", "filter_height"), _ACTIVATION), required=True)
 
 OPTIONS: dict[str, Options] = {
     "CONV_2D": Options("Conv2DOptions", (_PADDING, _STRIDE_W, _STRIDE_H, _DILATION_W,
-                                         _DILATION_H, _ACTIVATION)),
+                                         _DILATION_H, _ACTIVATION), required=True),
     "DEPTHWISE_CONV_2D": Options("DepthwiseConv2DOptions", (
         _PADDING, _STRIDE_W, _STRIDE_H, _DILATION_W, _DILATION_H,
-        Field("depth_multiplier", "depth_multiplier"), _ACTIVATION)),
+        Field("depth_multiplier", "depth_multiplier"), _ACTIVATION), required=True),
     "FULLY_CONNECTED": Options("FullyConnectedOptions", (
         _ACTIVATION, Field("weights_format", "weights_format"),
         Field("keep_num_dims", "keep_num_dims", bool, default=False))),
@@ -88,7 +95,8 @@ OPTIONS: dict[str, Options] = {
     "MAX_POOL_2D": _POOL,
     "MEAN": Options("ReducerOptions", (Field("keep_dims", "keep_dims", bool, default=False),)),
     "SUM": Options("ReducerOptions", (Field("keep_dims", "keep_dims", bool, default=False),)),
-    "SOFTMAX": Options("SoftmaxOptions", (Field("beta", "beta", float, default=0.0, absent=1.0),)),
+    # Without a table TFLite's parser leaves beta zero-initialised.
+    "SOFTMAX": Options("SoftmaxOptions", (Field("beta", "beta", float, default=0.0),)),
     "CONCATENATION": Options("ConcatenationOptions", (Field("axis", "axis"), _ACTIVATION)),
     "STRIDED_SLICE": Options("StridedSliceOptions", (
         Field("begin_mask", "begin_mask"), Field("end_mask", "end_mask"),
@@ -99,8 +107,8 @@ OPTIONS: dict[str, Options] = {
     # Tables mcunet reads nothing from (the op's meaning lies in its tensors).
     "PAD": Options("PadOptions"),
     "PADV2": Options("PadV2Options"),
-    "RESHAPE": Options("ReshapeOptions"),
-    "SQUEEZE": Options("SqueezeOptions"),
+    "RESHAPE": Options("ReshapeOptions", (Field("new_shape", "new_shape", list, default=()),)),
+    "SQUEEZE": Options("SqueezeOptions", (Field("squeeze_dims", "squeeze_dims", list, default=()),)),
     "QUANTIZE": Options("QuantizeOptions"),
     "DEQUANTIZE": Options("DequantizeOptions"),
     "HARD_SWISH": Options("HardSwishOptions"),
@@ -116,10 +124,17 @@ def read_attrs(kind: str, table, where: str) -> dict:
     options = OPTIONS.get(kind)
     if options is None:
         return {}
+    if table is None and options.required:
+        return {"no_options": True}
     attrs = {}
     for f in options.fields:
         if table is None:
             attrs[f.attr] = f.value_if_absent if f.absent is None else f.absent
+            continue
+        if f.kind is list:  # a vector: its elements, [] where the table leaves it out
+            n = getattr(table, camel(f.schema) + "Length")()
+            attrs[f.attr] = f.decode(getattr(table, camel(f.schema) + "AsNumpy")(), where) \
+                if n else []
             continue
         accessor = getattr(table, camel(f.schema), None)
         attrs[f.attr] = f.decode(accessor(), where) if accessor is not None else f.value_if_absent

@@ -11,9 +11,7 @@ import numpy as np
 
 from .errors import McunetError
 from .graph import NP_TYPES, Graph, Op
-
-# Ops that only feed compile-time shape arithmetic: they must fold away (fold_constants).
-FOLDABLE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
+from .validate import FOLDABLE_OPS, check_op
 
 
 def _strided_slice(op: Op, x: np.ndarray, begin, end, strides) -> np.ndarray:
@@ -27,6 +25,9 @@ def _strided_slice(op: Op, x: np.ndarray, begin, end, strides) -> np.ndarray:
         if a.get("offset"):
             e = b + e
         if a["shrink_axis_mask"] >> d & 1:
+            if not -x.shape[d] <= b < x.shape[d]:
+                raise McunetError(f"STRIDED_SLICE at index {op.index}: begin {b} of the shrunk "
+                                  f"axis {d} is out of range for size {x.shape[d]}")
             index.append(b)
             continue
         index.append(slice(None if a["begin_mask"] >> d & 1 else b,
@@ -60,11 +61,21 @@ def fold_constants(graph: Graph) -> Graph:
             if value is None:
                 continue
             out = graph.t(op.outputs[0])
-            out.data = np.asarray(value).astype(NP_TYPES[out.dtype]).reshape(out.shape)
+            value = np.asarray(value)
+            if tuple(value.shape) != tuple(out.shape):
+                raise McunetError(f"{op.kind} at index {op.index} computes a value of shape "
+                                  f"{tuple(value.shape)} but its output '{out.name}' has shape "
+                                  f"{tuple(out.shape)}; the model is inconsistent")
+            if op.outputs[0] in graph.outputs:
+                raise McunetError(f"the model's output '{out.name}' is computed from constants "
+                                  f"only ({op.kind} at index {op.index}); mcunet compiles "
+                                  "outputs that depend on the model's inputs")
+            out.data = value.astype(NP_TYPES[out.dtype])
             graph.ops.remove(op)
             changed = True
     for op in graph.ops:
         if op.kind == "RESHAPE":  # the output tensor's static shape is all we need
+            check_op(graph, op)  # a shape computed by folded ops must match it
             op.inputs = op.inputs[:1]
     leftover = [op for op in graph.ops if op.kind in FOLDABLE_OPS]
     if leftover:

@@ -83,6 +83,5 @@ def html_report(chosen: CompiledModel, layerwise: CompiledModel, png: bytes,
 
 
 def write_png(path: Path, png: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
+    path.write_bytes(png)  # into an existing folder (mcunet.outdir checks it)
     return path

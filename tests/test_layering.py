@@ -21,10 +21,11 @@ INTERFACE = 4  # the CLI and the Python API
 LAYER_NAMES = {CORE: "core", CODEGEN: "codegen", DRIVER: "driver", SUBSYSTEM: "boards/search",
                INTERFACE: "interface"}
 
-CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "passes", "memory",
-                "overlaps", "schedule", "patch", "quant", "shapes", "analysis"}
+CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "validate",
+                "passes", "memory", "overlaps", "schedule", "patch", "quant", "shapes",
+                "analysis"}
 DRIVER_MODULES = {"compiler", "target", "budget", "host", "check", "reference", "report",
-                  "plot"}
+                  "plot", "outdir"}
 INTERFACE_MODULES = {"cli", "api", "__main__", "mcunet.boards.cli", "mcunet.search.cli"}
 
 
