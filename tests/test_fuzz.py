@@ -1,4 +1,4 @@
-"""scripts/fuzz.py in the default tests: a few hundred mutated models end in a compiled model
+"""scripts/fuzz.py in the default tests: three hundred mutated models end in a compiled model
 or mcunet's own one-line error, none takes long, and a sample of the successes is bit-exact
 with TFLite under ASan/UBSan. Below, the crashes and mismatches the fuzzer found along the way,
 as constructions."""
@@ -27,7 +27,7 @@ fuzz = importlib.util.module_from_spec(spec)
 sys.modules["mcunet_fuzz"] = fuzz  # dataclasses look their module up
 spec.loader.exec_module(fuzz)
 
-CASES = 400
+CASES = 300
 TIME_LIMIT = 10.0  # seconds per case: a generous guard, cases take milliseconds
 
 
@@ -61,8 +61,8 @@ def test_every_case_compiles_or_fails_with_mcunets_error(campaign):
 
 def test_a_sample_of_the_successes_is_bit_exact_under_the_sanitizers(corpus, campaign):
     generated = [r for r in campaign if r.model in fuzz.GENERATED]  # small builds
-    report = fuzz.sanitize_sample(generated, 4, seed=3, corpus=corpus, campaign_seed=SEED)
-    assert len(report) == 4
+    report = fuzz.sanitize_sample(generated, 3, seed=3, corpus=corpus, campaign_seed=SEED)
+    assert len(report) == 3
     assert all(verdict == "bit-exact" for _, verdict, _ in report), \
         [(r.index, r.model, r.notes, v, d[:300]) for r, v, d in report if v != "bit-exact"]
 
