@@ -5,7 +5,7 @@ generator (lowering, kernel registry, rewrites, rendering), and checks every pla
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -15,17 +15,19 @@ from .codegen.rewrites import choose_variants, fuse_residual_adds, in_place_dept
 from .frontend import read_tflite
 from .graph import Graph
 from .layers import ConvLayer
+from .errors import McunetError
 from .memory import ArenaPlan, Overlap, plan_arena, verify
-from .overlaps import overlap_candidates
+from .overlaps import overlap_candidates, stream_overlaps
 from .passes import run_passes
-from .patch import DEFAULT_MAX_OVERHEAD, PatchSpec, PatchStage, apply_patches, parse_patch
-from .patch import candidates as patch_candidates
+from .patch import DEFAULT_MAX_OVERHEAD, PatchSpec, RegionSpec, parse_patch, patch_section
 from .schedule import candidate_orders
+from .stream import stream_section
+from .selection import choose_regions
+from .tiling import NotTileable, PatchStage, cuts, locate, work_overhead
 from .step import ARM_DSP, ConstArray, Step
 from .target import Target, get_target
 
 PATCH_CHOICES = ("auto", "none", "RxC@LAYER")
-AUTO_FINALISTS = 3  # patch stages planned in full after the quick ranking
 AUTO_MIN_SAVING = 0.02  # a patch stage must save this share of the peak to be worth its code
 
 
@@ -41,8 +43,37 @@ class CompiledModel:
     # The deepest stack of the generated code on the target core, where the target can
     # bound it (boards measure it from -fstack-usage); part of the RAM the library needs.
     stack_bytes: int = 0
-    patch: PatchStage | None = None  # the patch-based stage, when there is one
+    # Sections that run a region at a time (patch by patch or streamed), in step order.
+    stages: tuple[PatchStage, ...] = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def patch(self) -> PatchStage | None:
+        """The first patch-based or streamed stage, if any."""
+        return self.stages[0] if self.stages else None
+
+    @property
+    def schedule(self) -> str:
+        """The stages as --patch writes them ('none' when every layer runs whole)."""
+        return ",".join(str(s.spec) for s in self.stages) or "none"
+
+    @property
+    def mac_overhead(self) -> float:
+        """Extra MACs of the stages (recomputed halos) as a fraction of the model's."""
+        return sum(s.patched_macs - s.stage_macs for s in self.stages) / max(
+            self.macs - sum(s.patched_macs - s.stage_macs for s in self.stages), 1)
+
+    @property
+    def extra_calls(self) -> int:
+        """Kernel calls the stages add to one per layer."""
+        return sum(s.extra_calls for s in self.stages)
+
+    @property
+    def overhead(self) -> float:
+        """The stages' estimated extra work as a fraction of the model's MACs: extra MACs
+        plus a fixed cost per extra kernel call (mcunet.tiling.CALL_MACS)."""
+        return work_overhead(self.macs - sum(s.patched_macs - s.stage_macs for s in self.stages),
+                             self.stages)
 
     @property
     def flash_bytes(self) -> int:
@@ -75,29 +106,40 @@ class CompiledModel:
         """Write the C library into the folder `out`; returns the files written."""
         return self.library().write(out)
 
+    def stage_of(self, index: int) -> PatchStage | None:
+        for s in self.stages:
+            if s.start <= index < s.end:
+                return s
+        return None
+
     @property
     def layers(self) -> list[dict]:
-        """Per-op figures for reports and `mcunet plan --json`. A layer of a patch stage runs
-        once per patch: its row sums the MACs and shows the busiest patch."""
+        """Per-op figures for reports and `mcunet plan --json`. A layer of a patch-based or
+        streamed stage runs once per patch or band: its row sums the MACs and shows the
+        busiest one."""
         rows: list[dict] = []
         by_op: dict[int, dict] = {}
-        stage_ops = {s.op.index for s in self.steps[:self.patch.num_steps]} if self.patch else set()
         g = self.graph
         for i, step in enumerate(self.steps):
             live = self.plan.live_bytes(i)
+            stage = self.stage_of(i)
             row = by_op.get(step.op.index)
-            if row is not None and step.op.index in stage_ops:
+            if row is not None and stage is not None:
                 row["live_bytes"] = max(row["live_bytes"], live)
                 row["macs"] += step.macs
                 row["scratch_bytes"] = max(row["scratch_bytes"], step.scratch_bytes)
                 continue
             marks = []
-            if step.op.index in stage_ops:
-                marks.append(f"patch {self.patch.spec.rows}x{self.patch.spec.cols}")
+            if stage is not None:
+                spec = stage.spec
+                marks.append(f"patch {spec.rows}x{spec.cols}" if stage.kind == "patch" else
+                             "stream" + (f" {spec.rows} rows" if spec.rows > 1 else ""))
             for t in step.writes:
                 kind = self.plan.overlap_kind(t)
                 if kind == "patch":
                     marks.append("over stage input")
+                elif kind == "stream":
+                    marks.append("over streamed input")
                 elif kind:
                     marks.append(kind)
             if isinstance(step.layer, ConvLayer) and step.layer.fused_add is not None:
@@ -113,6 +155,7 @@ class CompiledModel:
                 "live_bytes": live,
                 "macs": step.macs,
                 "marks": marks,
+                "stage": str(stage.spec) if stage is not None else None,
             }
             by_op[step.op.index] = row
             rows.append(row)
@@ -120,7 +163,6 @@ class CompiledModel:
 
     def summary(self) -> dict:
         """The plan's headline figures (stable keys: `mcunet plan --json`)."""
-        p = self.patch
         return {
             "peak_sram_bytes": self.peak_sram_bytes,
             "arena_bytes": self.plan.arena_bytes,
@@ -128,59 +170,142 @@ class CompiledModel:
             "lower_bound_bytes": self.plan.lower_bound,
             "flash_bytes": self.flash_bytes,
             "macs": self.macs,
-            "patch": str(p.spec) if p else "none",
-            "patch_mac_overhead": round(p.mac_overhead, 4) if p else 0.0,
+            "patch": self.schedule,
+            "patch_mac_overhead": round(self.mac_overhead, 4),
+            "overhead": round(self.overhead, 4),
+            "extra_calls": self.extra_calls,
             "placement": self.plan.strategy,
+            "stages": [stage_summary(s) for s in self.stages],
         }
+
+
+def stage_summary(stage: PatchStage) -> dict:
+    return {"spec": str(stage.spec), "kind": stage.kind, "ops": list(stage.ops),
+            "layers": stage.stage_steps, "steps": stage.num_steps,
+            "mac_overhead": round(stage.mac_overhead, 4),
+            "blame": [{"op": op, "share": round(share, 3)} for op, share in stage.blame]}
 
 
 def load_graph(path: str | Path) -> Graph:
     return run_passes(read_tflite(path))
 
 
-def plan_steps(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
-               effort: str = "full", fixed: int = 0) -> tuple[list[Step], ArenaPlan]:
-    """The best (order, plan) over the candidate operator orders of steps[fixed:] (a patch
-    stage, the first `fixed` steps, runs patch after patch as it is)."""
+@dataclass(frozen=True)
+class _Unit:
+    """A stage as one step, for ordering: its steps run as they are, one after another."""
+    reads: list[int]
+    writes: list[int]
+    scratch_bytes: int = 0
+    view_of: int | None = None
+
+
+def stage_overlaps(graph: Graph, steps: Sequence[Step], stage: PatchStage) -> list[Overlap]:
+    """The overlaps a stage allows between the tensors it stores whole: T over the part of X
+    that later patches skip, or every streamed tensor over the earlier ones."""
+    if stage.kind == "patch":
+        return [replace(stage.overlap, src_last=stage.end - 1, dst_first=stage.start)]
+    return stream_overlaps(graph, steps, stage.start, stage.end, stage.whole,
+                           [stage.t, *graph.outputs])
+
+
+def plan_steps(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = (),
+               extra: Sequence[Overlap] = (), effort: str = "full",
+               hints: dict[int, int] | None = None
+               ) -> tuple[list[Step], ArenaPlan, tuple[PatchStage, ...]]:
+    """The best (order, plan) over the candidate operator orders of the steps; each stage
+    (patch-based or streamed) runs as one unit, its steps in their own order. Returns the
+    stages at their places in the chosen order."""
     used = set(graph.inputs) | set(graph.outputs)
     for step in steps:
         used.update(step.reads, step.writes)
     sizes = {t: graph.t(t).nbytes for t in sorted(used) if not graph.t(t).is_const}
+    stages = sorted(stages, key=lambda s: s.start)
+    units: list = []  # (first step, last step + 1, stage or None)
+    i = 0
+    for stage in stages:
+        units += [(j, j + 1, None) for j in range(i, stage.start)]
+        units.append((stage.start, stage.end, stage))
+        i = stage.end
+    units += [(j, j + 1, None) for j in range(i, len(steps))]
+    unit_steps = [steps[a] if st is None else _Unit([st.x], [st.t]) for a, _, st in units]
+    own = {id(st): stage_overlaps(graph, steps, st) for st in stages}
     best = None
-    orders = [list(range(fixed)) + [fixed + i for i in o]
-              for o in candidate_orders(steps[fixed:], sizes)]
+    orders = candidate_orders(unit_steps, sizes)
     for order in orders:
-        ordered = [steps[i] for i in order]
+        ordered, placed, extra_here = [], [], list(extra)
+        for u in order:
+            a, b, st = units[u]
+            if st is not None:
+                shift = len(ordered) - st.start
+                placed.append(replace(st, start=len(ordered)))
+                extra_here += [replace(ov, src_last=ov.src_last + shift,
+                                       dst_first=ov.dst_first + shift) for ov in own[id(st)]]
+            ordered += steps[a:b]
         plan = plan_arena(ordered, graph.inputs, graph.outputs, sizes,
-                          overlap_candidates(graph, ordered) + list(extra),
-                          effort=effort if len(orders) == 1 else "quick")
+                          overlap_candidates(graph, ordered) + extra_here,
+                          effort=effort if len(orders) == 1 else "quick", hints=hints)
         if best is None or plan.arena_bytes < best[1].arena_bytes:
-            best = (ordered, plan)
+            best = (ordered, plan, tuple(placed), extra_here)
     if len(orders) > 1 and effort == "full":  # the full search only for the winning order
-        ordered = best[0]
+        ordered, _, placed, extra_here = best
         best = (ordered, plan_arena(ordered, graph.inputs, graph.outputs, sizes,
-                                    overlap_candidates(graph, ordered) + list(extra)))
-    return best
+                                    overlap_candidates(graph, ordered) + extra_here,
+                                    hints=hints), placed, extra_here)
+    return best[0], best[1], best[2]
 
 
 def _finish(graph: Graph, steps: list[Step], consts: list[ConstArray], plan: ArenaPlan,
-            target: Target, stage: PatchStage | None) -> CompiledModel:
+            target: Target, stages: Sequence[PatchStage] = ()) -> CompiledModel:
     verify(plan)  # a plan that breaks the planner's rules is a bug: fail here, not on a board
     model = CompiledModel(graph=graph, steps=tuple(steps), consts=tuple(consts), plan=plan,
-                          target=target, patch=stage)
+                          target=target, stages=tuple(stages))
     if target.stack_bound is None:
         return model
     library = model.library()
     return CompiledModel(graph=graph, steps=model.steps, consts=model.consts, plan=plan,
                          target=target, stack_bytes=target.stack_bound(library.files),
-                         patch=stage, _cache={"library": library})
+                         stages=tuple(stages), _cache={"library": library})
+
+
+def apply_regions(graph: Graph, steps: list[Step], specs: Sequence[RegionSpec]
+                  ) -> tuple[Graph, list[Step], list[PatchStage]]:
+    """Rewrite each named section (patch grid or stream); they must not overlap."""
+    cut_list = cuts(graph, steps)
+    located = sorted(((locate(graph, steps, spec, cut_list), spec) for spec in specs),
+                     key=lambda r: r[0].lo)
+    for (a, sa), (b, sb) in zip(located, located[1:]):
+        if b.lo < a.hi:
+            raise McunetError(f"--patch: {sa} and {sb} overlap")
+    stages = []
+    for sec, spec in reversed(located):  # from the back: earlier positions stay valid
+        if isinstance(spec, PatchSpec):
+            _, th, tw, _ = graph.t(sec.t).shape
+            if spec.rows > th or spec.cols > tw:
+                raise McunetError(f"--patch {spec}: the stage output is {th}x{tw}, smaller "
+                                  f"than the {spec.rows}x{spec.cols} grid")
+            graph, steps, stage = patch_section(graph, steps, sec, spec)
+        else:
+            graph, steps, stage = stream_section(graph, steps, sec, spec)
+        stages.append(stage)
+    stages.reverse()
+    shift = 0
+    for stage in stages:
+        stage.start += shift
+        shift += stage.num_steps - stage.stage_steps
+    model_macs = sum(s.macs for s in steps) - sum(s.patched_macs - s.stage_macs for s in stages)
+    for stage in stages:
+        stage.model_macs = model_macs
+    return graph, steps, stages
 
 
 def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None = None,
-                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
-    """patch: 'auto' (choose a patch stage when it lowers the peak), 'none' or 'RxC@LAYER'.
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD,
+                  sram_budget: int | None = None) -> CompiledModel:
+    """patch: 'auto' (patch-based and streamed sections where they lower the peak), 'none'
+    or explicit sections ('RxC@LAYER', 'stream@FIRST-LAST', ...: mcunet.patch.parse_patch).
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
-    instruction sets choose the kernel variants (the DSP ones on ARMv7E-M)."""
+    instruction sets choose the kernel variants (the DSP ones on ARMv7E-M). sram_budget:
+    with 'auto', the fastest plan whose arena fits it, rather than the smallest."""
     target = get_target(target)
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph)
@@ -191,31 +316,38 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
         return choose_variants(in_place_depthwise(graph, s), target.isas)
 
     if spec == "none":
-        ordered, plan = plan_steps(graph, finish_steps(steps))
-        return _finish(graph, ordered, consts, plan, target, None)
-    if isinstance(spec, PatchSpec):
-        pgraph, psteps, stage = apply_patches(graph, steps, spec)
-        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
-                                   fixed=stage.num_steps)
-        return _finish(pgraph, ordered, consts, plan, target, stage)
-    # auto: the layer-by-layer plan, unless some patch stage needs clearly less.
-    best_steps, best_plan = plan_steps(graph, finish_steps(list(steps)))
-    best = (graph, best_steps, best_plan, None)
-    # Rank every candidate stage with a quick plan, then plan the best few in full.
-    ranked = []
-    for spec_k, (pgraph, psteps, stage) in patch_candidates(graph, steps, max_overhead):
-        _, quick = plan_steps(pgraph, finish_steps(psteps), [stage.overlap], effort="quick",
-                              fixed=stage.num_steps)
-        ranked.append((quick.arena_bytes, stage.mac_overhead, str(spec_k), pgraph, psteps, stage))
-    ranked.sort(key=lambda r: r[:3])
-    for *_, pgraph, psteps, stage in ranked[:AUTO_FINALISTS]:
-        ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
-                                   fixed=stage.num_steps)
-        if plan.arena_bytes < best[2].arena_bytes * (1 - AUTO_MIN_SAVING):
-            best = (pgraph, ordered, plan, stage)
+        ordered, plan, _ = plan_steps(graph, finish_steps(steps))
+        return _finish(graph, ordered, consts, plan, target)
+    if spec != "auto":
+        specs = spec if isinstance(spec, tuple) else (spec,)
+        pgraph, psteps, stages = apply_regions(graph, steps, specs)
+        ordered, plan, placed = plan_steps(pgraph, finish_steps(psteps), stages)
+        return _finish(pgraph, ordered, consts, plan, target, placed)
+    best_steps, best_plan, _ = plan_steps(graph, finish_steps(list(steps)))
+    plans = [(graph, best_steps, best_plan, ())]
+    for candidate, hints in choose_regions(graph, steps, finish_steps, max_overhead,
+                                           sram_budget):
+        if not candidate:
+            continue
+        pgraph, psteps, stages = apply_regions(graph, steps, candidate)
+        ordered, plan, placed = plan_steps(pgraph, finish_steps(psteps), stages, hints=hints)
+        plans.append((pgraph, ordered, plan, placed))
+    layerwise = plans[0][2].arena_bytes
+
+    def work(p) -> int:
+        return sum(s.extra_work for s in p[3])
+
+    # A plan with stages must save a few percent to be worth its code; with a budget, the
+    # least work that fits wins, else the smallest arena.
+    worth = [p for p in plans if not p[3] or p[2].arena_bytes < layerwise * (1 - AUTO_MIN_SAVING)]
+    fits = [p for p in worth if sram_budget is not None and p[2].arena_bytes <= sram_budget]
+    best = min(fits, key=lambda p: (work(p), p[2].arena_bytes)) if fits else \
+        min(worth, key=lambda p: (p[2].arena_bytes, work(p)))
     return _finish(best[0], best[1], consts, best[2], target, best[3])
 
 
 def compile_model(path: str | Path, patch: str = "auto", target: Target | str | None = None,
-                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
-    return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead)
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD,
+                  sram_budget: int | None = None) -> CompiledModel:
+    return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead,
+                         sram_budget=sram_budget)

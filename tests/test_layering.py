@@ -22,9 +22,9 @@ LAYER_NAMES = {CORE: "core", CODEGEN: "codegen", DRIVER: "driver", SUBSYSTEM: "b
                INTERFACE: "interface"}
 
 CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "passes", "memory",
-                "overlaps", "schedule", "patch", "quant", "shapes", "analysis"}
-DRIVER_MODULES = {"compiler", "target", "budget", "host", "check", "reference", "report",
-                  "plot"}
+                "overlaps", "schedule", "patch", "stream", "tiling", "quant", "shapes", "analysis"}
+DRIVER_MODULES = {"compiler", "selection", "target", "budget", "host", "check", "reference",
+                  "report", "plot"}
 INTERFACE_MODULES = {"cli", "api", "__main__", "mcunet.boards.cli", "mcunet.search.cli"}
 
 
