@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from .codegen import kernels
 from .codegen.library import Library, render_library
 from .codegen.lower import lower_graph
 from .codegen.rewrites import choose_variants, fuse_residual_adds, in_place_depthwise
@@ -23,7 +24,8 @@ from .patch import DEFAULT_MAX_OVERHEAD, PatchSpec, RegionSpec, parse_patch, pat
 from .schedule import candidate_orders
 from .stream import stream_section
 from .selection import choose_regions
-from .tiling import NotTileable, PatchStage, cuts, locate, work_overhead
+from .tiling import NotTileable, PatchStage, cuts, locate
+from .work import MARGIN, work as steps_work
 from .step import ARM_DSP, ConstArray, Step
 from .target import Target, get_target
 
@@ -70,10 +72,11 @@ class CompiledModel:
 
     @property
     def overhead(self) -> float:
-        """The stages' estimated extra work as a fraction of the model's MACs: extra MACs
-        plus a fixed cost per extra kernel call (mcunet.tiling.CALL_MACS)."""
-        return work_overhead(self.macs - sum(s.patched_macs - s.stage_macs for s in self.stages),
-                             self.stages)
+        """The stages' estimated extra instructions as a fraction of the model's layer by
+        layer (mcunet.work, with its margin): what --max-overhead bounds."""
+        if not self.stages:
+            return 0.0
+        return sum(s.extra_work for s in self.stages) / max(self.stages[0].base_work, 1.0)
 
     @property
     def flash_bytes(self) -> int:
@@ -199,6 +202,24 @@ class _Unit:
     view_of: int | None = None
 
 
+def plane_depthwise_in_patches(originals: int, steps: list[Step]) -> list[Step]:
+    """Depthwise layers of a patch, on per-patch buffers only (tensor ids from `originals` on),
+    onto the plane kernel where the other DSP depthwise (channels in fours) does not apply:
+    with the DSP extension the plane kernel is then much the faster, and a patch's planes are
+    small. The layer-by-layer plan takes it where it saves memory, which would otherwise make
+    patches look slow."""
+    plane = kernels.portable(kernels.DEPTHWISE_IN_PLACE)
+    result = []
+    for step in steps:
+        if (step.kernel is kernels.DEPTHWISE_CONV_S8 and step.whole_tensors
+                and all(a.tid >= originals for a in step.inputs + step.outputs)
+                and kernels.in_place_dsp_applies(step.layer)
+                and not kernels.depthwise_dsp_applies(step.layer)):
+            step = replace(step, kernel=plane)
+        result.append(step)
+    return result
+
+
 def stage_overlaps(graph: Graph, steps: Sequence[Step], stage: PatchStage) -> list[Overlap]:
     """The overlaps a stage allows between the tensors it stores whole: T over the part of X
     that later patches skip, or every streamed tensor over the earlier ones."""
@@ -298,6 +319,19 @@ def apply_regions(graph: Graph, steps: list[Step], specs: Sequence[RegionSpec]
     return graph, steps, stages
 
 
+def estimate_work(layer_steps: list[Step], steps: list[Step], stages: Sequence[PatchStage]) -> None:
+    """Each stage's estimated extra instructions (mcunet.work) over its layers run whole, with
+    the kernels each gets (a stage's layers may get other variants), times the margin where
+    it adds work; and the whole model's layer by layer."""
+    base = steps_work(layer_steps)
+    for stage in stages:
+        ops = set(stage.ops)
+        extra = steps_work(steps[stage.start:stage.end]) - \
+            steps_work([s for s in layer_steps if s.op.index in ops])
+        stage.work = extra * MARGIN if extra > 0 else extra
+        stage.base_work = base
+
+
 def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None = None,
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
                   sram_budget: int | None = None) -> CompiledModel:
@@ -313,24 +347,32 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
 
     def finish_steps(s: list[Step]) -> list[Step]:
         # In-place depthwise first: the DSP variants include in-place ones.
-        return choose_variants(in_place_depthwise(graph, s), target.isas)
+        s = in_place_depthwise(graph, s)
+        if ARM_DSP in target.isas:
+            s = plane_depthwise_in_patches(len(graph.tensors), s)
+        return choose_variants(s, target.isas)
 
+    layer_steps = finish_steps(list(steps))
     if spec == "none":
-        ordered, plan, _ = plan_steps(graph, finish_steps(steps))
+        ordered, plan, _ = plan_steps(graph, layer_steps)
         return _finish(graph, ordered, consts, plan, target)
     if spec != "auto":
         specs = spec if isinstance(spec, tuple) else (spec,)
         pgraph, psteps, stages = apply_regions(graph, steps, specs)
-        ordered, plan, placed = plan_steps(pgraph, finish_steps(psteps), stages)
+        psteps = finish_steps(psteps)
+        estimate_work(layer_steps, psteps, stages)
+        ordered, plan, placed = plan_steps(pgraph, psteps, stages)
         return _finish(pgraph, ordered, consts, plan, target, placed)
-    best_steps, best_plan, _ = plan_steps(graph, finish_steps(list(steps)))
+    best_steps, best_plan, _ = plan_steps(graph, layer_steps)
     plans = [(graph, best_steps, best_plan, ())]
     for candidate, hints in choose_regions(graph, steps, finish_steps, max_overhead,
                                            sram_budget):
         if not candidate:
             continue
         pgraph, psteps, stages = apply_regions(graph, steps, candidate)
-        ordered, plan, placed = plan_steps(pgraph, finish_steps(psteps), stages, hints=hints)
+        psteps = finish_steps(psteps)
+        estimate_work(layer_steps, psteps, stages)
+        ordered, plan, placed = plan_steps(pgraph, psteps, stages, hints=hints)
         plans.append((pgraph, ordered, plan, placed))
     layerwise = plans[0][2].arena_bytes
 

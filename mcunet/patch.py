@@ -233,11 +233,11 @@ def grid_macs(graph: Graph, sec: Section, rows: int, cols: int,
 
 def blame(graph: Graph, steps: list[Step], sec: Section, rows: int, cols: int) -> list[tuple[int, float]]:
     """Which windows cause the recomputed halos (MCUNetV2's receptive-field redistribution
-    moves them after the patch stage): for each windowed layer with a window larger than 1x1,
-    the share of the grid's extra MACs that would go if its window were 1x1, largest first."""
+    moves them after the patch stage): for each layer whose window is wider than its stride,
+    the share of the grid's extra MACs that would go if its window were just its stride (then
+    neighbouring outputs read no input in common), largest first."""
     base = grid_macs(graph, sec, rows, cols)
-    layerwise = sum(s.macs for s in steps[sec.lo:sec.hi])
-    extra = base - layerwise
+    extra = base - sum(s.macs for s in steps[sec.lo:sec.hi])
     if extra <= 0:
         return []
     result = []
@@ -245,15 +245,13 @@ def blame(graph: Graph, steps: list[Step], sec: Section, rows: int, cols: int) -
         if node.kind != WINDOW:
             continue
         w = node.step.layer.window
-        if (w.kh, w.kw) == (1, 1):
+        if (w.kh, w.kw, w.dh, w.dw) == (w.sh, w.sw, 1, 1):
             continue
-        shrunk = replace(w, kh=1, kw=1, pad_top=0, pad_left=0, ih=w.oh * w.sh, iw=w.ow * w.sw)
-        # A 1x1 window at the same stride over an input of the same rows and columns.
-        shrunk = replace(shrunk, ih=min(shrunk.ih, w.ih), iw=min(shrunk.iw, w.iw))
-        node2 = replace(node, step=replace(node.step, layer=node.step.layer.on_window(shrunk)))
+        tight = replace(w, kh=w.sh, kw=w.sw, dh=1, dw=1, pad_top=0, pad_left=0)
+        node2 = replace(node, step=replace(node.step, layer=node.step.layer.on_window(tight)))
         nodes = sec.nodes[:k] + (node2,) + sec.nodes[k + 1:]
         saved = base - grid_macs(graph, replace(sec, nodes=nodes), rows, cols)
         if saved > 0:
-            result.append((node.out_op, saved / extra))
+            result.append((node.out_op, min(saved / extra, 1.0)))
     result.sort(key=lambda r: -r[1])
     return result

@@ -74,8 +74,8 @@ def summary_lines(model: CompiledModel) -> list[str]:
         label = "patch stage:" if stage.kind == "patch" else "streamed:"
         lines.append(f"{label:<24}{stage_line(stage)}")
     if model.stages:
-        lines.append(f"extra work:             +{100 * model.overhead:.1f}% (MACs "
-                     f"+{100 * model.mac_overhead:.1f}%, {model.extra_calls:,} more kernel calls)")
+        lines.append(f"extra work:             {100 * model.overhead:+.1f}% instructions (estimated; "
+                     f"MACs +{100 * model.mac_overhead:.1f}%, {model.extra_calls:,} more kernel calls)")
     return lines
 
 
@@ -87,9 +87,10 @@ def stage_line(stage) -> str:
         text = (f"{spec} ({spec.rows}x{spec.cols} patches through {ops}, {stage.stage_steps} "
                 f"layers), +{100 * stage.mac_overhead:.1f}% MACs")
         if stage.blame and stage.mac_overhead >= HIGH_OVERHEAD:
-            causes = ", ".join(f"op {op} {100 * share:.0f}%" for op, share in stage.blame[:3])
-            text += (f"; the halos come from the receptive fields of {causes} (smaller windows "
-                     f"there, or larger ones after the stage, would cut them)")
+            causes = ", ".join(f"op {op} ({100 * share:.0f}%)" for op, share in stage.blame[:3])
+            text += (f"; its halos come from the receptive fields of {causes}: the share of the "
+                     f"extra MACs a window no wider than its stride would save there; smaller "
+                     f"windows in the stage, larger ones after it, would cut them")
         return text
     rows = f"{spec.rows} rows" if spec.rows > 1 else "one row"
     return (f"{spec} ({ops} row by row, {rows} of output a band, {stage.stage_steps} layers in "

@@ -9,8 +9,9 @@ own: its arena, and where in it the tensors at its two cuts lie (the bytes below
 each). Only the tensor at a cut crosses it, so two neighbouring edges share nothing but that
 tensor: laid out together they need the larger room below it plus the larger room above it.
 The peak of a path is the largest of its edges' arenas and of these joins; the work it adds is
-the sum of its edges' (recomputed halos, plus mcunet.tiling.CALL_MACS for every extra kernel
-call).
+the sum of its edges' extra instructions (mcunet.work: recomputed halos, the set-up of every
+extra kernel call, other kernel variants), bounded by max_overhead of the model's layer by
+layer.
 
 Estimates: a segment layer by layer is planned alone (quickly); a patch grid is estimated from
 its MACs (separable row and column needs, no rewrite) and the footprint of its input with the
@@ -36,13 +37,16 @@ from .overlaps import overlap_candidates, stream_overlaps
 from .patch import MAX_GRID, PatchSpec, _cuts, columns_fit, grid_macs, patch_section
 from .step import Step
 from .stream import StreamSpec, stream_section
-from .tiling import CALL_MACS, WINDOW, Cut, NotTileable, Section, cuts, section
+from .tiling import WINDOW, Cut, NotTileable, Section, cuts, section
+from .work import MARGIN, cost, work as steps_work
 
 STREAM_SEGMENTS = 8  # a streamed section spans at most this many segments
 PATCH_SEGMENTS = 16  # a patch section spans at most this many segments
 GRIDS_PER_SECTION = 8  # patch grids kept per section (on the peak / work frontier)
-REFINE_LIMIT = 96  # edges planned in full per search (each is a rewrite and a quick plan)
+REFINE_LIMIT = 48  # edges planned in full per search (each is a rewrite and a quick plan)
 ALTERNATIVES = 3  # paths the compiler plans in full
+HOT_SHARE = 0.25  # sections whose every segment needs less than this share of the largest
+# segment's peak layer by layer get no stages (the peak will not be there)
 
 
 @dataclass
@@ -95,7 +99,9 @@ class Planner:
                  finish: Callable[[list[Step]], list[Step]], max_overhead: float):
         self.graph, self.steps, self.finish = graph, steps, finish
         self.model_macs = sum(s.macs for s in steps)
-        self.allowance = max_overhead * self.model_macs
+        self.layer_steps = finish(list(steps))  # one per step: the kernels layer by layer
+        self.base_work = steps_work(self.layer_steps)
+        self.allowance = max_overhead * self.base_work
         self.cut_list: list[Cut] = cuts(graph, steps)
         self.positions = [c.position for c in self.cut_list]
         self.tensor_at = {c.position: c.tensor for c in self.cut_list}
@@ -126,11 +132,19 @@ class Planner:
                                         list(g.outputs))
         for a, b in zip(pos, pos[1:]):
             self.edges.append(self._layerwise(a, b, [self.tensor_at[a]], [self.tensor_at[b]]))
+        # Stages only where they can matter: a section with a segment whose layer-by-layer
+        # peak is at least HOT_SHARE of the largest.
+        peaks = [e.peak for e in self.edges]
+        hot = HOT_SHARE * max(peaks)
         for i, a in enumerate(pos):
             for j in range(i + 1, min(len(pos), i + 1 + PATCH_SEGMENTS)):
+                if max(peaks[i:j]) < hot:
+                    continue
                 try:
                     sec = section(g, steps, a, pos[j], self.cut_list)
-                except NotTileable:
+                except NotTileable as e:
+                    if str(e).startswith("op "):
+                        break  # a step that cannot be tiled: so are all longer sections
                     continue
                 if j - i <= STREAM_SEGMENTS and len(sec.nodes) > 1:
                     self._stream_edge(sec)
@@ -140,10 +154,16 @@ class Planner:
         g = self.graph
         largest = max(g.t(t).nbytes for t in (sec.x, *(n.output for n in sec.nodes)))
         _, th, _, _ = g.t(sec.t).shape
-        calls = sum(min(th, g.t(n.output).shape[1]) for n in sec.nodes) - len(sec.nodes)
+        # Streamed, each layer pays its calls' set-up once per band it has rows in.
+        extra = 0.0
+        for n in sec.nodes:
+            step = self.layer_steps[n.position]
+            if step.kernel is not None:
+                oc = g.t(n.output).shape[3]
+                extra += cost(step.kernel.name, 0, 0, 0, oc, min(th, g.t(n.output).shape[1]) - 1)
         # Optimistic until planned: no room below either tensor, the largest one's above.
         self.edges.append(Edge(sec.lo, sec.hi, StreamSpec(sec.first_op, sec.last_op), largest,
-                               calls * CALL_MACS, 0, g.t(sec.x).nbytes, 0, g.t(sec.t).nbytes,
+                               MARGIN * extra, 0, g.t(sec.x).nbytes, 0, g.t(sec.t).nbytes,
                                exact=False, sec=sec))
 
     def _patch_edges(self, sec: Section) -> None:
@@ -165,8 +185,8 @@ class Planner:
                     fits[cols] = columns_fit(g, sec, cols)
                 if not fits[cols]:
                     continue
-                calls = (rows * cols - 1) * len(sec.nodes)
-                work = grid_macs(g, sec, rows, cols, cache) - layer_macs + calls * CALL_MACS
+                grid_macs(g, sec, rows, cols, cache)  # fills the needs cache
+                work = self._grid_work(sec, cache[(0, rows)], cache[(1, cols)], rows * cols)
                 if work > self.allowance:
                     break  # more columns only add work
                 affordable = True
@@ -200,6 +220,26 @@ class Planner:
             step = (len(front) - 1) / (GRIDS_PER_SECTION - 1)
             front = [front[round(i * step)] for i in range(GRIDS_PER_SECTION)]
         self.edges += front
+
+    def _grid_work(self, sec: Section, rn, cn, patches: int) -> float:
+        """The extra instructions of a grid (mcunet.work) from the separable needs, each layer
+        with the kernel it has layer by layer (the rewrite may pick another: refine())."""
+        g = self.graph
+        total = 0.0
+        for node in sec.nodes:
+            o = node.output
+            _, oh, ow, oc = g.t(o).shape
+            hs = sum(r[o][1] - r[o][0] for r in rn)
+            ws = sum(c[o][1] - c[o][0] for c in cn)
+            i = node.inputs[0]
+            ins = sum(r[i][1] - r[i][0] for r in rn) * sum(c[i][1] - c[i][0] for c in cn) * \
+                g.t(i).shape[3]
+            step = self.layer_steps[node.position]
+            if step.kernel is not None:
+                total += cost(step.kernel.name, node.step.macs * hs * ws / (oh * ow),
+                              hs * ws * oc, ins, oc, patches)
+        extra = total - steps_work(self.layer_steps[sec.lo:sec.hi])
+        return extra * MARGIN if extra > 0 else extra
 
     def _patch_buffers(self, sec: Section, rn, cn) -> int:
         """The per-patch buffers live at once in the largest patch (no overlaps counted)."""
@@ -245,7 +285,8 @@ class Planner:
         planned = edge.laid_out(*layouts[0], stage.x, stage.t)
         edge.__dict__.update(planned.__dict__)
         edge.others = layouts[1:]  # per-patch buffers are placed afresh in the whole plan
-        edge.work = stage.extra_work
+        extra = steps_work(local) - steps_work(self.layer_steps[edge.lo:edge.hi])
+        edge.work = extra * MARGIN if extra > 0 else extra
 
     # ------------------------------------------------------------------ paths
     def _arrays(self) -> None:
@@ -329,17 +370,31 @@ class Planner:
     def _fixed(self) -> int:
         return max((e.peak for e in (self.head, self.tail) if e is not None), default=0)
 
+    def _limits(self) -> np.ndarray:
+        """Every value the peak of a path can take: the edges' arenas and their joins."""
+        values = [self._peak, np.array([self._fixed()], dtype=np.float64)]
+        for p in self.positions:
+            into, out = self._by_hi[p], self._by_lo[p]
+            if into.size and out.size:
+                values.append(self._joins(into, out).ravel())
+        for fixed, k, first in ((self.head, self._by_lo[self.positions[0]], True),
+                                (self.tail, self._by_hi[self.positions[-1]], False)):
+            if fixed is not None and k.size:
+                values.append(self._edge_join(fixed, k, first))
+        return np.unique(np.concatenate(values))
+
     def smallest(self) -> list[Edge] | None:
         """The path with the smallest peak whose work fits the allowance (least work among
-        them)."""
+        them): bisection over the values a path's peak can take."""
         self._arrays()
-        lo, hi = int(self._peak.min()), int(2 * max(self._peak.max(), self._fixed())) + 1
-        found = self._cheapest(hi)
+        limits = self._limits()
+        found = self._cheapest(limits[-1])
         if found is None or found[0] > self.allowance:
             return None
+        lo, hi = 0, len(limits) - 1
         while lo < hi:
             mid = (lo + hi) // 2
-            r = self._cheapest(mid)
+            r = self._cheapest(limits[mid])
             if r is not None and r[0] <= self.allowance:
                 hi, found = mid, r
             else:

@@ -29,11 +29,6 @@ WINDOW = "window"  # conv, depthwise, pooling (a conv may carry a fused residual
 FLAT = "flat"  # elementwise: ADD, MUL (same shapes), activations, requantisation
 CONCAT = "concat"  # concatenation along channels
 
-# The fixed cost of one kernel call (the call, its loop set-up, the per-channel constants it
-# loads again), counted in MACs when stages are compared by the work they add: a patch or band
-# step that computes few pixels pays it as a whole layer does.
-CALL_MACS = 64
-
 FLAT_LAYERS = (AddLayer, MulLayer, ReluLayer, LutLayer, HardSwishLayer, RequantizeLayer)
 
 
@@ -371,6 +366,10 @@ class PatchStage:
     whole: tuple[int, ...] = ()  # tensors stored whole that its steps touch in pieces
     ops: tuple[int, ...] = ()  # the source ops it runs
     blame: list = field(default_factory=list)  # (op, share of the extra MACs its window causes)
+    # Estimated extra instructions (mcunet.work, with its margin) over the same layers run
+    # whole, and the whole model's layer by layer: set by the compiler once kernels are chosen.
+    work: float = 0.0
+    base_work: float = 1.0
 
     @property
     def mac_overhead(self) -> float:
@@ -385,11 +384,6 @@ class PatchStage:
         return self.start + self.num_steps
 
     @property
-    def extra_work(self) -> int:
-        """Extra MACs plus the fixed cost of the extra kernel calls, in MACs."""
-        return self.patched_macs - self.stage_macs + self.extra_calls * CALL_MACS
-
-
-def work_overhead(model_macs: int, stages) -> float:
-    """The stages' extra work as a fraction of the model's MACs layer by layer."""
-    return sum(s.extra_work for s in stages) / max(model_macs, 1)
+    def extra_work(self) -> float:
+        """Estimated extra instructions (the compiler's mcunet.work estimate)."""
+        return self.work

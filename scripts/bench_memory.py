@@ -22,9 +22,8 @@ Columns:
   stages           the stages chosen: RxC@FIRST-LAST (a grid of patches over ops FIRST..LAST),
                    stream@FIRST-LAST (those ops row by row)
   +MACs            the stages' recomputed MACs, in % of the model's MACs
-  +work            their extra work: MACs plus a fixed cost per extra kernel call (what
-                   --max-overhead bounds; the instructions measured on the emulated M4 are in
-                   scripts/bench_firmware.py and docs/memory.md)
+  +work            their estimated extra instructions (mcunet.work: what --max-overhead
+                   bounds; scripts/bench_stages.py measures them on the emulated M4)
   plan s           seconds to plan the model with --patch auto (and none)
 
 Models beside MLPerf Tiny: the Keras MobileNet(0.25, 128) and MobileNetV2(0.35, 96), built by

@@ -23,7 +23,7 @@ LAYER_NAMES = {CORE: "core", CODEGEN: "codegen", DRIVER: "driver", SUBSYSTEM: "b
 
 CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "passes", "memory",
                 "overlaps", "schedule", "patch", "stream", "tiling", "quant", "shapes", "analysis"}
-DRIVER_MODULES = {"compiler", "selection", "target", "budget", "host", "check", "reference",
+DRIVER_MODULES = {"compiler", "selection", "work", "target", "budget", "host", "check", "reference",
                   "report", "plot"}
 INTERFACE_MODULES = {"cli", "api", "__main__", "mcunet.boards.cli", "mcunet.search.cli"}
 

@@ -194,7 +194,7 @@ def test_auto_lowers_the_peak_within_the_work_bound():
     auto = compile_model(path, patch="auto")
     assert auto.stages
     assert auto.peak_sram_bytes < layerwise.peak_sram_bytes
-    assert auto.overhead <= 0.15 and auto.mac_overhead <= auto.overhead
+    assert 0 < auto.overhead <= 0.15  # estimated instructions (mcunet.work)
     extra = sum(s.patched_macs - s.stage_macs for s in auto.stages)
     assert auto.macs - layerwise.macs == extra
     tight = compile_model(path, patch="auto", max_overhead=0.002)
