@@ -34,8 +34,11 @@ def compile(model: str | Path, *, board: str | Board | None = None,
     board: a name from `mcunet boards` (its core's kernels, its free SRAM and flash as the
     budget, and its core's stack counted in peak_sram_bytes); target: a core without a board
     ("cortex-m4", "host"; see mcunet.target.TARGETS), default the host; patch: "auto", "none"
-    or "RxC@LAYER"; sram/flash: budgets ("256KB", or bytes) that win over the board's;
-    max_overhead: with patch "auto", the most extra MACs patches may add (a fraction).
+    or explicit stages ("RxC@LAYER", "RxC@FIRST-LAST", "stream@FIRST-LAST", comma-separated);
+    sram/flash: budgets ("256KB", or bytes) that win over the board's (with an SRAM budget,
+    "auto" takes the plan of least work that fits rather than the smallest);
+    max_overhead: with patch "auto", the most extra work the stages may add (a fraction of
+    the MACs: recomputed halos plus a fixed cost per extra kernel call).
     Raises McunetError on bad input or when the model does not fit the budget."""
     if not 0 <= max_overhead <= 10:
         raise McunetError(f"max_overhead {max_overhead:g} is not a fraction of the MACs "
@@ -45,8 +48,14 @@ def compile(model: str | Path, *, board: str | Board | None = None,
         raise McunetError(f"board {b.name} has a {b.core}, not the target {get_target(target).name}; "
                           "give one of --board and --target")
     budget = resolve(None if sram is None else str(sram), None if flash is None else str(flash), b)
-    compiled = compile_model(model, patch=patch, target=budget.target or get_target(target),
-                             max_overhead=max_overhead)
+    target = budget.target or get_target(target)
+    # With an SRAM budget, `auto` takes the plan of least work whose arena fits it; where the
+    # kernels' stack then tips it over, the smallest plan.
+    compiled = compile_model(model, patch=patch, target=target, max_overhead=max_overhead,
+                             sram_budget=budget.sram_bytes)
+    if (budget.sram_bytes is not None and compiled.peak_sram_bytes > budget.sram_bytes
+            and compiled.stack_bytes):
+        compiled = compile_model(model, patch=patch, target=target, max_overhead=max_overhead)
     check(compiled, budget)
     return compiled
 

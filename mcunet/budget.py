@@ -82,7 +82,7 @@ def check(model, budget: Budget) -> None:
     problems = []
     if budget.sram_bytes is not None and model.peak_sram_bytes > budget.sram_bytes:
         over = model.peak_sram_bytes - budget.sram_bytes
-        plan = f"patches {model.patch.spec}" if model.patch else "layer by layer"
+        plan = f"stages {model.schedule}" if model.stages else "layer by layer"
         problems.append(
             f"needs {model.peak_sram_bytes:,} bytes of SRAM but "
             f"{budget.where(budget.sram_from_board)} has "
@@ -95,6 +95,6 @@ def check(model, budget: Budget) -> None:
                         f"({over:,} over)")
     if problems:
         hint = ("try --patch auto, a larger --max-overhead, a smaller input resolution or width, "
-                "or a board with more memory") if model.patch is None else \
+                "or a board with more memory") if not model.stages else \
             "try a smaller input resolution or width, or a board with more memory"
         raise McunetError(f"the model does not fit: it {'; and it '.join(problems)}. To fit, {hint}")

@@ -22,9 +22,11 @@ from .search import cli as search_cli
 from .host import build_host, load_inputs
 from .outdir import check_dir, check_file, make_dir, record
 
-PATCH_HELP = ("patch-based inference of the first stage: 'auto' (the split and grid with the "
-              "smallest peak SRAM, if patches help), 'none' (layer by layer) or RxC@LAYER "
-              "(an RxC grid through op LAYER)")
+PATCH_HELP = ("patch-based and streamed stages: 'auto' (per section of the network, layer by "
+              "layer, a grid of patches or row-by-row streaming, whichever gives the smallest "
+              "peak SRAM within --max-overhead, or with --sram/--board the least work that "
+              "fits), 'none' (layer by layer), RxC@LAYER (an RxC grid through op LAYER), "
+              "RxC@FIRST-LAST or stream@FIRST-LAST, several separated by commas")
 
 
 def memory_options(fn):
@@ -32,7 +34,8 @@ def memory_options(fn):
     options = [
         click.option("--patch", default="auto", show_default=True, help=PATCH_HELP),
         click.option("--max-overhead", default=15.0, show_default=True, type=float,
-                     help="with --patch auto: most extra MACs (percent) patches may add"),
+                     help="with --patch auto: most extra work (percent of the MACs: recomputed "
+                     "halos, and a fixed cost per extra kernel call) the stages may add"),
         click.option("--sram", default=None, help="SRAM budget, e.g. 256KB (fail if over)"),
         click.option("--flash", default=None, help="flash budget for weights, e.g. 1MB"),
         click.option("--board", default=None, help="take the budgets (and the stack) from a "
@@ -51,7 +54,7 @@ def _compile(model, patch, max_overhead, sram, flash, board):
 
 def _memory_figure(model_path, compiled):
     """The layer-by-layer plan beside the chosen one, and their PNG."""
-    layerwise = compiled if compiled.patch is None else compile_model(
+    layerwise = compiled if not compiled.stages else compile_model(
         model_path, patch="none", target=compiled.target.name)
     return layerwise, memory_png(layerwise, compiled, f"{Path(model_path).name}: live arena per layer")
 

@@ -5,10 +5,11 @@ generator (lowering, kernel registry, rewrites, rendering), and checks every pla
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from .codegen import kernels
 from .codegen.library import Library, render_library
 from .codegen.lower import lower_graph
 from .codegen.rewrites import (choose_variants, fuse_residual_adds, in_place_depthwise,
@@ -16,17 +17,20 @@ from .codegen.rewrites import (choose_variants, fuse_residual_adds, in_place_dep
 from .frontend import read_tflite
 from .graph import Graph
 from .layers import ConvLayer
+from .errors import McunetError
 from .memory import ArenaPlan, Overlap, plan_arena, verify
-from .overlaps import overlap_candidates
+from .overlaps import overlap_candidates, stream_overlaps
 from .passes import run_passes
-from .patch import DEFAULT_MAX_OVERHEAD, PatchSpec, PatchStage, apply_patches, parse_patch
-from .patch import candidates as patch_candidates
+from .patch import DEFAULT_MAX_OVERHEAD, PatchSpec, RegionSpec, parse_patch, patch_section
 from .schedule import candidate_orders
+from .stream import stream_section
+from .selection import choose_regions
+from .tiling import NotTileable, PatchStage, cuts, locate
+from .work import MARGIN, work as steps_work
 from .step import ARM_DSP, ConstArray, Step
 from .target import Target, get_target
 
 PATCH_CHOICES = ("auto", "none", "RxC@LAYER")
-AUTO_FINALISTS = 3  # patch stages planned in full after the quick ranking
 AUTO_MIN_SAVING = 0.02  # a patch stage must save this share of the peak to be worth its code
 
 
@@ -42,8 +46,38 @@ class CompiledModel:
     # The deepest stack of the generated code on the target core, where the target can
     # bound it (boards measure it from -fstack-usage); part of the RAM the library needs.
     stack_bytes: int = 0
-    patch: PatchStage | None = None  # the patch-based stage, when there is one
+    # Sections that run a region at a time (patch by patch or streamed), in step order.
+    stages: tuple[PatchStage, ...] = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def patch(self) -> PatchStage | None:
+        """The first patch-based or streamed stage, if any."""
+        return self.stages[0] if self.stages else None
+
+    @property
+    def schedule(self) -> str:
+        """The stages as --patch writes them ('none' when every layer runs whole)."""
+        return ",".join(str(s.spec) for s in self.stages) or "none"
+
+    @property
+    def mac_overhead(self) -> float:
+        """Extra MACs of the stages (recomputed halos) as a fraction of the model's."""
+        return sum(s.patched_macs - s.stage_macs for s in self.stages) / max(
+            self.macs - sum(s.patched_macs - s.stage_macs for s in self.stages), 1)
+
+    @property
+    def extra_calls(self) -> int:
+        """Kernel calls the stages add to one per layer."""
+        return sum(s.extra_calls for s in self.stages)
+
+    @property
+    def overhead(self) -> float:
+        """The stages' estimated extra instructions as a fraction of the model's layer by
+        layer (mcunet.work, with its margin): what --max-overhead bounds."""
+        if not self.stages:
+            return 0.0
+        return sum(s.extra_work for s in self.stages) / max(self.stages[0].base_work, 1.0)
 
     @property
     def flash_bytes(self) -> int:
@@ -76,29 +110,40 @@ class CompiledModel:
         """Write the C library into the folder `out`; returns the files written."""
         return self.library().write(out)
 
+    def stage_of(self, index: int) -> PatchStage | None:
+        for s in self.stages:
+            if s.start <= index < s.end:
+                return s
+        return None
+
     @property
     def layers(self) -> list[dict]:
-        """Per-op figures for reports and `mcunet plan --json`. A layer of a patch stage runs
-        once per patch: its row sums the MACs and shows the busiest patch."""
+        """Per-op figures for reports and `mcunet plan --json`. A layer of a patch-based or
+        streamed stage runs once per patch or band: its row sums the MACs and shows the
+        busiest one."""
         rows: list[dict] = []
         by_op: dict[int, dict] = {}
-        stage_ops = {s.op.index for s in self.steps[:self.patch.num_steps]} if self.patch else set()
         g = self.graph
         for i, step in enumerate(self.steps):
             live = self.plan.live_bytes(i)
+            stage = self.stage_of(i)
             row = by_op.get(step.op.index)
-            if row is not None and step.op.index in stage_ops:
+            if row is not None and stage is not None:
                 row["live_bytes"] = max(row["live_bytes"], live)
                 row["macs"] += step.macs
                 row["scratch_bytes"] = max(row["scratch_bytes"], step.scratch_bytes)
                 continue
             marks = []
-            if step.op.index in stage_ops:
-                marks.append(f"patch {self.patch.spec.rows}x{self.patch.spec.cols}")
+            if stage is not None:
+                spec = stage.spec
+                marks.append(f"patch {spec.rows}x{spec.cols}" if stage.kind == "patch" else
+                             "stream" + (f" {spec.rows} rows" if spec.rows > 1 else ""))
             for t in step.writes:
                 kind = self.plan.overlap_kind(t)
                 if kind == "patch":
                     marks.append("over stage input")
+                elif kind == "stream":
+                    marks.append("over streamed input")
                 elif kind:
                     marks.append(kind)
             if isinstance(step.layer, ConvLayer) and step.layer.fused_add is not None:
@@ -114,6 +159,7 @@ class CompiledModel:
                 "live_bytes": live,
                 "macs": step.macs,
                 "marks": marks,
+                "stage": str(stage.spec) if stage is not None else None,
             }
             by_op[step.op.index] = row
             rows.append(row)
@@ -121,7 +167,6 @@ class CompiledModel:
 
     def summary(self) -> dict:
         """The plan's headline figures (stable keys: `mcunet plan --json`)."""
-        p = self.patch
         return {
             "peak_sram_bytes": self.peak_sram_bytes,
             "arena_bytes": self.plan.arena_bytes,
@@ -129,52 +174,121 @@ class CompiledModel:
             "lower_bound_bytes": self.plan.lower_bound,
             "flash_bytes": self.flash_bytes,
             "macs": self.macs,
-            "patch": str(p.spec) if p else "none",
-            "patch_mac_overhead": round(p.mac_overhead, 4) if p else 0.0,
+            "patch": self.schedule,
+            "patch_mac_overhead": round(self.mac_overhead, 4),
+            "overhead": round(self.overhead, 4),
+            "extra_calls": self.extra_calls,
             "placement": self.plan.strategy,
+            "stages": [stage_summary(s) for s in self.stages],
         }
+
+
+def stage_summary(stage: PatchStage) -> dict:
+    return {"spec": str(stage.spec), "kind": stage.kind, "ops": list(stage.ops),
+            "layers": stage.stage_steps, "steps": stage.num_steps,
+            "mac_overhead": round(stage.mac_overhead, 4),
+            "blame": [{"op": op, "share": round(share, 3)} for op, share in stage.blame]}
 
 
 def load_graph(path: str | Path) -> Graph:
     return run_passes(read_tflite(path))
 
 
-def plan_steps(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
-               effort: str = "full", fixed: int = 0) -> tuple[list[Step], ArenaPlan]:
-    """The best (order, plan) over the candidate operator orders of steps[fixed:] (a patch
-    stage, the first `fixed` steps, runs patch after patch as it is)."""
+@dataclass(frozen=True)
+class _Unit:
+    """A stage as one step, for ordering: its steps run as they are, one after another."""
+    reads: list[int]
+    writes: list[int]
+    scratch_bytes: int = 0
+    view_of: int | None = None
+
+
+def plane_depthwise_in_patches(originals: int, steps: list[Step]) -> list[Step]:
+    """Depthwise layers of a patch, on per-patch buffers only (tensor ids from `originals` on),
+    onto the plane kernel where the other DSP depthwise (channels in fours) does not apply:
+    with the DSP extension the plane kernel is then much the faster, and a patch's planes are
+    small. The layer-by-layer plan takes it where it saves memory, which would otherwise make
+    patches look slow."""
+    plane = kernels.portable(kernels.DEPTHWISE_IN_PLACE)
+    result = []
+    for step in steps:
+        if (step.kernel is kernels.DEPTHWISE_CONV_S8 and step.whole_tensors
+                and all(a.tid >= originals for a in step.inputs + step.outputs)
+                and kernels.in_place_dsp_applies(step.layer)
+                and not kernels.depthwise_dsp_applies(step.layer)):
+            step = replace(step, kernel=plane)
+        result.append(step)
+    return result
+
+
+def stage_overlaps(graph: Graph, steps: Sequence[Step], stage: PatchStage) -> list[Overlap]:
+    """The overlaps a stage allows between the tensors it stores whole: T over the part of X
+    that later patches skip, or every streamed tensor over the earlier ones."""
+    if stage.kind == "patch":
+        return [replace(stage.overlap, src_last=stage.end - 1, dst_first=stage.start)]
+    return stream_overlaps(graph, steps, stage.start, stage.end, stage.whole,
+                           [stage.t, *graph.outputs])
+
+
+def plan_steps(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = (),
+               extra: Sequence[Overlap] = (), effort: str = "full",
+               hints: dict[int, int] | None = None
+               ) -> tuple[list[Step], ArenaPlan, tuple[PatchStage, ...]]:
+    """The best (order, plan) over the candidate operator orders of the steps; each stage
+    (patch-based or streamed) runs as one unit, its steps in their own order. Returns the
+    stages at their places in the chosen order."""
     used = set(graph.inputs) | set(graph.outputs)
     for step in steps:
         used.update(step.reads, step.writes)
     sizes = {t: graph.t(t).nbytes for t in sorted(used) if not graph.t(t).is_const}
+    stages = sorted(stages, key=lambda s: s.start)
+    units: list = []  # (first step, last step + 1, stage or None)
+    i = 0
+    for stage in stages:
+        units += [(j, j + 1, None) for j in range(i, stage.start)]
+        units.append((stage.start, stage.end, stage))
+        i = stage.end
+    units += [(j, j + 1, None) for j in range(i, len(steps))]
+    unit_steps = [steps[a] if st is None else _Unit([st.x], [st.t]) for a, _, st in units]
+    own = {id(st): stage_overlaps(graph, steps, st) for st in stages}
     best = None
-    orders = [list(range(fixed)) + [fixed + i for i in o]
-              for o in candidate_orders(steps[fixed:], sizes)]
+    orders = candidate_orders(unit_steps, sizes)
     for order in orders:
-        ordered = [steps[i] for i in order]
+        ordered, placed, extra_here = [], [], list(extra)
+        for u in order:
+            a, b, st = units[u]
+            if st is not None:
+                shift = len(ordered) - st.start
+                placed.append(replace(st, start=len(ordered)))
+                extra_here += [replace(ov, src_last=ov.src_last + shift,
+                                       dst_first=ov.dst_first + shift) for ov in own[id(st)]]
+            ordered += steps[a:b]
         plan = plan_arena(ordered, graph.inputs, graph.outputs, sizes,
-                          overlap_candidates(graph, ordered) + list(extra),
-                          effort=effort if len(orders) == 1 else "quick")
+                          overlap_candidates(graph, ordered) + extra_here,
+                          effort=effort if len(orders) == 1 else "quick", hints=hints)
         if best is None or plan.arena_bytes < best[1].arena_bytes:
-            best = (ordered, plan)
+            best = (ordered, plan, tuple(placed), extra_here)
     if len(orders) > 1 and effort == "full":  # the full search only for the winning order
-        ordered = best[0]
+        ordered, _, placed, extra_here = best
         best = (ordered, plan_arena(ordered, graph.inputs, graph.outputs, sizes,
-                                    overlap_candidates(graph, ordered) + list(extra)))
-    return best
+                                    overlap_candidates(graph, ordered) + extra_here,
+                                    hints=hints), placed, extra_here)
+    return best[0], best[1], best[2]
 
 
 LEAN_ROUNDS = 3  # rounds of leaner variants at the peak (each round plans once more)
 
 
-def plan_lean(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
-              fixed: int = 0) -> tuple[list[Step], ArenaPlan]:
+def plan_lean(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = (),
+              hints: dict[int, int] | None = None
+              ) -> tuple[list[Step], ArenaPlan, tuple[PatchStage, ...]]:
     """plan_steps with the fastest kernels, then, round by round, the kernels whose scratch
     sits at the arena's peak on a leaner variant (less scratch, same instruction set), kept
-    while the arena shrinks: peak SRAM first, then speed."""
-    best = plan_steps(graph, steps, extra, fixed=fixed)
+    while the arena shrinks: peak SRAM first, then speed. A variant swap keeps every step at
+    its index, so the stages stay where they are."""
+    best = plan_steps(graph, steps, stages, hints=hints)
     for _ in range(LEAN_ROUNDS):
-        ordered, plan = best
+        ordered, plan, _ = best
         leaner = {}
         for i, step in enumerate(ordered):
             if step.scratch_bytes and plan.live_bytes(i) > plan.arena_bytes - step.scratch_bytes:
@@ -184,7 +298,7 @@ def plan_lean(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
         if not leaner:
             break
         steps = [leaner.get(id(s), s) for s in steps]
-        candidate = plan_steps(graph, steps, extra, fixed=fixed)
+        candidate = plan_steps(graph, steps, stages, hints=hints)
         if candidate[1].arena_bytes >= plan.arena_bytes:
             break
         best = candidate
@@ -192,23 +306,70 @@ def plan_lean(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
 
 
 def _finish(graph: Graph, steps: list[Step], consts: list[ConstArray], plan: ArenaPlan,
-            target: Target, stage: PatchStage | None) -> CompiledModel:
+            target: Target, stages: Sequence[PatchStage] = ()) -> CompiledModel:
     verify(plan)  # a plan that breaks the planner's rules is a bug: fail here, not on a board
     model = CompiledModel(graph=graph, steps=tuple(steps), consts=tuple(consts), plan=plan,
-                          target=target, patch=stage)
+                          target=target, stages=tuple(stages))
     if target.stack_bound is None:
         return model
     library = model.library()
     return CompiledModel(graph=graph, steps=model.steps, consts=model.consts, plan=plan,
                          target=target, stack_bytes=target.stack_bound(library.files),
-                         patch=stage, _cache={"library": library})
+                         stages=tuple(stages), _cache={"library": library})
+
+
+def apply_regions(graph: Graph, steps: list[Step], specs: Sequence[RegionSpec]
+                  ) -> tuple[Graph, list[Step], list[PatchStage]]:
+    """Rewrite each named section (patch grid or stream); they must not overlap."""
+    cut_list = cuts(graph, steps)
+    located = sorted(((locate(graph, steps, spec, cut_list), spec) for spec in specs),
+                     key=lambda r: r[0].lo)
+    for (a, sa), (b, sb) in zip(located, located[1:]):
+        if b.lo < a.hi:
+            raise McunetError(f"--patch: {sa} and {sb} overlap")
+    stages = []
+    for sec, spec in reversed(located):  # from the back: earlier positions stay valid
+        if isinstance(spec, PatchSpec):
+            _, th, tw, _ = graph.t(sec.t).shape
+            if spec.rows > th or spec.cols > tw:
+                raise McunetError(f"--patch {spec}: the stage output is {th}x{tw}, smaller "
+                                  f"than the {spec.rows}x{spec.cols} grid")
+            graph, steps, stage = patch_section(graph, steps, sec, spec)
+        else:
+            graph, steps, stage = stream_section(graph, steps, sec, spec)
+        stages.append(stage)
+    stages.reverse()
+    shift = 0
+    for stage in stages:
+        stage.start += shift
+        shift += stage.num_steps - stage.stage_steps
+    model_macs = sum(s.macs for s in steps) - sum(s.patched_macs - s.stage_macs for s in stages)
+    for stage in stages:
+        stage.model_macs = model_macs
+    return graph, steps, stages
+
+
+def estimate_work(layer_steps: list[Step], steps: list[Step], stages: Sequence[PatchStage]) -> None:
+    """Each stage's estimated extra instructions (mcunet.work) over its layers run whole, with
+    the kernels each gets (a stage's layers may get other variants), times the margin where
+    it adds work; and the whole model's layer by layer."""
+    base = steps_work(layer_steps)
+    for stage in stages:
+        ops = set(stage.ops)
+        extra = steps_work(steps[stage.start:stage.end]) - \
+            steps_work([s for s in layer_steps if s.op.index in ops])
+        stage.work = extra * MARGIN if extra > 0 else extra
+        stage.base_work = base
 
 
 def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None = None,
-                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
-    """patch: 'auto' (choose a patch stage when it lowers the peak), 'none' or 'RxC@LAYER'.
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD,
+                  sram_budget: int | None = None) -> CompiledModel:
+    """patch: 'auto' (patch-based and streamed sections where they lower the peak), 'none'
+    or explicit sections ('RxC@LAYER', 'stream@FIRST-LAST', ...: mcunet.patch.parse_patch).
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
-    instruction sets choose the kernel variants (the DSP ones on ARMv7E-M)."""
+    instruction sets choose the kernel variants (the DSP ones on ARMv7E-M). sram_budget:
+    with 'auto', the fastest plan whose arena fits it, rather than the smallest."""
     target = get_target(target)
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph)
@@ -216,34 +377,49 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
 
     def finish_steps(s: list[Step]) -> list[Step]:
         # In-place depthwise first: the DSP variants include in-place ones.
-        return choose_variants(in_place_depthwise(graph, s), target.isas)
+        s = in_place_depthwise(graph, s)
+        if ARM_DSP in target.isas:
+            s = plane_depthwise_in_patches(len(graph.tensors), s)
+        return choose_variants(s, target.isas)
 
+    layer_steps = finish_steps(list(steps))
     if spec == "none":
-        ordered, plan = plan_lean(graph, finish_steps(steps))
-        return _finish(graph, ordered, consts, plan, target, None)
-    if isinstance(spec, PatchSpec):
-        pgraph, psteps, stage = apply_patches(graph, steps, spec)
-        ordered, plan = plan_lean(pgraph, finish_steps(psteps), [stage.overlap],
-                                  fixed=stage.num_steps)
-        return _finish(pgraph, ordered, consts, plan, target, stage)
-    # auto: the layer-by-layer plan, unless some patch stage needs clearly less.
-    best_steps, best_plan = plan_lean(graph, finish_steps(list(steps)))
-    best = (graph, best_steps, best_plan, None)
-    # Rank every candidate stage with a quick plan, then plan the best few in full.
-    ranked = []
-    for spec_k, (pgraph, psteps, stage) in patch_candidates(graph, steps, max_overhead):
-        _, quick = plan_steps(pgraph, finish_steps(psteps), [stage.overlap], effort="quick",
-                              fixed=stage.num_steps)
-        ranked.append((quick.arena_bytes, stage.mac_overhead, str(spec_k), pgraph, psteps, stage))
-    ranked.sort(key=lambda r: r[:3])
-    for *_, pgraph, psteps, stage in ranked[:AUTO_FINALISTS]:
-        ordered, plan = plan_lean(pgraph, finish_steps(psteps), [stage.overlap],
-                                  fixed=stage.num_steps)
-        if plan.arena_bytes < best[2].arena_bytes * (1 - AUTO_MIN_SAVING):
-            best = (pgraph, ordered, plan, stage)
+        ordered, plan, _ = plan_lean(graph, layer_steps)
+        return _finish(graph, ordered, consts, plan, target)
+    if spec != "auto":
+        specs = spec if isinstance(spec, tuple) else (spec,)
+        pgraph, psteps, stages = apply_regions(graph, steps, specs)
+        psteps = finish_steps(psteps)
+        estimate_work(layer_steps, psteps, stages)
+        ordered, plan, placed = plan_lean(pgraph, psteps, stages)
+        return _finish(pgraph, ordered, consts, plan, target, placed)
+    best_steps, best_plan, _ = plan_lean(graph, layer_steps)
+    plans = [(graph, best_steps, best_plan, ())]
+    for candidate, hints in choose_regions(graph, steps, finish_steps, max_overhead,
+                                           sram_budget):
+        if not candidate:
+            continue
+        pgraph, psteps, stages = apply_regions(graph, steps, candidate)
+        psteps = finish_steps(psteps)
+        estimate_work(layer_steps, psteps, stages)
+        ordered, plan, placed = plan_lean(pgraph, psteps, stages, hints=hints)
+        plans.append((pgraph, ordered, plan, placed))
+    layerwise = plans[0][2].arena_bytes
+
+    def work(p) -> int:
+        return sum(s.extra_work for s in p[3])
+
+    # A plan with stages must save a few percent to be worth its code; with a budget, the
+    # least work that fits wins, else the smallest arena.
+    worth = [p for p in plans if not p[3] or p[2].arena_bytes < layerwise * (1 - AUTO_MIN_SAVING)]
+    fits = [p for p in worth if sram_budget is not None and p[2].arena_bytes <= sram_budget]
+    best = min(fits, key=lambda p: (work(p), p[2].arena_bytes)) if fits else \
+        min(worth, key=lambda p: (p[2].arena_bytes, work(p)))
     return _finish(best[0], best[1], consts, best[2], target, best[3])
 
 
 def compile_model(path: str | Path, patch: str = "auto", target: Target | str | None = None,
-                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
-    return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead)
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD,
+                  sram_budget: int | None = None) -> CompiledModel:
+    return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead,
+                         sram_budget=sram_budget)

@@ -129,6 +129,9 @@ class ArenaPlan:
         return None
 
     lower_bound: int = 0  # the layer-wise lower bound (layerwise_bound)
+    # Other valid layouts the planner found (a larger arena, laid out differently): what a
+    # caller joining plans of pieces of a network may pick from.
+    alternatives: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,22 +257,36 @@ def _fits(buf: Buffer, offset: int, placed: list[Buffer],
     return True
 
 
+def _concurrent(buffers: Sequence[Buffer]) -> dict[str, list[Buffer]]:
+    """For each buffer, the others live at some step while it is."""
+    first = np.array([b.first for b in buffers])
+    last = np.array([b.last for b in buffers])
+    result = {}
+    for i, b in enumerate(buffers):
+        hits = np.flatnonzero((first <= b.last) & (last >= b.first))
+        result[b.name] = [buffers[j] for j in hits if j != i]
+    return result
+
+
 def _safe(ov: Overlap, delta: int) -> bool:
     return delta == ov.max_delta if ov.exact else delta <= ov.max_delta
 
 
 def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
-           mirrored: bool = False, best_fit: bool = True) -> int:
+           mirrored: bool = False, best_fit: bool = True,
+           pinned: dict[str, int] | None = None) -> int:
     """Best fit: each buffer where it collides with no placed buffer live at the same time
     (except where an overlap allows it) and widens the arena least, lowest first. Offsets may
     go below zero while placing (an output that must sit a few bytes under its input); they
     are shifted up at the end. First fit (best_fit False): the lowest offset from zero up. Mirrored, offsets count from the top of the arena (outputs
     then settle above their inputs instead of below). Returns the arena size."""
     placed: list[Buffer] = []
+    done: set[str] = set()
+    concurrent = _concurrent(order)
     low, high = 0, 0
     for buf in order:
         size = align(buf.size)
-        live = [p for p in placed if p.overlaps_in_time(buf)]
+        live = [p for p in concurrent[buf.name] if p.name in done]
         candidates = {low, high - size}
         for p in live:
             candidates.update((p.end, p.offset - size))
@@ -279,11 +296,14 @@ def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
                     candidates.add(p.end - size - sign * d if mirrored else p.offset + sign * d)
         if not best_fit:
             candidates = {c for c in candidates if c >= 0} | {0}
+        if pinned and buf.name in pinned and _fits(buf, pinned[buf.name], live, allowed, mirrored):
+            candidates = {pinned[buf.name]}
         best = min((max(high, c + size) - min(low, c) if best_fit else 0, abs(c - low), c)
                    for c in candidates if _fits(buf, c, live, allowed, mirrored))
         buf.offset = best[2]
         low, high = min(low, buf.offset), max(high, buf.end)
         placed.append(buf)
+        done.add(buf.name)
     for b in placed:
         b.offset = (high - b.end) if mirrored else (b.offset - low)
     return high - low
@@ -294,8 +314,7 @@ def _compact(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
     """Gravity: move each buffer, lowest first, down to the lowest offset where it still fits,
     until nothing moves. A buffer pinned high by a chain of overlaps often only needs a
     neighbour moved first: repeated passes let the chain settle. Returns the arena size."""
-    concurrent = {b.name: [p for p in buffers if p is not b and p.overlaps_in_time(b)]
-                  for b in buffers}
+    concurrent = _concurrent(buffers)
     for _ in range(passes):
         moved = False
         for buf in sorted(buffers, key=lambda b: (b.offset, b.name)):
@@ -334,6 +353,8 @@ class FitPlacement:
     mirrored: bool = False
     best_fit: bool = True
     permutation: tuple[str, ...] | None = None  # for order "exhaustive"
+    # For order "given": offsets to put buffers at (where they fit), the others placed after.
+    given: tuple[tuple[str, int], ...] | None = None
 
     @property
     def name(self) -> str:
@@ -342,12 +363,16 @@ class FitPlacement:
 
     def place(self, buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap]) -> int:
         """Set every buffer's offset; returns the arena size."""
+        pinned = dict(self.given) if self.given is not None else None
         if self.permutation is not None:
             by_name = {b.name: b for b in buffers}
             order = [by_name[n] for n in self.permutation]
+        elif pinned is not None:
+            order = sorted(buffers, key=lambda b: (b.name not in pinned, pinned.get(b.name, 0),
+                                                   ORDERS["largest-first"](b)))
         else:
             order = sorted(buffers, key=ORDERS[self.order])
-        return _place(order, allowed, self.mirrored, self.best_fit)
+        return _place(order, allowed, self.mirrored, self.best_fit, pinned)
 
 
 def strategies(buffers: list[Buffer], effort: str) -> list[FitPlacement]:
@@ -384,15 +409,31 @@ def _pair_footprint(src: int, dst: int, max_delta: int) -> int:
 def layerwise_bound(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
                     num_steps: int) -> int:
     """No placement can use less than the busiest step: the sum of what is live there, less
-    what the allowed overlaps between live buffers can save at best."""
+    what the allowed overlaps between live buffers can save at best. Buffers that a streamed
+    section lays over one another (overlaps of kind "stream") count together as their largest."""
     by_name = {b.name: b for b in buffers}
+    streamed = [(s, d) for (s, d), ov in allowed.items() if ov.kind == "stream"]
     bound = 0
     for i in range(-1, num_steps + 1):
         live = {b.name for b in buffers if b.first <= i <= b.last}
-        total = sum(align(by_name[n].size) for n in live)
+        group = {n: n for n in live}
+
+        def find(n: str) -> str:
+            while group[n] != n:
+                n = group[n]
+            return n
+
+        for s, d in streamed:
+            if s in live and d in live:
+                group[find(s)] = find(d)
+        largest: dict[str, int] = {}
+        for n in live:
+            r = find(n)
+            largest[r] = max(largest.get(r, 0), align(by_name[n].size))
+        total = sum(largest.values())
         savings = []
         for (s, d), ov in allowed.items():
-            if s in live and d in live:
+            if s in live and d in live and ov.kind != "stream":
                 a, b = align(by_name[s].size), align(by_name[d].size)
                 savings.append((a + b - _pair_footprint(a, b, ov.max_delta), s, d))
         used: set[str] = set()
@@ -406,13 +447,19 @@ def layerwise_bound(buffers: list[Buffer], allowed: dict[tuple[str, str], Overla
 
 def plan_arena(steps: Sequence[PlannedStep], inputs: Sequence[int], outputs: Sequence[int],
                sizes: dict[int, int], overlaps: Sequence[Overlap] = (),
-               effort: str = "full") -> ArenaPlan:
-    """Plan every activation (sizes: tensor id -> bytes) and scratch buffer of a schedule."""
-    return plan_buffers(buffers_for(steps, inputs, outputs, sizes), len(steps), overlaps, effort)
+               effort: str = "full", hints: dict[int, int] | None = None) -> ArenaPlan:
+    """Plan every activation (sizes: tensor id -> bytes) and scratch buffer of a schedule.
+    hints: offsets (tensor id -> bytes) one more placement starts from, where they fit."""
+    buffers = buffers_for(steps, inputs, outputs, sizes)
+    given = None
+    if hints:
+        by_tensor = {t: b.name for b in buffers for t in b.tensors}
+        given = {by_tensor[t]: off for t, off in hints.items() if t in by_tensor}
+    return plan_buffers(buffers, len(steps), overlaps, effort, given)
 
 
 def plan_buffers(buffers: list[Buffer], num_steps: int, overlaps: Sequence[Overlap] = (),
-                 effort: str = "full") -> ArenaPlan:
+                 effort: str = "full", given: dict[str, int] | None = None) -> ArenaPlan:
     """The planner's interface: buffers with lifetimes (and the overlaps allowed between
     them) in, offsets and a total out. The smallest arena over the placement strategies,
     each with and without overlaps (effort "full"; "quick" compares many candidate
@@ -423,22 +470,28 @@ def plan_buffers(buffers: list[Buffer], num_steps: int, overlaps: Sequence[Overl
     if effort == "full" or not allowed_all:
         variants.append(("no overlaps", {}))
     tried = strategies(buffers, effort)
+    if given:  # a layout made elsewhere (sections planned alone, then joined at their cuts)
+        tried.append(FitPlacement("given", given=tuple(sorted(given.items()))))
     for label, allowed in variants:
         for strategy in tried:
             arena = strategy.place(buffers, allowed)
             results.append((arena, f"{strategy.name}, {label}", [Buffer(**vars(b)) for b in buffers],
                             allowed))
     results.sort(key=lambda r: r[0])
-    best = None
-    for arena, how, placed, allowed in results[:COMPACTED if effort == "full" else 1]:
+    chosen = results[:COMPACTED if effort == "full" else 1]
+    # Also the best layout of the other direction (as an alternative), and a given one.
+    chosen += [r for r in results if r[1].startswith("given") and r not in chosen][:1]
+    chosen += [r for r in results if ("mirrored" in r[1]) != ("mirrored" in chosen[0][1])][:1]
+    plans = []
+    for arena, how, placed, allowed in chosen:
         compacted = _compact(placed, allowed)
         if compacted < arena:
             arena, how = compacted, how + ", compacted"
-        if best is None or arena < best.arena_bytes:
-            best = ArenaPlan(buffers=placed, arena_bytes=arena, num_steps=num_steps,
-                             overlaps=_used_overlaps(placed, allowed), strategy=how)
-    assert best is not None
-    best.arena_bytes = max(best.arena_bytes, ALIGN)
+        plans.append(ArenaPlan(buffers=placed, arena_bytes=max(arena, ALIGN), num_steps=num_steps,
+                               overlaps=_used_overlaps(placed, allowed), strategy=how))
+    plans.sort(key=lambda p: p.arena_bytes)
+    best = plans[0]
+    best.alternatives = plans[1:]
     best.lower_bound = layerwise_bound(buffers, allowed_all, num_steps)
     return best
 

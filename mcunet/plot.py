@@ -11,9 +11,12 @@ from .compiler import CompiledModel
 from .report import shape
 
 
+COLORS = {"patch": "#2f6db3", "stream": "#2e9a5b"}
+
+
 def memory_png(layerwise: CompiledModel, chosen: CompiledModel, title: str) -> bytes:
     """A PNG of live bytes per layer; `chosen` is drawn beside the layer-by-layer plan when
-    it differs (a patch stage)."""
+    it differs (patch-based or streamed stages, each shaded and named)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -24,15 +27,25 @@ def memory_png(layerwise: CompiledModel, chosen: CompiledModel, title: str) -> b
     x = range(len(ops))
     ax.bar(x, [r["live_bytes"] / 1024 for r in base], width=0.8, color="#c9c9c9",
            label=f"layer by layer (peak {layerwise.peak_sram_bytes / 1024:.1f} KiB)")
-    if chosen.patch is not None:
+    if chosen.stages:
         live = {r["index"]: r["live_bytes"] for r in chosen.layers}
-        ax.bar(x, [live.get(i, 0) / 1024 for i in ops], width=0.45, color="#2f6db3",
-               label=f"patch-based {chosen.patch.spec} (peak {chosen.peak_sram_bytes / 1024:.1f} KiB)")
-        stage = chosen.patch.stage_steps
-        ax.axvspan(-0.5, stage - 0.5, color="#2f6db3", alpha=0.08)
+        kinds = {s.kind for s in chosen.stages}
+        what = " and ".join(name for kind, name in (("patch", "patch-based"), ("stream", "streamed"))
+                            if kind in kinds)
+        ax.bar(x, [live.get(i, 0) / 1024 for i in ops], width=0.45, color="#333333",
+               label=f"{what} {chosen.schedule} (peak {chosen.peak_sram_bytes / 1024:.1f} KiB)")
+        at = {op: k for k, op in enumerate(ops)}
+        for stage in chosen.stages:
+            span = [at[op] for op in stage.ops if op in at]
+            if not span:
+                continue
+            ax.axvspan(min(span) - 0.5, max(span) + 0.5, color=COLORS[stage.kind], alpha=0.12)
+            ax.text((min(span) + max(span)) / 2, ax.get_ylim()[1] * 0.97, str(stage.spec),
+                    ha="center", va="top", fontsize=6, color=COLORS[stage.kind])
     ax.set_xticks(list(x))
     ax.set_xticklabels([str(i) for i in ops], fontsize=6)
-    ax.set_xlabel("op index")
+    ax.set_xlabel("op index (shaded: blue patch by patch, green streamed row by row)"
+                  if chosen.stages else "op index")
     ax.set_ylabel("live arena (KiB)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
@@ -60,8 +73,9 @@ def html_report(chosen: CompiledModel, layerwise: CompiledModel, png: bytes,
         ("layer-wise lower bound", f"{chosen.plan.lower_bound:,} bytes"),
         ("flash", f"{chosen.flash_bytes:,} bytes"),
         ("MACs", f"{chosen.macs:,}"),
-        ("patch stage", summary["patch"]),
+        ("patch-based and streamed stages", summary["patch"]),
         ("extra MACs from patches", f"{100 * summary['patch_mac_overhead']:.1f}%"),
+        ("extra work (MACs and kernel calls)", f"{100 * summary['overhead']:.1f}%"),
         ("placement", summary["placement"]),
     ]
     image = base64.b64encode(png).decode()

@@ -5,6 +5,8 @@ from .analysis import op_macs, op_params
 from .compiler import CompiledModel
 from .graph import Graph
 
+HIGH_OVERHEAD = 0.05  # a patch stage adding this share of MACs or more names its causes
+
 
 def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
     """A plain-text table; `align` is one of l/r per column (numbers right by default)."""
@@ -66,14 +68,33 @@ def summary_lines(model: CompiledModel) -> list[str]:
         f"flash (constant data):  {model.flash_bytes:,} bytes",
         f"MACs:                   {model.macs:,}",
     ]
-    if model.patch is not None:
-        p = model.patch
-        lines.append(f"patch stage:            {p.spec} ({p.spec.rows}x{p.spec.cols} patches through "
-                     f"op {p.spec.last_op}, {p.stage_steps} layers), "
-                     f"+{100 * p.mac_overhead:.1f}% MACs")
-    else:
+    if not model.stages:
         lines.append("patch stage:            none (layer by layer)")
+    for stage in model.stages:
+        label = "patch stage:" if stage.kind == "patch" else "streamed:"
+        lines.append(f"{label:<24}{stage_line(stage)}")
+    if model.stages:
+        lines.append(f"extra work:             {100 * model.overhead:+.1f}% instructions (estimated; "
+                     f"MACs +{100 * model.mac_overhead:.1f}%, {model.extra_calls:,} more kernel calls)")
     return lines
+
+
+def stage_line(stage) -> str:
+    """One stage in words: what runs how, what it costs, and which windows cause its halos."""
+    spec = stage.spec
+    ops = f"ops {stage.ops[0]}-{stage.ops[-1]}" if len(stage.ops) > 1 else f"op {stage.ops[0]}"
+    if stage.kind == "patch":
+        text = (f"{spec} ({spec.rows}x{spec.cols} patches through {ops}, {stage.stage_steps} "
+                f"layers), +{100 * stage.mac_overhead:.1f}% MACs")
+        if stage.blame and stage.mac_overhead >= HIGH_OVERHEAD:
+            causes = ", ".join(f"op {op} ({100 * share:.0f}%)" for op, share in stage.blame[:3])
+            text += (f"; its halos come from the receptive fields of {causes}: the share of the "
+                     f"extra MACs a window no wider than its stride would save there; smaller "
+                     f"windows in the stage, larger ones after it, would cut them")
+        return text
+    rows = f"{spec.rows} rows" if spec.rows > 1 else "one row"
+    return (f"{spec} ({ops} row by row, {rows} of output a band, {stage.stage_steps} layers in "
+            f"{stage.num_steps} steps), no extra MACs")
 
 
 def compile_report(model: CompiledModel, files: list[str]) -> str:

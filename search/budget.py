@@ -1,8 +1,10 @@
 """Peak SRAM, flash and MACs of an architecture, measured by mcunet's own planner.
 
 One source of truth for memory: the numbers come from ``compile_graph`` on the graph that
-search/graph.py builds for the architecture, with the best patch schedule when the compiler
-offers patch-based inference (the joint architecture + schedule search of MCUNetV2).
+search/graph.py builds for the architecture, with the compiler's stages when they help (the
+joint architecture + schedule search of MCUNetV2, through residual blocks: patch-based
+sections over the early inverted-residual blocks, streamed ones, and with a budget the plan of
+least extra work that fits it).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class Cost:
     peak_sram_bytes: int
     flash_bytes: int
     macs: int
-    patch: str  # the schedule chosen: "none" or the patch stage's description
+    patch: str  # the schedule chosen: "none" or the stages (as --patch writes them)
 
     def latency_ms(self, budget: Budget) -> float | None:
         if not budget.clock_hz:
@@ -59,23 +61,25 @@ class Cost:
         return asdict(self)
 
 
-def measure(space: SearchSpace, arch: Arch, patch: str = "none", target: Target = HOST) -> Cost:
+def measure(space: SearchSpace, arch: Arch, patch: str = "none", target: Target = HOST,
+            sram_budget: int | None = None) -> Cost:
     """Plan arch's int8 graph with mcunet's compiler for the target core (with the Cortex-M
-    DSP kernels, whose scratch is part of the arena, when the core has them)."""
-    compiled = compile_graph(build_graph(space, arch), patch=patch, target=target)
-    stage = compiled.patch
+    DSP kernels, whose scratch is part of the arena, when the core has them); with "auto" and
+    an SRAM budget, the plan of least extra work that fits it."""
+    compiled = compile_graph(build_graph(space, arch), patch=patch, target=target,
+                             sram_budget=sram_budget)
     return Cost(peak_sram_bytes=compiled.peak_sram_bytes, flash_bytes=compiled.flash_bytes,
-                macs=compiled.macs, patch=str(stage.spec) if stage else "none")
+                macs=compiled.macs, patch=compiled.schedule)
 
 
 class CostCache:
     """The cost of an architecture, memoised by the network it builds.
 
-    The layer-by-layer plan takes milliseconds; the best patch schedule ("auto") about a
-    second, so it is planned only for a candidate that does not fit layer by layer but
-    whose flash fits (patches change only SRAM), and at most `patch_plans` times per search
-    (a count, not a time, so a search stays reproducible). A candidate that fits either way
-    is reported with the plan that fits.
+    The layer-by-layer plan takes milliseconds; the stages ("auto": patches and streams,
+    chosen for the budget) up to about a second, so they are planned only for a candidate
+    that does not fit layer by layer but whose flash fits (stages change only SRAM), and at
+    most `patch_plans` times per search (a count, not a time, so a search stays
+    reproducible). A candidate that fits either way is reported with the plan that fits.
     """
 
     def __init__(self, space: SearchSpace, patch: str | None = None, patch_plans: int = 15,
@@ -99,8 +103,8 @@ class CostCache:
                 and (budget.max_macs is None or cost.macs <= budget.max_macs)
                 and len(self.patched) < self.patch_plans
                 and (patches_left is None or patches_left > 0)):
-            cost = self.table[key] = min(cost, measure(self.space, arch, "auto", self.target),
-                                         key=lambda c: c.peak_sram_bytes)
+            staged = measure(self.space, arch, "auto", self.target, budget.sram_bytes)
+            cost = self.table[key] = min(cost, staged, key=lambda c: c.peak_sram_bytes)
             self.patched.add(key)
         return cost
 

@@ -51,9 +51,12 @@ def test_bench_memory_rows_match_the_planner():
     assert "tflm_error" not in r, r
     assert r["none_bytes"] == compile_model(path, patch="none").peak_sram_bytes
     auto = compile_model(path)
-    assert r["auto_bytes"] == auto.peak_sram_bytes and r["patch"] == str(auto.patch.spec)
+    assert r["auto_bytes"] == auto.peak_sram_bytes and r["patch"] == auto.schedule
+    assert r["overhead"] == auto.overhead <= 0.15
     assert r["tflm_total_bytes"] > r["tflm_head_bytes"] > 0
     assert r["ratio_auto"] == pytest.approx(r["auto_bytes"] / r["tflm_total_bytes"])
     assert r["bound_auto_bytes"] <= r["auto_bytes"]
     text = bench.table([r])
     assert "vww_96_int8" in text and f"{r['auto_bytes']:,}" in text
+    verdicts = "\n".join(bench.verdicts([r]))
+    assert "within the 0.3x target" in verdicts and "no worse than 0.285x before" in verdicts

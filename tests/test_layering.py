@@ -22,10 +22,10 @@ LAYER_NAMES = {CORE: "core", CODEGEN: "codegen", DRIVER: "driver", SUBSYSTEM: "b
                INTERFACE: "interface"}
 
 CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "validate",
-                "passes", "memory", "overlaps", "schedule", "patch", "quant", "shapes",
-                "analysis"}
-DRIVER_MODULES = {"compiler", "target", "budget", "host", "check", "reference", "report",
-                  "plot", "outdir"}
+                "passes", "memory", "overlaps", "schedule", "patch", "stream", "tiling", "quant",
+                "shapes", "analysis"}
+DRIVER_MODULES = {"compiler", "selection", "work", "target", "budget", "host", "check",
+                  "reference", "report", "plot", "outdir"}
 INTERFACE_MODULES = {"cli", "api", "__main__", "mcunet.boards.cli", "mcunet.search.cli"}
 
 

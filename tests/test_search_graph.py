@@ -98,6 +98,21 @@ def test_budget_fits_and_caches():
     assert again.table == costs.table
 
 
+def test_candidates_that_need_stages_are_planned_with_them():
+    """The largest network of the small space needs 22 KB layer by layer; its early blocks
+    (with their skips) patched or streamed, it fits 16 KB, with the stages the compiler chose
+    for the budget."""
+    arch = SMALL.largest()
+    costs = CostCache(SMALL, patch_plans=1)
+    budget = Budget(16 * 1024, 1 << 20)
+    layerwise = costs(arch)
+    assert not layerwise.fits(budget) and layerwise.patch == "none"
+    cost = costs(arch, budget)
+    assert cost.fits(budget) and cost.patch != "none"
+    direct = compile_graph(build_graph(SMALL, arch), patch="auto", sram_budget=16 * 1024)
+    assert cost.peak_sram_bytes == direct.peak_sram_bytes and cost.patch == direct.schedule
+
+
 def test_stage1_spreads_its_patch_plans_and_leaves_half():
     """At a tight budget stage 1 plans patches for at most one sample per (width, resolution)
     pair here (8 plans, 4 pairs: half for stage 1), not the first pairs' many."""
