@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .codegen.library import Library, render_library
+from .budget import Budget
+from .codegen.library import Library, LibraryOptions, render_library
 from .codegen.lower import lower_graph
 from .codegen.rewrites import choose_variants, fuse_residual_adds, in_place_depthwise
+from .footprint import Footprint
 from .frontend import read_tflite
 from .graph import Graph
 from .layers import ConvLayer
@@ -32,21 +34,50 @@ AUTO_MIN_SAVING = 0.02  # a patch stage must save this share of the peak to be w
 @dataclass(frozen=True)
 class CompiledModel:
     """A model compiled for its target: steps, flash contents and the arena plan. Frozen:
-    every figure (peak SRAM with the target's stack, flash, MACs) is fixed when it is built."""
+    every figure (peak SRAM with the target's stack, flash, MACs) is fixed by what it was
+    built from; the ones that need the rendered library compiled (the stack bound, the code
+    bytes) are computed on first use."""
     graph: Graph
     steps: tuple[Step, ...]  # one per scheduled op (a patch stage's op once per patch)
     consts: tuple[ConstArray, ...]  # the flash contents
     plan: ArenaPlan
     target: Target
-    # The deepest stack of the generated code on the target core, where the target can
-    # bound it (boards measure it from -fstack-usage); part of the RAM the library needs.
-    stack_bytes: int = 0
     patch: PatchStage | None = None  # the patch-based stage, when there is one
+    options: LibraryOptions = LibraryOptions()  # the C names and the arena's placement
+    budget: Budget | None = None  # what the model was checked against (mcunet.compile)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def flash_bytes(self) -> int:
+        """All constant data: weights, biases, requantisation constants, tables."""
         return sum(c.nbytes for c in self.consts)
+
+    @property
+    def footprint(self) -> Footprint | None:
+        """The library's deepest stack and code bytes on the target, where the target can
+        measure them (mcunet.footprint)."""
+        if "footprint" not in self._cache:
+            self._cache["footprint"] = self.target.footprint(self.library().files) \
+                if self.target.footprint is not None else None
+        return self._cache["footprint"]
+
+    @property
+    def stack_bytes(self) -> int:
+        """The deepest stack of the generated code on the target core, where the target
+        bounds it (Arm cores: from -fstack-usage); part of the RAM the library needs."""
+        if self.target.footprint is None or not self.target.bounds_stack:
+            return 0
+        return self.footprint.stack_bytes
+
+    @property
+    def code_bytes(self) -> int | None:
+        """The library's code and its constants other than the weights, on the target."""
+        return self.footprint.code_bytes if self.footprint is not None else None
+
+    @property
+    def flash_total_bytes(self) -> int | None:
+        """Everything the library puts in flash: the constant data and the code."""
+        return None if self.code_bytes is None else self.flash_bytes + self.code_bytes
 
     @property
     def peak_sram_bytes(self) -> int:
@@ -68,7 +99,7 @@ class CompiledModel:
         """The generated C library (rendered once)."""
         if "library" not in self._cache:
             self._cache["library"] = render_library(self.graph, self.steps, self.consts,
-                                                    self.plan)
+                                                    self.plan, self.options)
         return self._cache["library"]
 
     def write(self, out: str | Path) -> list[Path]:
@@ -121,12 +152,18 @@ class CompiledModel:
     def summary(self) -> dict:
         """The plan's headline figures (stable keys: `mcunet plan --json`)."""
         p = self.patch
+        fp = self.footprint
         return {
+            "target": self.target.name,
+            "kernels": "dsp" if self.dsp else "portable",
             "peak_sram_bytes": self.peak_sram_bytes,
             "arena_bytes": self.plan.arena_bytes,
             "stack_bytes": self.stack_bytes,
             "lower_bound_bytes": self.plan.lower_bound,
             "flash_bytes": self.flash_bytes,
+            "flash_code_bytes": self.code_bytes,
+            "flash_total_bytes": self.flash_total_bytes,
+            "footprint_source": fp.source if fp is not None else None,
             "macs": self.macs,
             "patch": str(p.spec) if p else "none",
             "patch_mac_overhead": round(p.mac_overhead, 4) if p else 0.0,
@@ -164,23 +201,19 @@ def plan_steps(graph: Graph, steps: list[Step], extra: Sequence[Overlap] = (),
 
 
 def _finish(graph: Graph, steps: list[Step], consts: list[ConstArray], plan: ArenaPlan,
-            target: Target, stage: PatchStage | None) -> CompiledModel:
+            target: Target, stage: PatchStage | None, options: LibraryOptions) -> CompiledModel:
     verify(plan)  # a plan that breaks the planner's rules is a bug: fail here, not on a board
-    model = CompiledModel(graph=graph, steps=tuple(steps), consts=tuple(consts), plan=plan,
-                          target=target, patch=stage)
-    if target.stack_bound is None:
-        return model
-    library = model.library()
-    return CompiledModel(graph=graph, steps=model.steps, consts=model.consts, plan=plan,
-                         target=target, stack_bytes=target.stack_bound(library.files),
-                         patch=stage, _cache={"library": library})
+    return CompiledModel(graph=graph, steps=tuple(steps), consts=tuple(consts), plan=plan,
+                         target=target, patch=stage, options=options)
 
 
 def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None = None,
-                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD,
+                  options: LibraryOptions = LibraryOptions()) -> CompiledModel:
     """patch: 'auto' (choose a patch stage when it lowers the peak), 'none' or 'RxC@LAYER'.
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
-    instruction sets choose the kernel variants (the DSP ones on ARMv7E-M)."""
+    instruction sets choose the kernel variants (the DSP ones on ARMv7E-M); options: the C
+    library's names and arena placement."""
     target = get_target(target)
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph)
@@ -192,12 +225,12 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
 
     if spec == "none":
         ordered, plan = plan_steps(graph, finish_steps(steps))
-        return _finish(graph, ordered, consts, plan, target, None)
+        return _finish(graph, ordered, consts, plan, target, None, options)
     if isinstance(spec, PatchSpec):
         pgraph, psteps, stage = apply_patches(graph, steps, spec)
         ordered, plan = plan_steps(pgraph, finish_steps(psteps), [stage.overlap],
                                    fixed=stage.num_steps)
-        return _finish(pgraph, ordered, consts, plan, target, stage)
+        return _finish(pgraph, ordered, consts, plan, target, stage, options)
     # auto: the layer-by-layer plan, unless some patch stage needs clearly less.
     best_steps, best_plan = plan_steps(graph, finish_steps(list(steps)))
     best = (graph, best_steps, best_plan, None)
@@ -213,9 +246,11 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
                                    fixed=stage.num_steps)
         if plan.arena_bytes < best[2].arena_bytes * (1 - AUTO_MIN_SAVING):
             best = (pgraph, ordered, plan, stage)
-    return _finish(best[0], best[1], consts, best[2], target, best[3])
+    return _finish(best[0], best[1], consts, best[2], target, best[3], options)
 
 
 def compile_model(path: str | Path, patch: str = "auto", target: Target | str | None = None,
-                  max_overhead: float = DEFAULT_MAX_OVERHEAD) -> CompiledModel:
-    return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead)
+                  max_overhead: float = DEFAULT_MAX_OVERHEAD,
+                  options: LibraryOptions = LibraryOptions()) -> CompiledModel:
+    return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead,
+                         options=options)

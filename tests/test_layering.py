@@ -24,8 +24,9 @@ LAYER_NAMES = {CORE: "core", CODEGEN: "codegen", DRIVER: "driver", SUBSYSTEM: "b
 CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "passes", "memory",
                 "overlaps", "schedule", "patch", "quant", "shapes", "analysis"}
 DRIVER_MODULES = {"compiler", "target", "budget", "host", "check", "reference", "report",
-                  "plot"}
-INTERFACE_MODULES = {"cli", "api", "__main__", "mcunet.boards.cli", "mcunet.search.cli"}
+                  "plot", "footprint", "progress", "costmodel", "costmodel_table"}
+INTERFACE_MODULES = {"cli", "api", "__main__", "options", "evaluate", "mcunet.boards.cli",
+                     "mcunet.search.cli"}
 
 
 def layer_of(module: str) -> int:
