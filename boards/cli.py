@@ -174,7 +174,7 @@ def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, 
     if not arrays:
         raise McunetError("give --input X.npy (one per model input) or --random N")
     if outputs and len(outputs) != len(compiled.graph.outputs):
-        raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "
+        raise McunetError(f"the model has {plural(len(compiled.graph.outputs), 'output')}; give as many "
                           f"--output files (got {len(outputs)})")
     # The JSON report carries the per-layer profile: a profile build (emulated boards).
     profile = (profile or bool(json_path)) and b.emulated
@@ -205,10 +205,10 @@ def _run_project(project, inputs, outputs, json_path, check, timeout, profile):
     if inputs:
         arrays = load_inputs(inputs, None)
         if len(arrays) != len(info.inputs):
-            raise McunetError(f"the project's model has {len(info.inputs)} inputs; give as many "
+            raise McunetError(f"the project's model has {plural(len(info.inputs), 'input')}; give as many "
                               f"--input files (got {len(arrays)})")
     if outputs and len(outputs) != len(info.outputs):
-        raise McunetError(f"the project's model has {len(info.outputs)} outputs; give as many "
+        raise McunetError(f"the project's model has {plural(len(info.outputs), 'output')}; give as many "
                           f"--output files (got {len(outputs)})")
     b = get_board(info.board)
     start = time.perf_counter()

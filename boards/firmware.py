@@ -28,7 +28,7 @@ from mcunet import __version__
 from mcunet.codegen.library import TEMPLATE_DIR, environment, library_environment
 from mcunet.costmodel import step_estimates
 from mcunet.errors import McunetError
-from mcunet.host import check_inputs, split_rows
+from mcunet.host import check_inputs, quantize_with, split_rows
 from mcunet.progress import plural
 
 from . import Board, get_board
@@ -85,7 +85,10 @@ class ProjectInfo:
 
         def io(tids):
             return [{"shape": list(g.t(t).shape), "dtype": g.t(t).dtype,
-                     "bytes": g.t(t).nbytes} for t in tids]
+                     "bytes": g.t(t).nbytes,
+                     "scale": float(g.t(t).quant.s) if g.t(t).quant is not None else None,
+                     "zero_point": int(g.t(t).quant.zp) if g.t(t).quant is not None else None}
+                    for t in tids]
 
         steps = traced_steps(model) if profile else []
         same_core = model.target.name == board.core and model.target.footprint is not None
@@ -441,6 +444,9 @@ def run_project(project: Path, inputs: list[np.ndarray] | None = None,
     info = ProjectInfo.read(project)
     board = get_board(info.board)
     if inputs:
+        inputs = [quantize_with(x, io["scale"], io["zero_point"], io["dtype"])
+                  if x.dtype.kind == "f" and io["dtype"] != "float32" and io["scale"] else x
+                  for x, io in zip(inputs, info.inputs)]
         for k, (x, io) in enumerate(zip(inputs, info.inputs)):
             if tuple(x.shape[1:]) != tuple(io["shape"][1:]) or x.dtype.name != io["dtype"]:
                 raise McunetError(f"input {k} has shape {x.shape} and dtype {x.dtype}; the "

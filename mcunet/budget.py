@@ -49,9 +49,8 @@ class Budget:
     flash_bytes: int | None = None
     latency_ms: float | None = None
     clock_hz: int | None = None  # to turn MACs into an estimated latency (the search)
-    # int8 MACs per cycle, for the search's latency estimate: conservative; the DSP kernels
-    # execute about 2.4 instructions per MAC of a searched network on the emulated M4, and
-    # loads and multiply-accumulates can take more than one cycle.
+    # int8 MACs per cycle, for the search's latency estimate where the cost model has no
+    # estimate (mcunet.costmodel: cores it was not measured on): conservative.
     macs_per_cycle: float = 0.25
     max_macs: int | None = None  # a compute cap (what training in the time budget affords)
     target: Target | None = None  # the core the limits are for, when a board gives them

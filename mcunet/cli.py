@@ -159,8 +159,9 @@ def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board, target,
     files["report.html"] = html_report(compiled, layerwise, png, rel)
     out = Path(out_dir)
     paths = write_output(out, files)
-    click.echo(f"wrote {len(paths)} files to {out} in {time.perf_counter() - start:.2f} s "
-               f"({len(library.kernels)} kernels{', an Arduino library' if arduino else ''})")
+    click.echo(f"wrote {plural(len(paths), 'file')} to {out} in "
+               f"{time.perf_counter() - start:.2f} s ({plural(len(library.kernels), 'kernel')}"
+               f"{', an Arduino library' if arduino else ''})")
     click.echo(kernels_line(compiled))
     click.echo("\n".join(summary_lines(compiled)))
     click.echo(f"report: {out / 'report.html'}")
@@ -188,7 +189,7 @@ def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhe
     compiled = _compile(model, patch, max_overhead, sram, flash, board, target)
     arrays = load_inputs(inputs, compiled.graph, random_rows, seed)
     if outputs and len(outputs) != len(compiled.graph.outputs):
-        raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "
+        raise McunetError(f"the model has {plural(len(compiled.graph.outputs), 'output')}; give as many "
                           f"--output files (got {len(outputs)})")
     start = time.perf_counter()
     rows = arrays[0].shape[0] if arrays else 0
@@ -240,7 +241,7 @@ def quantize(model, calibration, out_path, io_type, samples, input_range):
     out = api.quantize(model, calibration, out_path, float_io=io_type == "float",
                        samples=samples, input_range=_range(input_range))
     graph = load_graph(out)
-    click.echo(f"wrote {out} in {time.perf_counter() - start:.1f} s ({len(graph.ops)} ops, "
+    click.echo(f"wrote {out} in {time.perf_counter() - start:.1f} s ({plural(len(graph.ops), 'op')}, "
                f"{io_type} input and output)")
     click.echo("\n".join(io_lines(graph)))
     check_supported(graph)

@@ -17,14 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .layers import ConvLayer, DepthwiseLayer, FullyConnectedLayer, PoolLayer, Windowed
-from .step import Step
+from .step import ARM_DSP, Step
 
 # Cores the table was measured on, and the measured core standing in for the others.
 MEASURED_ON = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500", "cortex-m3": "mps2-an385"}
 STAND_IN = {"cortex-m33": "cortex-m4", "cortex-m55": "cortex-m7"}
 CYCLES_PER_INSTRUCTION = 1.0  # the assumption behind the latency (a lower bound)
 
-FEATURES = ("calls", "macs", "macs_per_block", "out", "in", "pixels", "im2col", "planes",
+FEATURES = ("calls", "macs", "macs_per_block", "out", "in", "pixels", "im2col", "channels",
+            "plane_area", "pair_out", "tap_groups", "channel_taps", "valid_taps", "row_taps",
             "rq_general", "fused", "taps")
 
 
@@ -35,6 +36,12 @@ def _out_in(step: Step, graph_sizes) -> tuple[int, int]:
         return w.oh * w.ow * w.oc, w.ih * w.iw * w.ic
     return (sum(graph_sizes(a.tid) for a in step.outputs),
             sum(graph_sizes(a.tid) for a in step.inputs))
+
+
+def _valid(o: int, k: int, stride: int, dilation: int, pad: int, size: int) -> int:
+    """Pairs (output position, kernel tap) along one axis that land inside the input."""
+    return sum(1 for y in range(o) for t in range(k)
+               if 0 <= y * stride - pad + t * dilation < size)
 
 
 def features(step: Step, graph) -> dict[str, float]:
@@ -54,10 +61,29 @@ def features(step: Step, graph) -> dict[str, float]:
     if isinstance(layer, Windowed):
         w = layer.window
         f["pixels"] = float(w.oh * w.ow)
+        # The portable kernels skip the taps that fall on padding; the kernel row loop runs
+        # for every output regardless.
+        per_channel = _valid(w.oh, w.kh, w.sh, w.dh, w.pad_top, w.ih) * \
+            _valid(w.ow, w.kw, w.sw, w.dw, w.pad_left, w.iw)
+        f["valid_taps"] = float(per_channel * (w.oc if isinstance(layer, ConvLayer) else w.ic))
+        f["row_taps"] = float(out * w.kh)
         if isinstance(layer, ConvLayer):
             f["im2col"] = float(w.oh * w.ow * w.kh * w.kw * w.ic)
         if isinstance(layer, DepthwiseLayer):
-            f["planes"] = float(w.ih * w.iw * w.ic)
+            f["channels"] = float(w.ic)
+            if step.kernel.isa == ARM_DSP and step.kernel.scratch is not None \
+                    and step.kernel.scratch.name == "plane":
+                # The plane kernels: one padded plane cleared per call, each channel copied
+                # in, then either neighbouring outputs sharing their loads (3x3 stride 1)
+                # or each output's kernel rows in groups of four taps.
+                f["plane_area"] = float(step.kernel.scratch.bytes(layer))
+                if (w.kh, w.kw, w.sh, w.sw) == (3, 3, 1, 1):
+                    f["pair_out"] = float(w.oh * -(-w.ow // 2) * w.ic)  # pairs, a row's last
+                    f["row_taps"] = float(w.oh * w.ic)  # may be half empty; rows
+                else:
+                    groups = w.kh * ((w.kw + 3) // 4)
+                    f["tap_groups"] = float(out * groups)
+                    f["channel_taps"] = float(w.ic * groups * 4)  # the filter, repacked
         if isinstance(layer, PoolLayer):
             f["taps"] = float(out * w.kh * w.kw)
     if isinstance(layer, (ConvLayer, DepthwiseLayer)):

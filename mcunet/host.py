@@ -16,6 +16,7 @@ from .compiler import CompiledModel
 from .errors import McunetError
 from .footprint import find_cc
 from .graph import NP_TYPES
+from .progress import plural
 
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
@@ -85,10 +86,15 @@ def quantize_rows(x: np.ndarray, graph, index: int = 0) -> np.ndarray:
     if t.quant is None:
         raise McunetError(f"model input {index} has no quantisation parameters to quantise "
                           "float rows with")
-    v = x.astype(np.float64) / t.quant.s
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + t.quant.zp
-    info = np.iinfo(NP_TYPES[t.dtype])
-    return np.clip(q, info.min, info.max).astype(NP_TYPES[t.dtype])
+    return quantize_with(x, t.quant.s, t.quant.zp, t.dtype)
+
+
+def quantize_with(x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """round(x / scale) + zero_point, halves away from zero, clamped to the integer type."""
+    v = x.astype(np.float64) / scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+    info = np.iinfo(NP_TYPES[dtype])
+    return np.clip(q, info.min, info.max).astype(NP_TYPES[dtype])
 
 
 def as_model_inputs(arrays: list[np.ndarray], graph) -> list[np.ndarray]:
@@ -123,7 +129,8 @@ def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
 def check_inputs(g, inputs: list[np.ndarray]) -> int:
     """The rows of a batch of model inputs; McunetError unless they fit the model."""
     if len(inputs) != len(g.inputs):
-        raise McunetError(f"the model has {len(g.inputs)} inputs but {len(inputs)} arrays were given")
+        raise McunetError(f"the model has {plural(len(g.inputs), 'input')} but "
+                          f"{plural(len(inputs), 'array was', 'arrays were')} given")
     rows = None
     for k, (x, tid) in enumerate(zip(inputs, g.inputs)):
         t = g.t(tid)

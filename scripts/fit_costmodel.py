@@ -76,14 +76,55 @@ def measure(items, board_names, data_path: Path) -> list[dict]:
     return records
 
 
+def single_steps(model) -> list:
+    """The steps a profile build measures alone (a span of one step), in order."""
+    found, pending = [], []
+    for s in model.steps:
+        if s.kernel is None:
+            continue
+        pending.append(s)
+        for _ in s.traced:
+            if len(pending) == 1:
+                found.append(s)
+            pending = []
+    return found
+
+
+def with_features(records: list[dict], items) -> list[dict]:
+    """The records with their steps' features computed now (the feature set may have grown
+    since they were measured): the corpus is rebuilt and each network compiled again, which
+    gives the same steps in the same order."""
+    from mcunet.compiler import compile_graph
+    from mcunet.costmodel import features
+
+    graphs = dict(items)
+    by_model: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["kernel"]:
+            by_model.setdefault((r["core"], r["model"]), []).append(r)
+    out = []
+    for (core, key), rows in by_model.items():
+        name, patch = key.rsplit("@", 1)
+        if name not in graphs:
+            continue
+        model = compile_graph(graphs[name], patch=patch, target=core)
+        steps = single_steps(model)
+        if len(steps) != len(rows) or any(s.kernel.name != r["kernel"] for s, r in zip(steps, rows)):
+            print(f"  {core} {key}: the steps changed since it was measured; left out",
+                  file=sys.stderr)
+            continue
+        out += [{**r, "features": features(s, model.graph)} for s, r in zip(steps, rows)]
+    return out
+
+
 def fit(records: list[dict]) -> dict:
     from mcunet.costmodel import FEATURES, fit_nnls
 
     table: dict = {}
     for core in sorted({r["core"] for r in records if r["kernel"]}):
         table[core] = {}
-        for kernel in sorted({r["kernel"] for r in records if r["kernel"] and r["core"] == core}):
-            mine = [r for r in records if r["core"] == core and r["kernel"] == kernel
+        for kernel in sorted({r["kernel"] for r in records if r["kernel"] and r.get("core") == core}):
+            mine = [r for r in records if r.get("core") == core and r["kernel"] == kernel
                     and r["instructions"] > 0]
             used = [f for f in FEATURES if any(r["features"][f] for r in mine)]
             coef = fit_nnls([[r["features"][f] for f in used] for r in mine],
@@ -116,7 +157,7 @@ def report(table: dict, records: list[dict]) -> None:
     print(f"\n{'core':<14} {'kernel':<32} {'spans':>6} {'median |err|':>12} {'max |err|':>10}")
     for core, kernels in table.items():
         for kernel, coef in kernels.items():
-            mine = [r for r in records if r["core"] == core and r["kernel"] == kernel
+            mine = [r for r in records if r.get("core") == core and r["kernel"] == kernel
                     and r["instructions"] > 0]
             err = [abs(sum(coef.get(f, 0) * r["features"][f] for f in FEATURES)
                        / r["instructions"] - 1) for r in mine]
@@ -135,11 +176,12 @@ def main() -> int:
     ap.add_argument("--refit", action="store_true", help="only fit the measurements in --data")
     args = ap.parse_args()
     data = Path(args.data)
+    items = corpus(networks=args.networks, stacks=args.stacks)
     if args.refit:
         records = json.loads(data.read_text())
     else:
-        records = measure(corpus(networks=args.networks, stacks=args.stacks),
-                          args.boards.split(","), data)
+        records = measure(items, args.boards.split(","), data)
+    records = with_features(records, items)
     table = fit(records)
     print(f"wrote {write_table(table, records)}")
     report(table, records)

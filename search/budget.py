@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from mcunet.budget import Budget
 from mcunet.compiler import PATCH_CHOICES, compile_graph
+from mcunet.costmodel import CYCLES_PER_INSTRUCTION, estimate
 from mcunet.errors import McunetError
 from mcunet.target import HOST, Target
 
@@ -41,10 +42,17 @@ class Cost:
     flash_bytes: int
     macs: int
     patch: str  # the schedule chosen: "none" or the patch stage's description
+    # The cost model's instructions on the board's core (mcunet.costmodel); None where it
+    # has no estimate (no board, or a core it was not measured on).
+    instructions: int | None = None
 
     def latency_ms(self, budget: Budget) -> float | None:
+        """At the board's clock, from the cost model's instructions (one a cycle: the bound
+        the anchors' cycle counts are compared with), else from MACs at a conservative rate."""
         if not budget.clock_hz:
             return None
+        if self.instructions is not None:
+            return self.instructions * CYCLES_PER_INSTRUCTION / budget.clock_hz * 1000.0
         return self.macs / budget.macs_per_cycle / budget.clock_hz * 1000.0
 
     def fits(self, budget: Budget) -> bool:
@@ -64,8 +72,10 @@ def measure(space: SearchSpace, arch: Arch, patch: str = "none", target: Target 
     DSP kernels, whose scratch is part of the arena, when the core has them)."""
     compiled = compile_graph(build_graph(space, arch), patch=patch, target=target)
     stage = compiled.patch
+    cost = estimate(compiled)
     return Cost(peak_sram_bytes=compiled.peak_sram_bytes, flash_bytes=compiled.flash_bytes,
-                macs=compiled.macs, patch=str(stage.spec) if stage else "none")
+                macs=compiled.macs, patch=str(stage.spec) if stage else "none",
+                instructions=cost.instructions if cost is not None else None)
 
 
 class CostCache:
