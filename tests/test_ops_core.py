@@ -255,9 +255,11 @@ def test_residual_block_shares_one_arena():
     y = m.tensor((1, 8, 8, 4), "int8", scale=0.07, zero_point=2)
     m.op("ADD", [x, p], [y])
     m.output(y)
-    compiled, _ = assert_bit_exact(m.build(), rows=3)
+    model = m.build()
+    assert_bit_exact(model, rows=3)  # with the stages auto chooses (the block may be streamed)
+    compiled, _ = assert_bit_exact(model, rows=3, patch="none")
     plan = compiled.plan
-    # The input (skip) must not be overwritten before the ADD reads it.
+    # Layer by layer, the input (skip) must not be overwritten before the ADD reads it.
     skip = plan.tensor_offset(compiled.graph.inputs[0])
     expand_out = compiled.steps[0].op.outputs[0]
     assert plan.tensor_offset(expand_out) != skip
