@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from mcunet.errors import McunetError
-from mcunet.target import TARGETS, Target
+from mcunet.target import HOST, TARGETS, Target, get_target
 
-from .stack import library_stack_bytes
+from .stack import arm_footprint
+from .toolchain import CORE_FPU, ArmCore
 
 KB = 1024
 MB = 1024 * 1024
@@ -34,13 +35,20 @@ class Board:
     qemu_machine: str | None = None  # emulated boards only
     reserve_sram_bytes: int = 16 * KB  # harness, framework and their stack
     reserve_flash_bytes: int = 64 * KB
+    # The vendor platform's release the generated platformio.ini pins (PlatformIO asks
+    # projects to pin one, so that a platform update cannot change the build).
+    pio_platform_version: str | None = None
+
+    @property
+    def arm(self) -> ArmCore:
+        return ArmCore(self.core, self.fpu)
 
     @property
     def target(self) -> Target:
-        """The board's core for the compiler: its kernels, and its stack bound from
-        arm-none-eabi-gcc's -fstack-usage call graph."""
+        """The board's core for the compiler: its kernels, and the library's stack bound and
+        code bytes on it (mcunet.boards.stack)."""
         return Target(self.core, TARGETS[self.core].isas,
-                      stack_bound=partial(library_stack_bytes, board=self))
+                      footprint=partial(arm_footprint, core=self.arm))
 
     @property
     def dsp(self) -> bool:
@@ -64,10 +72,15 @@ class Board:
                 "dsp": self.dsp, "sram_bytes": self.sram_bytes, "flash_bytes": self.flash_bytes,
                 "sram_total_bytes": self.sram_total_bytes,
                 "flash_total_bytes": self.flash_total_bytes, "clock_hz": self.clock_hz,
-                "platformio": {"platform": self.pio_platform, "board": self.pio_board,
+                "platformio": {"platform": self.pio_platform,
+                               "platform_version": self.pio_platform_version,
+                               "board": self.pio_board,
                                "framework": self.pio_framework,
                                "upload_protocol": self.upload_protocol},
                 "qemu_machine": self.qemu_machine}
+
+
+STSTM32 = "19.4.0"  # platformio/ststm32, with the STM32duino Arduino core
 
 
 def _mps2(name: str, title: str, core: str, fpu: str | None) -> Board:
@@ -84,21 +97,36 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           "fpv5-sp-d16"),
     _mps2("mps2-an385", "Arm MPS2 AN385, Cortex-M3 (emulated by QEMU)", "cortex-m3", None),
     Board("stm32f746g-disco", "ST STM32F746G-DISCO, Cortex-M7 216 MHz", "cortex-m7",
-          "fpv5-sp-d16", 320 * KB, 1 * MB, 216_000_000, "ststm32", "disco_f746ng", "arduino",
-          "stlink"),
+          "fpv5-sp-d16", 320 * KB, 1 * MB, 216_000_000, "platformio/ststm32", "disco_f746ng",
+          "arduino", "stlink", pio_platform_version=STSTM32),
     Board("nucleo-f411re", "ST NUCLEO-F411RE, Cortex-M4F 100 MHz", "cortex-m4", "fpv4-sp-d16",
-          128 * KB, 512 * KB, 100_000_000, "ststm32", "nucleo_f411re", "arduino", "stlink"),
+          128 * KB, 512 * KB, 100_000_000, "platformio/ststm32", "nucleo_f411re", "arduino",
+          "stlink", pio_platform_version=STSTM32),
     Board("nucleo-f412zg", "ST NUCLEO-F412ZG, Cortex-M4F 100 MHz", "cortex-m4", "fpv4-sp-d16",
-          256 * KB, 1 * MB, 100_000_000, "ststm32", "nucleo_f412zg", "arduino", "stlink"),
+          256 * KB, 1 * MB, 100_000_000, "platformio/ststm32", "nucleo_f412zg", "arduino",
+          "stlink", pio_platform_version=STSTM32),
     # The H743's largest contiguous SRAM is the 512 KB AXI SRAM (D1 domain).
     Board("nucleo-h743zi", "ST NUCLEO-H743ZI, Cortex-M7 480 MHz", "cortex-m7", "fpv5-d16",
-          512 * KB, 2 * MB, 480_000_000, "ststm32", "nucleo_h743zi", "arduino", "stlink"),
+          512 * KB, 2 * MB, 480_000_000, "platformio/ststm32", "nucleo_h743zi", "arduino",
+          "stlink", pio_platform_version=STSTM32),
     Board("nano33ble", "Arduino Nano 33 BLE (nRF52840), Cortex-M4F 64 MHz", "cortex-m4",
-          "fpv4-sp-d16", 256 * KB, 1 * MB, 64_000_000, "nordicnrf52", "nano33ble", "arduino",
-          "sam-ba", reserve_sram_bytes=48 * KB, reserve_flash_bytes=256 * KB),
+          "fpv4-sp-d16", 256 * KB, 1 * MB, 64_000_000, "platformio/nordicnrf52", "nano33ble",
+          "arduino", "sam-ba", reserve_sram_bytes=48 * KB, reserve_flash_bytes=256 * KB,
+          pio_platform_version="10.11.0"),
     Board("pico", "Raspberry Pi Pico (RP2040), Cortex-M0+ 133 MHz", "cortex-m0plus", None,
-          264 * KB, 2 * MB, 133_000_000, "raspberrypi", "pico", "arduino", "picotool"),
+          264 * KB, 2 * MB, 133_000_000, "platformio/raspberrypi", "pico", "arduino",
+          "picotool", pio_platform_version="1.19.0"),
 ]}
+
+
+def core_target(target: str | Target | None) -> Target:
+    """A target core without a board: its kernels, and for an Arm core the library's stack
+    bound and code bytes with the core's usual FPU (mcunet.boards.toolchain.CORE_FPU)."""
+    t = get_target(target)
+    if t.name == HOST.name or t.footprint is not None:
+        return t
+    return Target(t.name, t.isas, footprint=partial(arm_footprint,
+                                                    core=ArmCore(t.name, CORE_FPU[t.name])))
 
 
 def get_board(name: str) -> Board:

@@ -13,6 +13,9 @@ from mcunet.check import check_against_reference
 from mcunet.errors import McunetError
 from mcunet.host import load_inputs
 from mcunet.outdir import check_dir, check_file, make_dir
+from mcunet.options import library_kwargs, library_options, patch_options
+from mcunet.progress import plural, progress
+from mcunet.report import table
 
 from . import BOARDS, get_board
 from .elf import read_elf
@@ -35,7 +38,8 @@ def boards_cmd(as_json):
     click.echo(header)
     click.echo("-" * len(header))
     for b in BOARDS.values():
-        pio = f"{b.pio_platform}/{b.pio_board}" if not b.emulated else "mcunet (local, offline)"
+        pio = f"{b.pio_platform.split('/')[-1]}@{b.pio_platform_version} {b.pio_board}" \
+            if not b.emulated else "mcunet (local, offline)"
         where = f"QEMU {b.qemu_machine}" if b.emulated else f"upload: {b.upload_protocol}"
         click.echo(f"{b.name:<18} {b.core + ('F' if b.fpu else ''):<14} "
                    f"{'yes' if b.dsp else 'no':<4} {_kb(b.sram_bytes):>10} {_kb(b.flash_bytes):>11} "
@@ -47,10 +51,6 @@ def boards_cmd(as_json):
 def _options(fn):
     options = [
         click.option("--board", required=True, help="target board; see `mcunet boards`"),
-        click.option("--patch", default="auto", show_default=True,
-                     help="patch-based inference: auto, none or RxC@LAYER"),
-        click.option("--max-overhead", default=15.0, show_default=True, type=float,
-                     help="with --patch auto: most extra MACs (percent) patches may add"),
         click.option("--input", "inputs", multiple=True, type=click.Path(),
                      help="a .npy batch (N, *input_shape[1:]) per model input, in order"),
         click.option("--random", "random_rows", default=0, type=int,
@@ -60,11 +60,12 @@ def _options(fn):
     ]
     for option in reversed(options):
         fn = option(fn)
-    return fn
+    return patch_options(fn)
 
 
-def _compiled(model, board, patch, max_overhead):
-    return api.compile(model, board=board, patch=patch, max_overhead=max_overhead / 100)
+def _compiled(model, board, patch, max_overhead, **library):
+    return api.compile(model, board=board, patch=patch, max_overhead=max_overhead / 100,
+                       **library)
 
 
 def _arrays(inputs, graph, random_rows, seed, default_rows=0):
@@ -80,19 +81,30 @@ def _arrays(inputs, graph, random_rows, seed, default_rows=0):
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="folder for the PlatformIO project (new, empty, or written by mcunet before)")
 @_options
+@library_options
+@click.option("--profile", is_flag=True, help="a profile build: a mark after every layer "
+              "(per-layer instructions and stack with `mcunet run --project`)")
 @click.option("--no-build", is_flag=True, help="only write the project (e.g. for a real board "
               "on a machine without PlatformIO's vendor platforms)")
-def build_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, seed, no_build):
-    """Write a PlatformIO project for MODEL on a board and build it with `pio run`."""
+def build_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, seed, lib_name,
+              arena_section, external_arena, lib_version, profile, no_build):
+    """Write a PlatformIO project for MODEL on a board and build it with `pio run`. A project
+    for an emulated board builds on its own, offline: `cd OUT && pio run`."""
     b = get_board(board)
+    if profile and not b.emulated:
+        raise McunetError("--profile needs an emulated board (instruction counting)")
     check_dir(out_dir)
-    compiled = _compiled(model, board, patch, max_overhead)
+    compiled = _compiled(model, board, patch, max_overhead,
+                         **library_kwargs(lib_name, arena_section, external_arena, lib_version))
     arrays = _arrays(inputs, compiled.graph, random_rows, seed, default_rows=1)
     start = time.perf_counter()
-    elf = build_firmware(compiled, b, make_dir(out_dir), arrays, build=not no_build)
+    with progress(f"writing the project{'' if no_build else ' and building it (pio run)'}"):
+        elf = build_firmware(compiled, b, make_dir(out_dir), arrays, build=not no_build,
+                             source=str(Path(model).resolve()), profile=profile)
     if elf is None:
-        click.echo(f"wrote the PlatformIO project to {out_dir}; build and upload it with: "
-                   f"cd {out_dir} && pio run -t upload")
+        how = "pio run" if b.emulated else "pio run -t upload"
+        click.echo(f"wrote the PlatformIO project to {out_dir}; build it with: "
+                   f"cd {out_dir} && {how}")
         return
     image = read_elf(elf)
     click.echo(f"built {elf} in {time.perf_counter() - start:.1f} s")
@@ -101,7 +113,8 @@ def build_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, s
                f"peak SRAM {compiled.peak_sram_bytes:,} = arena + {compiled.stack_bytes} bytes of "
                "kernel stack")
     if b.emulated:
-        click.echo(f"run it: mcunet run {model} --board {b.name} --input X.npy --output Y.npy")
+        click.echo(f"run it: mcunet run --project {out_dir} (or cd {out_dir} && pio run to "
+                   "rebuild after editing it)")
     else:
         click.echo(f"upload it: cd {out_dir} && pio run -t upload && pio device monitor "
                    "(send 'r' to run)")
@@ -121,18 +134,53 @@ def _print_result(r, b):
                f"{ram['kernel_stack_bound_bytes']}) + harness {ram['harness_static_bytes']:,} "
                f"static + {ram['harness_stack_bytes']} stack; planned peak SRAM "
                f"{r.peak_sram_bytes:,}")
+    library = "" if r.flash_library_bytes_measured is None else \
+        f"; the library {r.flash_library_bytes_measured:,}" + (
+            f" (predicted {r.flash_total_bytes:,})" if r.flash_total_bytes else "")
     click.echo(f"flash measured {r.flash_bytes_measured:,} bytes = weights "
                f"{r.flash['weights_bytes']:,} + code and runtime "
-               f"{r.flash['code_and_runtime_bytes']:,}")
+               f"{r.flash['code_and_runtime_bytes']:,}{library}")
 
 
-def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path,
-         check, timeout, out_dir=None):
-    b = get_board(board)
+def _print_layers(r):
+    """The profile: each layer's instructions beside the cost model's estimate."""
+    rows = []
+    for layer in r.layers:
+        est = layer.get("estimated")
+        ratio = f"{layer['instructions'] / est:.2f}" if est else "-"
+        rows.append([layer["index"], layer["op"], layer["kernel"], layer["macs"],
+                     layer["instructions"], est if est is not None else "-", ratio,
+                     layer["stack_bytes_measured"] if layer["stack_bytes_measured"] is not None
+                     else "-", layer["live_bytes"]])
+    click.echo(table(["#", "op", "kernel", "MACs", "instructions", "estimated", "meas/est",
+                      "stack B", "live arena B"], rows, align="rllrrrrrr"))
+
+
+def _finish(r, b, outputs, json_path, model, profile, extra=None):
+    _print_result(r, b)
+    if profile and r.layers:
+        _print_layers(r)
+    for path, y in zip(outputs, r.outputs):
+        np.save(path, y)
+        click.echo(f"wrote {path}: {y.shape} {y.dtype}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"model": str(model) if model else None,
+                                               **(extra or {}), **r.to_json()}, indent=2))
+        click.echo(f"wrote {json_path}")
+
+
+def _check_outputs(outputs, json_path) -> None:
+    """The output files' folders exist and they are not folders, before any work."""
     for path in outputs:
         check_file(path, "--output")
     if json_path:
         check_file(json_path, "--json")
+
+
+def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path,
+         check, timeout, profile, out_dir=None):
+    b = get_board(board)
+    _check_outputs(outputs, json_path)
     if out_dir:
         check_dir(out_dir)
     compiled = _compiled(model, board, patch, max_overhead)
@@ -140,22 +188,59 @@ def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, 
     if not arrays:
         raise McunetError("give --input X.npy (one per model input) or --random N")
     if outputs and len(outputs) != len(compiled.graph.outputs):
-        raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "
+        raise McunetError(f"the model has {plural(len(compiled.graph.outputs), 'output')}; give as many "
                           f"--output files (got {len(outputs)})")
+    # The JSON report carries the per-layer profile: a profile build (emulated boards).
+    profile = (profile or bool(json_path)) and b.emulated
     start = time.perf_counter()
-    result = run_on_board(compiled, b, arrays, make_dir(out_dir) if out_dir else None,
-                          timeout=timeout)
-    click.echo(f"ran {arrays[0].shape[0]} rows on {b.name} in {time.perf_counter() - start:.1f} s "
+    rows = arrays[0].shape[0]
+    with progress(f"building and running {plural(rows, 'row')} on {b.name}"):
+        result = run_on_board(compiled, b, arrays, make_dir(out_dir) if out_dir else None,
+                              timeout=timeout, profile=profile, source=str(Path(model).resolve()))
+    click.echo(f"ran {plural(rows, 'row')} on {b.name} in {time.perf_counter() - start:.1f} s "
                "(including the build)")
-    _print_result(result, b)
-    for path, y in zip(outputs, result.outputs):
-        np.save(path, y)
-        click.echo(f"wrote {path}: {y.shape} {y.dtype}")
-    if json_path:
-        Path(json_path).write_text(json.dumps({"model": str(model), **result.to_json()}, indent=2))
-        click.echo(f"wrote {json_path}")
+    _finish(result, b, outputs, json_path, model, profile)
     if check:
         verdict = check_against_reference(model, compiled, arrays, result.outputs)
+        click.echo(verdict.summary())
+        if not verdict.exact:
+            raise SystemExit(1)
+
+
+def _run_project(project, inputs, outputs, json_path, check, timeout, profile):
+    from .firmware import ProjectInfo, run_project
+
+    _check_outputs(outputs, json_path)
+    project = Path(project)
+    info = ProjectInfo.read(project)
+    if profile and not info.profile:
+        raise McunetError(f"{project} is not a profile build; write it with mcunet build "
+                          "--profile to get per-layer instructions")
+    arrays = None
+    if inputs:
+        arrays = load_inputs(inputs, None)
+        if len(arrays) != len(info.inputs):
+            raise McunetError(f"the project's model has {plural(len(info.inputs), 'input')}; give as many "
+                              f"--input files (got {len(arrays)})")
+    if outputs and len(outputs) != len(info.outputs):
+        raise McunetError(f"the project's model has {plural(len(info.outputs), 'output')}; give as many "
+                          f"--output files (got {len(outputs)})")
+    b = get_board(info.board)
+    start = time.perf_counter()
+    with progress(f"building {project} (pio run) and running it on {b.name}"):
+        result, info = run_project(project, arrays, timeout=timeout)
+    rows = result.outputs[0].shape[0] if result.outputs else 0
+    click.echo(f"ran {plural(rows, 'row')} of {project} on {b.name} in "
+               f"{time.perf_counter() - start:.1f} s (including the build)")
+    _finish(result, b, outputs, json_path, info.model, info.profile, {"project": str(project)})
+    if check:
+        if not info.model or not Path(info.model).is_file():
+            raise McunetError("--check needs the model the project was built from "
+                              f"({info.model or 'not recorded'}); it is not there")
+        if arrays is None:
+            raise McunetError("--check with --project needs the rows: give --input X.npy")
+        compiled = _compiled(info.model, info.board, "auto", 15.0)
+        verdict = check_against_reference(info.model, compiled, arrays, result.outputs)
         click.echo(verdict.summary())
         if not verdict.exact:
             raise SystemExit(1)
@@ -166,9 +251,12 @@ def _run_options(fn):
         click.option("--output", "outputs", multiple=True, type=click.Path(),
                      help="where to write each model output as a .npy batch"),
         click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
-                     help="write the measurements (instructions, cycles, RAM, flash) as JSON"),
+                     help="write the measurements (instructions, cycles, RAM, flash, and per "
+                          "layer on emulated boards) as JSON"),
         click.option("--check", is_flag=True,
                      help="compare every output byte with TFLite's reference kernels"),
+        click.option("--profile", is_flag=True,
+                     help="print each layer's instructions and stack (emulated boards)"),
         click.option("--timeout", default=600.0, show_default=True,
                      help="seconds to wait for the board (or QEMU) to finish"),
     ]
@@ -178,15 +266,32 @@ def _run_options(fn):
 
 
 @click.command(name="run")
-@click.argument("model", type=click.Path())
-@_options
+@click.argument("model", type=click.Path(), required=False)
+@click.option("--project", default=None, type=click.Path(file_okay=False),
+              help="run this project of `mcunet build` as it is (edited or not) instead of "
+                   "compiling MODEL")
+@click.option("--board", default=None, help="target board; see `mcunet boards`")
+@click.option("--input", "inputs", multiple=True, type=click.Path(),
+              help="a .npy batch (N, *input_shape[1:]) per model input, in order")
+@click.option("--random", "random_rows", default=0, type=int, help="no --input: N random rows")
+@click.option("--seed", default=0, show_default=True, help="seed for --random")
+@patch_options
 @_run_options
-def run_cmd(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path,
-            check, timeout):
+def run_cmd(model, project, board, inputs, random_rows, seed, patch, max_overhead, outputs,
+            json_path, check, profile, timeout):
     """Build MODEL's firmware (cached) and run it on a board: emulated boards under QEMU with
-    instruction counting, real ones by upload and the serial port."""
+    instruction counting, real ones by upload and the serial port. With --project, build and
+    run that project instead."""
+    if project:
+        if model or board or random_rows:
+            raise McunetError("--project runs the project as it is: give no MODEL, --board or "
+                              "--random (its board and model are the project's)")
+        _run_project(project, inputs, outputs, json_path, check, timeout, profile)
+        return
+    if not model or not board:
+        raise McunetError("give MODEL and --board (or --project DIR of `mcunet build`)")
     _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path, check,
-         timeout)
+         timeout, profile)
 
 
 @click.command(name="deploy")
@@ -196,13 +301,13 @@ def run_cmd(model, board, patch, max_overhead, inputs, random_rows, seed, output
 @_options
 @_run_options
 def deploy_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, seed, outputs,
-               json_path, check, timeout):
+               json_path, check, profile, timeout):
     """Build MODEL's firmware in OUT and put it on the board: upload and run on a real board,
     run under QEMU on an emulated one (random rows unless --input)."""
     if not inputs and random_rows <= 0:
         random_rows = 1
     _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path, check,
-         timeout, out_dir=out_dir)
+         timeout, profile, out_dir=out_dir)
 
 
 COMMANDS = [boards_cmd, build_cmd, run_cmd, deploy_cmd]

@@ -1,36 +1,35 @@
-"""The deepest stack the generated library needs on a core: mcunet_invoke plus the deepest
-chain of calls below it, from gcc's call graph with stack usage (-fcallgraph-info=su, which
-is -fstack-usage per function plus the edges between them).
+"""The library's footprint on an Arm core: the deepest stack it needs, NAME_invoke plus the
+deepest chain of calls below it, and the bytes of its code and constants (mcunet.footprint).
 
-Calls that leave the library (libgcc's soft-float helpers on cores without a double FPU,
-newlib's memcpy) get their frames from the Arm toolchain's own libraries: a probe image
-linking exactly those functions is disassembled and each function's pushes and stack
-adjustments are added up, following its calls."""
+With Arm GCC (on PATH, or PlatformIO's toolchain package) the library is compiled as firmware
+compiles it, with -fcallgraph-info=su (-fstack-usage per function plus the edges between
+them): the stack is the deepest path, the code bytes the objects' sections. Calls that leave
+the library (libgcc's soft-float helpers on cores without a double FPU, newlib's memcpy) get
+their frames from the toolchain's own libraries: a probe image linking exactly those
+functions is disassembled and each function's pushes and stack adjustments are added up,
+following its calls.
+
+Without Arm GCC (a real board's project written on a machine that cannot build it) the
+figures come from a table measured with it (boards/footprint_table.py, scripts/
+fit_footprint_table.py): per kernel and core, the deepest stack seen and a fit of the code
+bytes to the rendered source's length."""
 from __future__ import annotations
 
 import bisect
 import hashlib
 import json
-import os
 import re
-import subprocess
+import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mcunet.errors import McunetError
+from mcunet.footprint import (FOOTPRINT_MODEL, LIBRARY_CFLAGS, Footprint, cache_folder,
+                              compile_objects, digest, flash_bytes_of_object, is_weights,
+                              write_atomic)
 
-from .toolchain import arm_tool, cache_root, run_tool
-
-# The library is compiled like this everywhere (firmware builds use the same flags).
-LIBRARY_CFLAGS = ["-std=c99", "-O2", "-ffunction-sections", "-fdata-sections"]
-ENTRY = "mcunet_invoke"
-
-
-def core_flags(board) -> list[str]:
-    flags = [f"-mcpu={board.core}", "-mthumb"]
-    return flags + ([f"-mfpu={board.fpu}", "-mfloat-abi=hard"] if board.fpu
-                    else ["-mfloat-abi=soft"])
+from .elf import map_layout, helper_bytes
+from .toolchain import ArmCore, arm_bin_dir, arm_tool, gcc_version, run_tool
 
 
 def _parse_callgraph(text: str, frames: dict[str, int], edges: dict[str, set]) -> None:
@@ -59,15 +58,7 @@ _STR_PRE = re.compile(r"\sstr[bhd]?(?:\.w)?\s+[^\[]*\[sp,\s*#-(\d+)\]!")
 _ENDS = re.compile(r"\s(?:bx\s+lr|pop(?:\.w)?\s*\{[^}]*pc\}|ldmia(?:\.w)?\s+sp!,\s*\{[^}]*pc\}"
                    r"|ldr(?:\.w)?\s+pc,|b(?:\.w|\.n)?\s+[0-9a-f]+\s+<)")
 # Bump when the way frames are read changes, so cached results are recomputed.
-STACK_MODEL = 2
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """A cache file that a concurrent run never reads half written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+STACK_MODEL = 3
 
 
 def _reg_count(regs: str) -> int:
@@ -82,14 +73,16 @@ def _reg_count(regs: str) -> int:
     return n
 
 
-def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, set]]:
-    """Frames and calls of toolchain library functions, from a disassembled probe image."""
-    key = hashlib.sha256(json.dumps([STACK_MODEL, sorted(names), core_flags(board)]).encode()
+def _external_frames(names: set[str], core: ArmCore) -> tuple[dict[str, int], dict[str, set], int]:
+    """Frames and calls of toolchain library functions, from a disassembled probe image, and
+    the flash of the libgcc members defining them (mcunet.boards.elf.helper_bytes: the
+    library's share of the image counts them)."""
+    key = hashlib.sha256(json.dumps([STACK_MODEL, sorted(names), core.flags]).encode()
                          ).hexdigest()[:16]
-    cached = cache_root() / "stack" / f"lib-{key}.json"
+    cached = cache_folder("stack") / f"lib-{key}.json"
     if cached.exists():
         data = json.loads(cached.read_text())
-        return data["frames"], {k: set(v) for k, v in data["edges"].items()}
+        return data["frames"], {k: set(v) for k, v in data["edges"].items()}, data["helpers"]
     gcc = arm_tool("gcc")
     with tempfile.TemporaryDirectory(prefix="mcunet-stack-") as tmp:
         tmp = Path(tmp)
@@ -98,9 +91,11 @@ def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, 
         (tmp / "probe.c").write_text(f"{decls}void *const mcunet_refs[] = {{ {refs} }};\n"
                                      "void _start(void) {}\n")
         what = "linking the toolchain's library functions for the stack bound"
-        run_tool([gcc, *core_flags(board), "-O2", "-nostartfiles", "--specs=nano.specs",
+        run_tool([gcc, *core.flags, "-O2", "-nostartfiles", "--specs=nano.specs",
                   "--specs=nosys.specs", "-Wl,--undefined=mcunet_refs", "-Wl,-e,_start",
-                  str(tmp / "probe.c"), "-o", str(tmp / "probe.elf")], what)
+                  f"-Wl,-Map={tmp / 'probe.map'}", str(tmp / "probe.c"), "-o",
+                  str(tmp / "probe.elf")], what)
+        helpers = helper_bytes(map_layout((tmp / "probe.map").read_text()), names)
         syms = run_tool([arm_tool("nm"), "-n", str(tmp / "probe.elf")], what)
         asm = run_tool([arm_tool("objdump"), "-d", str(tmp / "probe.elf")], what)
     starts: dict[int, list[str]] = {}
@@ -145,51 +140,120 @@ def _external_frames(names: set[str], board) -> tuple[dict[str, int], dict[str, 
         for label in labels:
             frames[label] = frames_at[addr]
             edges[label] = calls_at[addr]
-    _write_atomic(cached, json.dumps({"frames": frames,
-                                      "edges": {k: sorted(v) for k, v in edges.items()}}))
-    return frames, edges
+    write_atomic(cached, json.dumps({"frames": frames, "helpers": helpers,
+                                     "edges": {k: sorted(v) for k, v in edges.items()}}))
+    return frames, edges, helpers
 
 
-def library_stack_bytes(files: dict[str, str], board) -> int:
-    """Deepest stack below (and including) mcunet_invoke for a rendered library."""
-    digest = hashlib.sha256(json.dumps([STACK_MODEL, sorted(files.items()), core_flags(board),
-                                        LIBRARY_CFLAGS]).encode()).hexdigest()[:24]
-    cached = cache_root() / "stack" / f"{digest}.json"
+def helper_table(names: set[str], core: ArmCore) -> dict[str, tuple[str, int]]:
+    """symbol -> (libgcc member defining it, the member's flash bytes), for the table."""
+    from .elf import _defines, _input_sections
+
+    gcc = arm_tool("gcc")
+    with tempfile.TemporaryDirectory(prefix="mcunet-helpers-") as tmp:
+        tmp = Path(tmp)
+        decls = "".join(f"extern char {n}[];\n" for n in sorted(names))
+        (tmp / "probe.c").write_text(f"{decls}void *const mcunet_refs[] = {{ "
+                                     f"{', '.join(sorted(names))} }};\nvoid _start(void) {{}}\n")
+        run_tool([gcc, *core.flags, "-O2", "-nostartfiles", "--specs=nano.specs",
+                  "--specs=nosys.specs", "-Wl,--undefined=mcunet_refs", "-Wl,-e,_start",
+                  f"-Wl,-Map={tmp / 'probe.map'}", str(tmp / "probe.c"), "-o",
+                  str(tmp / "probe.elf")], "linking the toolchain's helpers")
+        layout = map_layout((tmp / "probe.map").read_text())
+    sizes: dict[str, int] = {}
+    for _, size, obj in _input_sections(layout):
+        if "libgcc.a(" in obj:
+            sizes[obj] = sizes.get(obj, 0) + size
+    table = {}
+    for obj, size in sizes.items():
+        member = obj[obj.index("libgcc.a(") + 9:-1]
+        for symbol in _defines(layout, obj) & names:
+            table[symbol] = (member, size)
+    return table
+
+
+def library_name(files: dict[str, str]) -> str:
+    """The library's name, from its one NAME_model.c."""
+    for rel in files:
+        if rel.endswith("_model.c") and "/" not in rel:
+            return rel[:-len("_model.c")]
+    raise McunetError("the library has no NAME_model.c")
+
+
+def arm_footprint(files: dict[str, str], core: ArmCore) -> Footprint:
+    """The library's deepest stack and code bytes on the core: from Arm GCC where it is
+    installed, else from the table."""
+    key = digest(FOOTPRINT_MODEL, STACK_MODEL, sorted(files.items()), core.flags, LIBRARY_CFLAGS)
+    cached = cache_folder("footprint") / f"arm-{key}.json"
     if cached.exists():
-        return json.loads(cached.read_text())["stack_bytes"]
+        return Footprint(**json.loads(cached.read_text()))
+    if arm_bin_dir() is None:
+        return table_footprint(files, core)
     gcc = arm_tool("gcc")
     frames: dict[str, int] = {}
     edges: dict[str, set] = {}
-    with tempfile.TemporaryDirectory(prefix="mcunet-su-") as tmp:
-        tmp = Path(tmp)
-        for rel, text in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_text(text)
-        sources = sorted(rel for rel in files if rel.endswith(".c"))
-
-        def compile_one(rel: str):
-            obj = tmp / (rel.replace("/", "_") + ".o")
-            proc = subprocess.run([gcc, *core_flags(board), *LIBRARY_CFLAGS, "-fcallgraph-info=su",
-                                   "-I", str(tmp), "-c", str(tmp / rel), "-o", str(obj)],
-                                  capture_output=True, text=True, cwd=tmp)
-            return rel, obj, proc
-
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            for rel, obj, proc in pool.map(compile_one, sources):
-                if proc.returncode != 0:
-                    raise McunetError(f"arm-none-eabi-gcc rejected the generated {rel} (a bug in "
-                                      f"mcunet; please report it):\n{proc.stderr.strip()[-3000:]}")
-                _parse_callgraph(obj.with_suffix(".ci").read_text(), frames, edges)
-    if ENTRY not in frames:
-        raise McunetError("no stack usage for mcunet_invoke in gcc's call graph")
+    tmp, objects = compile_objects_for(gcc, core, files)
+    try:
+        for rel, obj in objects.items():
+            _parse_callgraph(obj.with_suffix(".ci").read_text(), frames, edges)
+        code = sum(flash_bytes_of_object(obj) for rel, obj in objects.items()
+                   if not is_weights(rel))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    entry = f"{library_name(files)}_invoke"
+    if entry not in frames:
+        raise McunetError(f"no stack usage for {entry} in gcc's call graph")
     external = {c for cs in edges.values() for c in cs if c not in frames}
     if external:
-        lib_frames, lib_edges = _external_frames(external, board)
+        lib_frames, lib_edges, helpers = _external_frames(external, core)
+        code += helpers
         for name, size in lib_frames.items():
             frames.setdefault(name, size)
         for name, calls in lib_edges.items():
             edges.setdefault(name, set()).update(calls)
-    result = _deepest(ENTRY, frames, edges)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(cached, json.dumps({"stack_bytes": result}))
+    result = Footprint(stack_bytes=_deepest(entry, frames, edges), code_bytes=code,
+                       source=gcc_version(gcc))
+    write_atomic(cached, json.dumps(result.__dict__))
     return result
+
+
+def compile_objects_for(gcc: str, core: ArmCore, files: dict[str, str]):
+    """The library's objects for the core, with their call graphs (.ci beside each .o)."""
+    return compile_objects([gcc, *core.flags], files, LIBRARY_CFLAGS + ["-fcallgraph-info=su"],
+                           "arm-none-eabi-gcc")
+
+
+def kernel_stem(function: str, name: str) -> str:
+    """conv2d_s8_dsp from the kernel function kws_conv2d_s8_dsp_3."""
+    return re.sub(r"_\d+$", "", function[len(name) + 1:])
+
+
+def table_footprint(files: dict[str, str], core: ArmCore) -> Footprint:
+    """The footprint from the table measured with Arm GCC, for machines without it: the
+    deepest stack is the driver's frame plus the deepest kernel's (with its callees) seen for
+    that kernel over the table's corpus; the code bytes a line in the rendered source's
+    length per kernel, in the number of calls for the driver, and the libgcc helpers the
+    kernels call."""
+    from .footprint_table import TABLE
+
+    table = TABLE.get(core.cpu)
+    if table is None:
+        raise McunetError(f"no Arm GCC found and no footprint table for {core.cpu}; "
+                          "install the GNU Arm toolchain (Debian/Ubuntu: apt-get install "
+                          "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+    name = library_name(files)
+    model = files[f"{name}_model.c"]
+    calls = len(re.findall(rf"^    {name}_\w+\(", model, re.M))
+    driver = table["driver"]
+    stack, code, helpers = 0, driver["code"][0] + driver["code"][1] * calls, set()
+    for rel, text in files.items():
+        if rel.startswith("kernels/") and rel.endswith(".c"):
+            stem = kernel_stem(Path(rel).stem, name)
+            row = table["kernels"].get(stem) or table["kernels"]["*"]
+            stack = max(stack, row["stack"])
+            code += row["code"][0] + row["code"][1] * len(text)
+            helpers.update(row.get("helpers", ()))
+    members = {table["helpers"][h] for h in helpers if h in table.get("helpers", {})}
+    code += sum(size for _, size in members)
+    return Footprint(stack_bytes=driver["stack"] + stack, code_bytes=int(round(code)),
+                     source="table (no Arm GCC found)")

@@ -6,11 +6,13 @@ from its registry. Here that package is assembled from the SCons that pip instal
 mcunet (PyPI's `scons`), so `pio run` works offline right after `pip install mcunet`."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from mcunet.errors import McunetError
@@ -25,6 +27,25 @@ HINTS = {
     "qemu-system-arm": "install QEMU for Arm (Debian/Ubuntu: apt-get install qemu-system-arm; "
                        "or scripts/setup.sh)",
 }
+
+
+@dataclass(frozen=True)
+class ArmCore:
+    """An Arm core as gcc sees it: -mcpu and the floating-point unit (None: soft float)."""
+    cpu: str  # cortex-m4
+    fpu: str | None  # fpv4-sp-d16
+
+    @property
+    def flags(self) -> list[str]:
+        flags = [f"-mcpu={self.cpu}", "-mthumb"]
+        return flags + ([f"-mfpu={self.fpu}", "-mfloat-abi=hard"] if self.fpu
+                        else ["-mfloat-abi=soft"])
+
+
+# The usual FPU of each core, for a --target without a board (the int8 kernels use none; a
+# model with float inputs or outputs converts them with it).
+CORE_FPU = {"cortex-m0plus": None, "cortex-m3": None, "cortex-m4": "fpv4-sp-d16",
+            "cortex-m7": "fpv5-d16", "cortex-m33": "fpv5-sp-d16", "cortex-m55": "auto"}
 
 
 def cache_root() -> Path:
@@ -44,10 +65,50 @@ def require(tool: str) -> str:
     return path
 
 
+# PlatformIO's own GNU Arm toolchain, which the vendor platforms (ststm32, nordicnrf52,
+# raspberrypi) install on first use: <core>/packages/toolchain-gccarmnoneeabi*/bin.
+PIO_TOOLCHAIN = "toolchain-gccarmnoneeabi"
+
+
+def _platformio_toolchains() -> list[Path]:
+    cores = [Path(os.environ["PLATFORMIO_CORE_DIR"])] if os.environ.get("PLATFORMIO_CORE_DIR") \
+        else []
+    cores += [Path.home() / ".platformio", cache_root() / "platformio"]
+    found = []
+    for core in cores:
+        found += sorted((core / "packages").glob(f"{PIO_TOOLCHAIN}*/bin"), reverse=True)
+    return [d for d in found if (d / ARM_GCC).is_file()]
+
+
+def arm_bin_dir() -> Path | None:
+    """The folder of the GNU Arm toolchain: arm-none-eabi-gcc on PATH, else PlatformIO's
+    toolchain package; None when neither is there."""
+    on_path = shutil.which(ARM_GCC)
+    if on_path:
+        return Path(on_path).parent
+    found = _platformio_toolchains()
+    return found[0] if found else None
+
+
 def arm_tool(name: str) -> str:
-    """arm-none-eabi-<name> (gcc, nm, size, ...), with the toolchain's install hint."""
-    require(ARM_GCC)
-    return require(f"arm-none-eabi-{name}")
+    """arm-none-eabi-<name> (gcc, nm, size, ...) from the toolchain arm_bin_dir() finds, with
+    the install hint when there is none."""
+    folder = arm_bin_dir()
+    if folder is None:
+        raise McunetError(f"'{ARM_GCC}' was not found on PATH nor in PlatformIO's "
+                          f"{PIO_TOOLCHAIN} package; {HINTS[ARM_GCC]}")
+    tool = folder / f"arm-none-eabi-{name}"
+    if not tool.is_file():
+        raise McunetError(f"{folder} has {ARM_GCC} but no arm-none-eabi-{name}; "
+                          f"{HINTS[ARM_GCC]}")
+    return str(tool)
+
+
+@functools.lru_cache(maxsize=4)
+def gcc_version(gcc: str) -> str:
+    """'arm-none-eabi-gcc 12.2.1', for reports."""
+    proc = subprocess.run([gcc, "-dumpversion"], capture_output=True, text=True)
+    return f"{Path(gcc).name} {proc.stdout.strip() or '(unknown version)'}"
 
 
 def run_tool(cmd: list[str], what: str) -> str:
@@ -69,9 +130,10 @@ def platformio_core_dir() -> Path:
     return cache_root() / "platformio"
 
 
-def provision_tool_scons(core_dir: Path) -> Path:
-    """Make $core/packages/tool-scons from the installed SCons module (idempotent)."""
-    target = core_dir / "packages" / "tool-scons"
+def provision_tool_scons(core_dir: Path, packages: Path | None = None) -> Path:
+    """Make <packages>/tool-scons (default $core/packages) from the installed SCons module
+    (idempotent)."""
+    target = (packages or core_dir / "packages") / "tool-scons"
     if (target / ".piopm").exists() and (target / "SCons").is_dir():
         return target
     try:
@@ -82,8 +144,9 @@ def provision_tool_scons(core_dir: Path) -> Path:
     tmp = target.with_name(f".tool-scons-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    # Without the DocBook stylesheets (20 MB that PlatformIO's builds never use).
     shutil.copytree(Path(SCons.__file__).parent, tmp / "SCons",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns("__pycache__", "docbook-xsl*"))
     (tmp / "scons.py").write_text(
         "# Entry script of PlatformIO's tool-scons package, assembled by mcunet from PyPI's scons.\n"
         "import os\nimport sys\n\n"

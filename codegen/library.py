@@ -1,6 +1,14 @@
-"""Render a lowered, planned model into a C99 library (a dict of file name -> text)."""
+"""Render a lowered, planned model into a C99 library (a dict of file name -> text).
+
+The templates and the step IR spell every external name of the library with the prefix
+`mcunet_` (functions, weights, files) or `MCUNET_` (macros); rendering maps that prefix to
+the library's name (LibraryOptions.name), so that two libraries of different names link into
+one program. The default name, mcunet, maps every name to itself."""
 from __future__ import annotations
 
+import functools
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -10,6 +18,7 @@ import numpy as np
 
 from mcunet import templates as _templates_pkg
 from mcunet import __version__
+from mcunet.errors import McunetError
 from mcunet.graph import C_TYPES, Graph
 from mcunet.memory import ArenaPlan
 
@@ -34,18 +43,139 @@ def c_values(values: np.ndarray, per_line: int = 20) -> str:
     return ",\n".join("    " + line for line in lines)
 
 
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+DEFAULT_NAME = "mcunet"
+_PREFIXES = re.compile(r"\b(?:mcunet_|MCUNET_)")
+# A letter first: a leading underscore would make the macros (_NAME_...) reserved identifiers.
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_SECTION = re.compile(r"[A-Za-z0-9_.$]+")
+_VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern
+    float for goto if inline int long register restrict return short signed sizeof static struct
+    switch typedef union unsigned void volatile while _Bool _Complex _Imaginary""".split())
+
+
+@dataclass(frozen=True)
+class LibraryOptions:
+    """How the generated library meets the firmware around it.
+
+    name: the prefix of every external symbol (name_invoke, name_input, the kernels and the
+    weights), of every macro (NAME_ARENA_BYTES: the name in capitals) and of the files
+    (name_model.h); arena_section: a linker section for the static arena; external_arena: no
+    static arena, the firmware hands one over with name_set_arena(buffer, bytes)."""
+    name: str = DEFAULT_NAME
+    arena_section: str | None = None
+    external_arena: bool = False
+    # The library's version in its build files (library.json, library.properties, CMake);
+    # the build metadata after '+' is a digest of the generated code, so it names the model.
+    version: str = "1.0.0"
+
+    def __post_init__(self):
+        if not _IDENTIFIER.fullmatch(self.name) or self.name in C_KEYWORDS:
+            raise McunetError(f"--name {self.name!r} is not a C identifier: use letters, digits "
+                              "and underscores, starting with a letter (e.g. kws)")
+        if self.arena_section is not None and not _SECTION.fullmatch(self.arena_section):
+            raise McunetError(f"--arena-section {self.arena_section!r} is not a section name "
+                              "(letters, digits, '_', '.' and '$', e.g. .bss.sram2)")
+        if not _VERSION.fullmatch(self.version):
+            raise McunetError(f"--lib-version {self.version!r} is not MAJOR.MINOR.PATCH "
+                              "(e.g. 1.2.0)")
+        if self.arena_section is not None and self.external_arena:
+            raise McunetError("--arena-section and --external-arena exclude each other: with an "
+                              "external arena, the firmware places its own buffer")
+
+    @property
+    def macro(self) -> str:
+        """The macros' prefix: the name in capitals."""
+        return self.name.upper()
+
+    @property
+    def target(self) -> str:
+        """The library's name in build systems: the CMake target, the PlatformIO and Arduino
+        library (name_model, beside the header name_model.h)."""
+        return f"{self.name}_model"
+
+    def c(self, identifier: str) -> str:
+        """An identifier (or file name) of the templates' namespace, mcunet_x or MCUNET_X, in
+        this library's: name_x or NAME_X."""
+        return rename(identifier, self.name)
+
+
+def rename(text: str, name: str) -> str:
+    """Every mcunet_/MCUNET_ that starts a word, with the library's name instead."""
+    if name == DEFAULT_NAME:
+        return text
+    return _PREFIXES.sub(lambda m: f"{name}_" if m.group(0)[0] == "m" else f"{name.upper()}_",
+                         text)
+
+
+class _RenamingLoader(jinja2.FileSystemLoader):
+    """Loads the templates with the library's name in place of the mcunet_ prefix, so that the
+    templates read as the C they render (for the default name, exactly that C)."""
+
+    def __init__(self, name: str):
+        super().__init__(str(TEMPLATE_DIR))
+        self.name = name
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        return rename(source, self.name), filename, uptodate
+
+
+def _configure(env: jinja2.Environment) -> jinja2.Environment:
     env.filters["c_values"] = c_values
     env.filters["c_signature"] = c_signature
     return env
+
+
+def environment() -> jinja2.Environment:
+    """The templates as written (the harnesses and build files, which take the library's name
+    as a variable)."""
+    return _configure(jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+                                         undefined=jinja2.StrictUndefined,
+                                         keep_trailing_newline=True))
+
+
+@functools.lru_cache(maxsize=8)
+def library_environment(name: str = DEFAULT_NAME) -> jinja2.Environment:
+    """The templates of the library itself, in the namespace of the library's name."""
+    return _configure(jinja2.Environment(loader=_RenamingLoader(name),
+                                         undefined=jinja2.StrictUndefined,
+                                         keep_trailing_newline=True))
 
 
 @dataclass
 class Library:
     files: dict[str, str]  # path relative to the output folder -> text
     kernels: dict[str, str] = field(default_factory=dict)  # function name -> kernel name
+    options: LibraryOptions = LibraryOptions()
+    arena_bytes: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    @property
+    def header(self) -> str:
+        """The public header's file name (name_model.h)."""
+        return self.options.c("mcunet_model.h")
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(rel for rel in self.files if rel.endswith(".c"))
+
+    def arduino(self, model_name: str) -> dict[str, str]:
+        """The library as an Arduino library (1.5 format): library.properties, the sources
+        under src/ and an example sketch."""
+        o = self.options
+        env = library_environment(o.name)
+        common = _build_vars(self, model_name)
+        files = {f"src/{rel}": text for rel, text in self.files.items()
+                 if rel not in BUILD_FILES}
+        files["library.properties"] = env.get_template("packaging/library.properties.j2").render(
+            **common)
+        files[f"examples/{o.target}/{o.target}.ino"] = env.get_template(
+            "packaging/example.ino.j2").render(**common)
+        return files
 
     def write(self, out: str | Path) -> list[Path]:
         """Write every file under the folder `out`; returns their paths."""
@@ -56,6 +186,24 @@ class Library:
             path.write_text(text)
             paths.append(path)
         return paths
+
+
+# The build files in the library's folder, beside the sources (CMake, PlatformIO).
+BUILD_FILES = ("CMakeLists.txt", "library.json")
+
+
+def _build_vars(library: Library, model_name: str) -> dict:
+    o = library.options
+    code = hashlib.sha256()
+    for rel in sorted(library.files):
+        if rel not in BUILD_FILES:
+            code.update(rel.encode() + b"\0" + library.files[rel].encode() + b"\0")
+    return {"model_name": model_name, "tool_version": __version__, "target": o.target,
+            "header": library.header, "sources": library.sources,
+            "numeric_version": o.version, "version": f"{o.version}+{code.hexdigest()[:8]}",
+            "external_arena": o.external_arena,
+            "arena_bytes": library.arena_bytes}
+
 
 
 SIGNATURE_WIDTH = 80  # kernel signatures wrap before this column (with the placeholder name)
@@ -97,7 +245,8 @@ def _spans(plan: ArenaPlan, step: Step, index: int):
     return spans
 
 
-def kernel_params(graph: Graph, plan: ArenaPlan, step: Step, index: int) -> list[KernelParam]:
+def kernel_params(graph: Graph, plan: ArenaPlan, step: Step, index: int,
+                  options: LibraryOptions = LibraryOptions()) -> list[KernelParam]:
     """The step's parameters in call order (its arguments, then the kernel's scratch).
 
     A pointer is `restrict` unless the planner placed it over bytes that another of the
@@ -132,7 +281,7 @@ def kernel_params(graph: Graph, plan: ArenaPlan, step: Step, index: int) -> list
             pointer = ("" if arg.output else "const ") + ctype
             params.append(param(k, ctype, arg.name, f"ARENA({pointer}, {at})", arg.output))
         else:
-            params.append(param(k, arg.ctype, arg.name, arg.symbol, False))
+            params.append(param(k, arg.ctype, arg.name, options.c(arg.symbol), False))
     scratch = step.kernel.scratch
     if scratch is not None:
         params.append(param(len(step.args), scratch.ctype, scratch.name,
@@ -153,8 +302,8 @@ def _io(graph: Graph, plan: ArenaPlan, tids: list[int], kind: str) -> list[dict]
 
 
 def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstArray],
-                   plan: ArenaPlan) -> Library:
-    env = environment()
+                   plan: ArenaPlan, options: LibraryOptions = LibraryOptions()) -> Library:
+    env = library_environment(options.name)
     files: dict[str, str] = {}
     kernels: dict[str, str] = {}  # function name -> kernel name
     by_body: dict[str, str] = {}  # rendered body (with NAME) -> function name
@@ -169,7 +318,7 @@ def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstAr
             call["comment"] += " (view of its input: no code)"
             calls.append(call)
             continue
-        params = kernel_params(graph, plan, step, i)
+        params = kernel_params(graph, plan, step, i, options)
         decls = [p.decl for p in params]
         # The output shares bytes with an input (kernels may take another path then).
         aliased = any(p.written and not p.restrict for p in params)
@@ -178,7 +327,7 @@ def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstAr
             **step.kernel.constants(step.layer))
         if body not in by_body:
             stem = step.kernel.name
-            name = f"mcunet_{stem}_{sum(1 for k in kernels.values() if k == stem)}"
+            name = options.c(f"mcunet_{stem}_{sum(1 for k in kernels.values() if k == stem)}")
             by_body[body] = name
             kernels[name] = stem
             files[f"kernels/{name}.c"] = body.replace(NAME, name)
@@ -192,12 +341,18 @@ def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstAr
     common = {"model_name": graph.name, "version": __version__, "arena_bytes": plan.arena_bytes,
               "flash_bytes": flash, "macs": sum(s.macs for s in steps),
               "inputs": _io(graph, plan, graph.inputs, "input"),
-              "outputs": _io(graph, plan, graph.outputs, "output")}
-    files["mcunet_model.h"] = env.get_template("mcunet_model.h.j2").render(**common)
-    files["mcunet_model.c"] = env.get_template("mcunet_model.c.j2").render(calls=calls, **common)
-    files["mcunet_kernels.h"] = env.get_template("mcunet_kernels.h.j2").render(
-        declarations=declarations, **common)
-    files["mcunet_weights.h"] = env.get_template("mcunet_weights.h.j2").render(consts=consts, **common)
-    files["mcunet_weights.c"] = env.get_template("mcunet_weights.c.j2").render(consts=consts, **common)
-    files["mcunet_common.h"] = env.get_template("mcunet_common.h.j2").render(**common)
-    return Library(files=files, kernels=kernels)
+              "outputs": _io(graph, plan, graph.outputs, "output"),
+              "arena_section": options.arena_section, "external_arena": options.external_arena}
+    named = [ConstArray(options.c(c.symbol), c.ctype, c.values) for c in consts]
+    for stem, extra in (("model.h", {}), ("model.c", {"calls": calls}),
+                        ("kernels.h", {"declarations": declarations}),
+                        ("weights.h", {"consts": named}), ("weights.c", {"consts": named}),
+                        ("common.h", {})):
+        files[options.c(f"mcunet_{stem}")] = env.get_template(f"mcunet_{stem}.j2").render(
+            **extra, **common)
+    library = Library(files=files, kernels=kernels, options=options,
+                      arena_bytes=plan.arena_bytes)
+    build = _build_vars(library, graph.name)
+    files["CMakeLists.txt"] = env.get_template("packaging/CMakeLists.txt.j2").render(**build)
+    files["library.json"] = env.get_template("packaging/library.json.j2").render(**build)
+    return library

@@ -41,6 +41,7 @@ class BoardLimits(Protocol):
     name: str
     sram_bytes: int
     flash_bytes: int
+    clock_hz: int
 
     @property
     def target(self) -> Target: ...
@@ -52,9 +53,8 @@ class Budget:
     flash_bytes: int | None = None
     latency_ms: float | None = None
     clock_hz: int | None = None  # to turn MACs into an estimated latency (the search)
-    # int8 MACs per cycle, for the search's latency estimate: conservative; the DSP kernels
-    # execute about 2.4 instructions per MAC of a searched network on the emulated M4, and
-    # loads and multiply-accumulates can take more than one cycle.
+    # int8 MACs per cycle, for the search's latency estimate where the cost model has no
+    # estimate (mcunet.costmodel: cores it was not measured on): conservative.
     macs_per_cycle: float = 0.25
     max_macs: int | None = None  # a compute cap (what training in the time budget affords)
     target: Target | None = None  # the core the limits are for, when a board gives them
@@ -72,29 +72,97 @@ def resolve(sram: str | None, flash: str | None, board: BoardLimits | None) -> B
                   (board.sram_bytes if board else None),
                   flash_bytes=parse_size(flash) if flash is not None else
                   (board.flash_bytes if board else None),
+                  clock_hz=board.clock_hz if board else None,
                   target=board.target if board else None, board=board.name if board else None,
                   sram_from_board=bool(board and sram is None),
                   flash_from_board=bool(board and flash is None))
 
 
-def check(model, budget: Budget) -> None:
-    """Raise McunetError when the compiled model does not fit the budget."""
+def usage(used: int, available: int | None) -> str:
+    """'29,884 of 114,688 B (26%), 84,804 B headroom' (or over by how much)."""
+    if available is None:
+        return f"{used:,} B (no budget)"
+    share = f"{100 * used / available:.0f}%" if available else "-"
+    if used > available:
+        return f"{used:,} of {available:,} B ({share}), {used - available:,} B over"
+    return f"{used:,} of {available:,} B ({share}), {available - used:,} B headroom"
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A compiled model against its budget: what it needs, what there is, what is over."""
+    sram_bytes: int  # peak SRAM: arena (+ the target's stack)
+    flash_bytes: int  # the library's flash: constant data, plus the code where known
+    flash_counts_code: bool  # flash_bytes includes the library's code
+    budget: Budget
+    problems: tuple[str, ...]  # one sentence per limit broken
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems
+
+    @property
+    def sram_over(self) -> bool:
+        return self.budget.sram_bytes is not None and self.sram_bytes > self.budget.sram_bytes
+
+    @property
+    def flash_over(self) -> bool:
+        return self.budget.flash_bytes is not None and self.flash_bytes > self.budget.flash_bytes
+
+    def headroom(self) -> dict:
+        b = self.budget
+        return {"board": b.board, "fits": self.fits,
+                "sram_budget_bytes": b.sram_bytes, "flash_budget_bytes": b.flash_bytes,
+                "sram_headroom_bytes": None if b.sram_bytes is None else
+                b.sram_bytes - self.sram_bytes,
+                "flash_headroom_bytes": None if b.flash_bytes is None else
+                b.flash_bytes - self.flash_bytes}
+
+
+def fit(model, budget: Budget | None) -> Fit:
+    """How the compiled model stands against the budget (SRAM: its peak; flash: its constant
+    data and, where the target measures it, its code)."""
+    budget = budget or Budget()
+    total = model.flash_total_bytes if budget.flash_bytes is not None else None
+    flash = total if total is not None else model.flash_bytes
     problems = []
     if budget.sram_bytes is not None and model.peak_sram_bytes > budget.sram_bytes:
         over = model.peak_sram_bytes - budget.sram_bytes
+        stack = f" (arena {model.plan.arena_bytes:,} + stack {model.stack_bytes:,})" \
+            if model.stack_bytes else ""
         plan = f"stages {model.schedule}" if model.stages else "layer by layer"
         problems.append(
-            f"needs {model.peak_sram_bytes:,} bytes of SRAM but "
+            f"needs {model.peak_sram_bytes:,} bytes of SRAM{stack} but "
             f"{budget.where(budget.sram_from_board)} has "
             f"{budget.sram_bytes:,} ({over:,} over; best plan found: {plan}, layer-wise lower "
             f"bound {model.plan.lower_bound:,})")
-    if budget.flash_bytes is not None and model.flash_bytes > budget.flash_bytes:
-        over = model.flash_bytes - budget.flash_bytes
-        problems.append(f"needs {model.flash_bytes:,} bytes of flash for weights but "
+    if budget.flash_bytes is not None and flash > budget.flash_bytes:
+        over = flash - budget.flash_bytes
+        parts = (f" ({model.flash_bytes:,} of weights and constants + {model.code_bytes:,} of "
+                 f"code for {model.target.name})") if total is not None else \
+            " for weights and constants"
+        problems.append(f"needs {flash:,} bytes of flash{parts} but "
                         f"{budget.where(budget.flash_from_board)} has {budget.flash_bytes:,} "
                         f"({over:,} over)")
-    if problems:
-        hint = ("try --patch auto, a larger --max-overhead, a smaller input resolution or width, "
-                "or a board with more memory") if not model.stages else \
-            "try a smaller input resolution or width, or a board with more memory"
-        raise McunetError(f"the model does not fit: it {'; and it '.join(problems)}. To fit, {hint}")
+    return Fit(model.peak_sram_bytes, flash, total is not None, budget, tuple(problems))
+
+
+def check(model, budget: Budget, advice: str | None = None) -> Fit:
+    """The fit; McunetError when the compiled model does not fit the budget, with `advice`
+    (what would help: mcunet.api works it out) or the general kind."""
+    result = fit(model, budget)
+    if not result.fits:
+        raise McunetError(not_fitting(result, advice))
+    return result
+
+
+def not_fitting(result: Fit, advice: str | None = None) -> str:
+    if advice is None:
+        hints = []
+        if result.sram_over:
+            hints.append("a smaller input resolution or width")
+        if result.flash_over:
+            hints.append("fewer or narrower layers (fewer weights)")
+        hints.append("a board with more memory")
+        advice = ", or ".join(hints)
+    return f"the model does not fit: it {'; and it '.join(result.problems)}. To fit, try {advice}"

@@ -11,6 +11,7 @@ from .compiler import CompiledModel
 from .graph import NP_TYPES
 from .reference import reference_outputs, reference_tensors
 from .host import build_host
+from .progress import plural
 
 
 @dataclass
@@ -38,10 +39,12 @@ class CheckResult:
 
     def summary(self) -> str:
         if self.exact:
-            return (f"bit-exact: {self.rows} rows, {self.total_values} output values identical "
-                    "to TFLite's reference kernels")
-        text = (f"MISMATCH: {self.differing_values} of {self.total_values} output values differ "
-                f"in {self.differing_rows} of {self.rows} rows (first: row {self.first_row})")
+            return (f"bit-exact: {plural(self.rows, 'row')}, "
+                    f"{plural(self.total_values, 'output value')} identical to TFLite's "
+                    "reference kernels")
+        text = (f"MISMATCH: {self.differing_values:,} of {plural(self.total_values, 'output value')} "
+                f"differ in {self.differing_rows} of {plural(self.rows, 'row')} (first: row "
+                f"{self.first_row})")
         if self.first_layer:
             d = self.first_layer
             text += (f"\nfirst differing layer: op {d.op_index} {d.op} -> '{d.tensor}': "

@@ -12,51 +12,64 @@ import numpy as np
 
 from . import __version__, api
 from .boards import cli as boards_cli
+from .boards import get_board
+from .budget import fit, not_fitting
 from .check import check_against_reference
 from .codegen.lower import check_supported
 from .compiler import compile_model, load_graph
+from .costmodel import estimate
 from .errors import McunetError
-from .plot import html_report, memory_png, write_png
-from .report import compile_report, inspect_table, io_lines, plan_table, summary_lines
-from .search import cli as search_cli
+from .evaluate import DEFAULT_BOARD_ROWS, confusion_table
+from .evaluate import evaluate as run_evaluation
 from .host import build_host, load_inputs
 from .outdir import check_dir, check_file, make_dir, record
-
-PATCH_HELP = ("patch-based and streamed stages: 'auto' (per section of the network, layer by "
-              "layer, a grid of patches or row-by-row streaming, whichever gives the smallest "
-              "peak SRAM within --max-overhead, or with --sram/--board the least work that "
-              "fits), 'none' (layer by layer), RxC@LAYER (an RxC grid through op LAYER), "
-              "RxC@FIRST-LAST or stream@FIRST-LAST, several separated by commas")
-
-
-def memory_options(fn):
-    """--patch, --max-overhead and the budget options shared by plan, compile and simulate."""
-    options = [
-        click.option("--patch", default="auto", show_default=True, help=PATCH_HELP),
-        click.option("--max-overhead", default=15.0, show_default=True, type=float,
-                     help="with --patch auto: most extra work (percent of the MACs: recomputed "
-                     "halos, and a fixed cost per extra kernel call) the stages may add"),
-        click.option("--sram", default=None, help="SRAM budget, e.g. 256KB (fail if over)"),
-        click.option("--flash", default=None, help="flash budget for weights, e.g. 1MB"),
-        click.option("--board", default=None, help="take the budgets (and the stack) from a "
-                     "board; see `mcunet boards`"),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+from .options import library_kwargs, library_options, memory_options
+from .plot import html_report, memory_png, write_png
+from .progress import plural, progress
+from .report import (compile_report, inspect_table, io_lines, layer_estimates, plan_table,
+                     summary_lines, where)
+from .search import cli as search_cli
+from .search.export import is_keras
 
 
-def _compile(model, patch, max_overhead, sram, flash, board):
+def _compile(model, patch, max_overhead, sram, flash, board, target, check=True, **library):
     """Compile with the memory options (--max-overhead in percent) and check the budget."""
-    return api.compile(model, board=board, patch=patch, sram=sram, flash=flash,
-                       max_overhead=max_overhead / 100)
+    how = api.compile if check else api.compile_unchecked
+    return how(model, board=board, target=target, patch=patch, sram=sram, flash=flash,
+               max_overhead=max_overhead / 100, **library)
+
+
+def write_output(out: Path, files: dict[str, str | bytes]) -> list[Path]:
+    """Write everything `mcunet compile` produces into its --out folder, in one place (where
+    the output folder's checks and the clean-up of mcunet's own stale files belong)."""
+    paths = []
+    for rel, data in sorted(files.items()):
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+        paths.append(path)
+    record(out, sorted(files))  # and remove what an earlier compile left that is not here now
+    return paths
+
+
+def kernels_line(compiled) -> str:
+    """Which kernels the compile chose, and for the host how to get a core's."""
+    t = compiled.target
+    line = f"kernels: {t.kernels} for {t.name}"
+    if t.name == "host":
+        line += " (for a microcontroller give --target, e.g. cortex-m4 for its DSP kernels, or --board)"
+    return line
 
 
 def _memory_figure(model_path, compiled):
     """The layer-by-layer plan beside the chosen one, and their PNG."""
     layerwise = compiled if not compiled.stages else compile_model(
-        model_path, patch="none", target=compiled.target.name)
-    return layerwise, memory_png(layerwise, compiled, f"{Path(model_path).name}: live arena per layer")
+        model_path, patch="none", target=compiled.target)
+    return layerwise, memory_png(layerwise, compiled, f"{Path(model_path).name} on "
+                                 f"{where(compiled)}: live arena per layer")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,24 +95,43 @@ def inspect(model):
 @click.option("--png", "png_path", default=None, type=click.Path(),
               help="where to write the memory-per-layer figure [default: MODEL_memory.png]")
 @click.option("--no-png", is_flag=True, help="do not write the figure")
-def plan(model, patch, max_overhead, sram, flash, board, as_json, png_path, no_png):
-    """Plan MODEL's memory: peak SRAM, flash, a per-layer table and a figure."""
+@click.option("--calibration", default=None,
+              help="MODEL is a Keras model (.keras, .h5) or a SavedModel: quantise it to int8 "
+                   "first, calibrated on this .npy of float inputs or dataset (fashion-mnist, a "
+                   "folder of class folders, an .npz)")
+def plan(model, patch, max_overhead, sram, flash, board, target, as_json, png_path, no_png,
+         calibration):
+    """Plan MODEL's memory: peak SRAM, flash, a per-layer table and a figure. Over budget it
+    still shows the best plan found, then fails (exit 2)."""
     if png_path and not no_png:
         check_file(png_path, "--png")
-    compiled = _compile(model, patch, max_overhead, sram, flash, board)
+    model = str(api.resolve_model(model, calibration))
+    compiled = _compile(model, patch, max_overhead, sram, flash, board, target, check=False)
+    result = fit(compiled, compiled.budget)
     written = None
     if not no_png:
         layerwise, png = _memory_figure(model, compiled)
         written = write_png(Path(png_path or f"{Path(model).stem}_memory.png"), png)
     if as_json:
-        click.echo(json.dumps({"model": str(model), **compiled.summary(),
-                               "png": str(written) if written else None,
-                               "layers": compiled.layers}, indent=2))
-        return
-    click.echo(plan_table(compiled))
-    click.echo("\n".join(summary_lines(compiled)))
-    if written:
-        click.echo(f"figure: {written}")
+        cost = estimate(compiled)
+        per_op = layer_estimates(compiled)
+        b = compiled.budget
+        click.echo(json.dumps({
+            "model": str(model), **compiled.summary(), **result.headroom(),
+            "estimated_instructions": cost.instructions if cost else None,
+            "estimated_latency_ms": round(cost.latency_s(b.clock_hz) * 1e3, 4)
+            if cost and b and b.clock_hz else None,
+            "png": str(written) if written else None,
+            "layers": [{**row, "estimated_instructions": per_op.get(row["index"])}
+                       for row in compiled.layers]}, indent=2))
+    else:
+        click.echo(plan_table(compiled))
+        click.echo("\n".join(summary_lines(compiled)))
+        if written:
+            click.echo(f"figure: {written}")
+    if not result.fits:
+        raise McunetError(not_fitting(result, api.advice(model, compiled, result, patch,
+                                                          max_overhead / 100)))
 
 
 @cli.command(name="compile")
@@ -107,22 +139,36 @@ def plan(model, patch, max_overhead, sram, flash, board, as_json, png_path, no_p
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="folder for the generated C library (new, empty, or written by mcunet before)")
 @memory_options
-def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
-    """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html)."""
+@library_options
+@click.option("--arduino", is_flag=True, help="write an Arduino library (library.properties, "
+              "the sources under src/, an example sketch) instead of the plain folder")
+@click.option("--calibration", default=None,
+              help="MODEL is a Keras model (.keras, .h5) or a SavedModel: quantise it to int8 "
+                   "first, calibrated on this .npy of float inputs or dataset (fashion-mnist, a "
+                   "folder of class folders, an .npz)")
+def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board, target, lib_name,
+                arena_section, external_arena, lib_version, arduino, calibration):
+    """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html):
+    sources, a CMakeLists.txt and a PlatformIO library.json."""
     start = time.perf_counter()
     check_dir(out_dir, "--out")
-    compiled = _compile(model, patch, max_overhead, sram, flash, board)
+    model = str(api.resolve_model(model, calibration))
+    compiled = _compile(model, patch, max_overhead, sram, flash, board, target,
+                        **library_kwargs(lib_name, arena_section, external_arena, lib_version))
     library = compiled.library()
-    out = make_dir(out_dir, "--out")
-    paths = library.write(out)
-    rel = [str(p.relative_to(out)) for p in paths]
-    (out / "report.md").write_text(compile_report(compiled, rel))
+    files: dict[str, str | bytes] = library.arduino(Path(model).stem) if arduino \
+        else dict(library.files)
+    rel = sorted(files)
     layerwise, png = _memory_figure(model, compiled)
-    write_png(out / "memory.png", png)
-    (out / "report.html").write_text(html_report(compiled, layerwise, png, rel))
-    record(out, rel + ["report.md", "memory.png", "report.html"])
-    click.echo(f"wrote {len(paths)} files to {out} in {time.perf_counter() - start:.2f} s "
-               f"({len(library.kernels)} kernels)")
+    files["report.md"] = compile_report(compiled, rel)
+    files["memory.png"] = png
+    files["report.html"] = html_report(compiled, layerwise, png, rel)
+    out = make_dir(out_dir, "--out")
+    paths = write_output(out, files)
+    click.echo(f"wrote {plural(len(paths), 'file')} to {out} in "
+               f"{time.perf_counter() - start:.2f} s ({plural(len(library.kernels), 'kernel')}"
+               f"{', an Arduino library' if arduino else ''})")
+    click.echo(kernels_line(compiled))
     click.echo("\n".join(summary_lines(compiled)))
     click.echo(f"report: {out / 'report.html'}")
 
@@ -143,18 +189,22 @@ def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board):
 @click.option("--sanitize", is_flag=True, help="build with -fsanitize=address,undefined and "
               "guard bytes around the arena")
 def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhead, sram, flash,
-             board, sanitize):
-    """Build MODEL's generated C for this host and run it on inputs."""
+             board, target, sanitize):
+    """Build MODEL's generated C for this host and run it on inputs (with --target or
+    --board, that core's kernels: the DSP ones compile against plain-C versions of their
+    instructions)."""
     for path in outputs:
         check_file(path, "--output")
-    compiled = _compile(model, patch, max_overhead, sram, flash, board)
+    compiled = _compile(model, patch, max_overhead, sram, flash, board, target)
     arrays = load_inputs(inputs, compiled.graph, random_rows, seed)
     if outputs and len(outputs) != len(compiled.graph.outputs):
-        raise McunetError(f"the model has {len(compiled.graph.outputs)} outputs; give as many "
+        raise McunetError(f"the model has {plural(len(compiled.graph.outputs), 'output')}; give as many "
                           f"--output files (got {len(outputs)})")
     start = time.perf_counter()
-    results, _ = build_host(compiled, sanitize=sanitize).run(arrays)
-    click.echo(f"ran {arrays[0].shape[0]} rows in {time.perf_counter() - start:.2f} s "
+    rows = arrays[0].shape[0] if arrays else 0
+    with progress(f"building for the host and running {plural(rows, 'row')}"):
+        results, _ = build_host(compiled, sanitize=sanitize).run(arrays)
+    click.echo(f"ran {plural(rows, 'row')} in {time.perf_counter() - start:.2f} s "
                "(including the host build)")
     for path, y in zip(outputs, results):
         np.save(path, y)
@@ -164,6 +214,102 @@ def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhe
         click.echo(result.summary())
         if not result.exact:
             sys.exit(1)
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise McunetError(f"--input-range {text!r}: write LOW,HIGH, e.g. 0,1 or -1,1") from None
+    if not lo < hi:
+        raise McunetError(f"--input-range {text!r}: LOW must be below HIGH")
+    return lo, hi
+
+
+INPUT_RANGE_HELP = ("what the model takes for an image's pixel values 0..255, as LOW,HIGH "
+                    "(0,1: divided by 255; -1,1 as Keras' MobileNet preprocessing)")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--calibration", required=True,
+              help="an .npy of float inputs (N, *input_shape[1:]) or a dataset: fashion-mnist, "
+                   "a folder of class folders, an .npz")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="the int8 .tflite to write")
+@click.option("--io", "io_type", type=click.Choice(["int8", "float"]), default="int8",
+              show_default=True, help="the model's input and output: int8, or float32 (converted "
+                                      "at the edges)")
+@click.option("--samples", default=api.DEFAULT_CALIBRATION_SAMPLES, show_default=True,
+              help="calibration inputs to use")
+@click.option("--input-range", default="0,1", show_default=True, help=INPUT_RANGE_HELP)
+def quantize(model, calibration, out_path, io_type, samples, input_range):
+    """Quantise a Keras model (.keras, .h5) or a SavedModel folder to a full int8 .tflite with
+    TF's converter, calibrated on CALIBRATION."""
+    start = time.perf_counter()
+    out = api.quantize(model, calibration, out_path, float_io=io_type == "float",
+                       samples=samples, input_range=_range(input_range))
+    graph = load_graph(out)
+    click.echo(f"wrote {out} in {time.perf_counter() - start:.1f} s ({plural(len(graph.ops), 'op')}, "
+               f"{io_type} input and output)")
+    click.echo("\n".join(io_lines(graph)))
+    check_supported(graph)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--dataset", required=True,
+              help="fashion-mnist, a folder with one sub-folder of images per class, or an .npz "
+                   "(its test split; a folder's held-out tenth)")
+@click.option("--board", default=None, help="run the firmware on this emulated board (QEMU) "
+                                            "instead of the host")
+@click.option("--target", default=None, help="on the host, the kernels of this core")
+@click.option("--float", "float_model", default=None, type=click.Path(),
+              help="also score this float Keras model on the same images")
+@click.option("--calibration", default=None,
+              help="MODEL is a Keras model: quantise it with this calibration first (default: "
+                   "the dataset's training images); its float accuracy is then shown too")
+@click.option("--limit", default=None, type=click.IntRange(min=1),
+              help=f"evaluate only this many images (default: all on the host, "
+                   f"{DEFAULT_BOARD_ROWS} on a board)")
+@click.option("--input-range", default="0,1", show_default=True, help=INPUT_RANGE_HELP)
+@click.option("--patch", default="auto", show_default=True, help="as for compile")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="write accuracy and confusion matrix as JSON")
+def evaluate(model, dataset, board, target, float_model, calibration, limit, input_range, patch,
+             json_path):
+    """Top-1 accuracy of MODEL on a labelled dataset, as the generated C computes it (on the
+    host, or on an emulated board), with a confusion matrix."""
+    lo_hi = _range(input_range)
+    if is_keras(model):
+        float_model = float_model or model
+        model = api.quantize(model, calibration or dataset, input_range=lo_hi)
+    elif calibration is not None:
+        raise McunetError("--calibration is for a Keras MODEL; this one is a .tflite already")
+    compiled = api.compile(model, board=board, target=target, patch=patch)
+    b = get_board(board) if board else None
+    if b is not None and not b.emulated:
+        raise McunetError(f"evaluate runs on the host or an emulated board; {b.name} is a real "
+                          "one (use mcunet run with --input on it)")
+    start = time.perf_counter()
+    result = run_evaluation(compiled, Path(model), dataset, board=b, limit=limit,
+                            float_model=Path(float_model) if float_model else None,
+                            input_range=lo_hi)
+    click.echo(f"top-1 {100 * result.top1:.2f}% of {plural(result.rows, result.split + ' image')} "
+               f"on {result.where} (int8, the generated C"
+               f"{', bit-exact with TFLite' if result.reference_agrees else ''}) in "
+               f"{time.perf_counter() - start:.1f} s")
+    if result.reference_agrees is False:
+        click.echo("warning: the generated code's outputs differ from TFLite's reference "
+                   "kernels on these images (a bug in mcunet; please report it)")
+    if result.float_top1 is not None:
+        click.echo(f"top-1 {100 * result.float_top1:.2f}% for the float model "
+                   f"({100 * (result.top1 - result.float_top1):+.2f} points from int8)")
+    click.echo(confusion_table(result))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"model": str(model), **result.to_json()},
+                                              indent=2))
+        click.echo(f"wrote {json_path}")
 
 
 # Commands that live beside their subsystem: boards/cli.py (boards, build, run, deploy) and
@@ -194,6 +340,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path the user gave: missing, a folder, not writable, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(2)
     except Exception as exc:  # a bug in mcunet: still one line unless asked for more
         if os.environ.get("MCUNET_DEBUG"):
             raise

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from .budget import Budget
 from .codegen import kernels
-from .codegen.library import Library, render_library
+from .codegen.library import Library, LibraryOptions, render_library
 from .codegen.lower import lower_graph
 from .codegen.rewrites import (choose_variants, fuse_residual_adds, in_place_depthwise,
                                leaner_variant)
+from .footprint import Footprint
 from .frontend import read_tflite
 from .graph import Graph
 from .layers import ConvLayer
@@ -37,17 +39,18 @@ AUTO_MIN_SAVING = 0.02  # a patch stage must save this share of the peak to be w
 @dataclass(frozen=True)
 class CompiledModel:
     """A model compiled for its target: steps, flash contents and the arena plan. Frozen:
-    every figure (peak SRAM with the target's stack, flash, MACs) is fixed when it is built."""
+    every figure (peak SRAM with the target's stack, flash, MACs) is fixed by what it was
+    built from; the ones that need the rendered library compiled (the stack bound, the code
+    bytes) are computed on first use."""
     graph: Graph
     steps: tuple[Step, ...]  # one per scheduled op (a patch stage's op once per patch)
     consts: tuple[ConstArray, ...]  # the flash contents
     plan: ArenaPlan
     target: Target
-    # The deepest stack of the generated code on the target core, where the target can
-    # bound it (boards measure it from -fstack-usage); part of the RAM the library needs.
-    stack_bytes: int = 0
     # Sections that run a region at a time (patch by patch or streamed), in step order.
     stages: tuple[PatchStage, ...] = ()
+    options: LibraryOptions = LibraryOptions()  # the C names and the arena's placement
+    budget: Budget | None = None  # what the model was checked against (mcunet.compile)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -81,7 +84,35 @@ class CompiledModel:
 
     @property
     def flash_bytes(self) -> int:
+        """All constant data: weights, biases, requantisation constants, tables."""
         return sum(c.nbytes for c in self.consts)
+
+    @property
+    def footprint(self) -> Footprint | None:
+        """The library's deepest stack and code bytes on the target, where the target can
+        measure them (mcunet.footprint)."""
+        if "footprint" not in self._cache:
+            self._cache["footprint"] = self.target.footprint(self.library().files) \
+                if self.target.footprint is not None else None
+        return self._cache["footprint"]
+
+    @property
+    def stack_bytes(self) -> int:
+        """The deepest stack of the generated code on the target core, where the target
+        bounds it (Arm cores: from -fstack-usage); part of the RAM the library needs."""
+        if self.target.footprint is None or not self.target.bounds_stack:
+            return 0
+        return self.footprint.stack_bytes
+
+    @property
+    def code_bytes(self) -> int | None:
+        """The library's code and its constants other than the weights, on the target."""
+        return self.footprint.code_bytes if self.footprint is not None else None
+
+    @property
+    def flash_total_bytes(self) -> int | None:
+        """Everything the library puts in flash: the constant data and the code."""
+        return None if self.code_bytes is None else self.flash_bytes + self.code_bytes
 
     @property
     def peak_sram_bytes(self) -> int:
@@ -103,7 +134,7 @@ class CompiledModel:
         """The generated C library (rendered once)."""
         if "library" not in self._cache:
             self._cache["library"] = render_library(self.graph, self.steps, self.consts,
-                                                    self.plan)
+                                                    self.plan, self.options)
         return self._cache["library"]
 
     def write(self, out: str | Path) -> list[Path]:
@@ -167,12 +198,18 @@ class CompiledModel:
 
     def summary(self) -> dict:
         """The plan's headline figures (stable keys: `mcunet plan --json`)."""
+        fp = self.footprint
         return {
+            "target": self.target.name,
+            "kernels": "dsp" if self.dsp else "portable",
             "peak_sram_bytes": self.peak_sram_bytes,
             "arena_bytes": self.plan.arena_bytes,
             "stack_bytes": self.stack_bytes,
             "lower_bound_bytes": self.plan.lower_bound,
             "flash_bytes": self.flash_bytes,
+            "flash_code_bytes": self.code_bytes,
+            "flash_total_bytes": self.flash_total_bytes,
+            "footprint_source": fp.source if fp is not None else None,
             "macs": self.macs,
             "patch": self.schedule,
             "patch_mac_overhead": round(self.mac_overhead, 4),
@@ -306,16 +343,11 @@ def plan_lean(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = ()
 
 
 def _finish(graph: Graph, steps: list[Step], consts: list[ConstArray], plan: ArenaPlan,
-            target: Target, stages: Sequence[PatchStage] = ()) -> CompiledModel:
+            target: Target, stages: Sequence[PatchStage], options: LibraryOptions
+            ) -> CompiledModel:
     verify(plan)  # a plan that breaks the planner's rules is a bug: fail here, not on a board
-    model = CompiledModel(graph=graph, steps=tuple(steps), consts=tuple(consts), plan=plan,
-                          target=target, stages=tuple(stages))
-    if target.stack_bound is None:
-        return model
-    library = model.library()
-    return CompiledModel(graph=graph, steps=model.steps, consts=model.consts, plan=plan,
-                         target=target, stack_bytes=target.stack_bound(library.files),
-                         stages=tuple(stages), _cache={"library": library})
+    return CompiledModel(graph=graph, steps=tuple(steps), consts=tuple(consts), plan=plan,
+                         target=target, stages=tuple(stages), options=options)
 
 
 def apply_regions(graph: Graph, steps: list[Step], specs: Sequence[RegionSpec]
@@ -364,12 +396,14 @@ def estimate_work(layer_steps: list[Step], steps: list[Step], stages: Sequence[P
 
 def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None = None,
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
-                  sram_budget: int | None = None) -> CompiledModel:
+                  sram_budget: int | None = None,
+                  options: LibraryOptions = LibraryOptions()) -> CompiledModel:
     """patch: 'auto' (patch-based and streamed sections where they lower the peak), 'none'
     or explicit sections ('RxC@LAYER', 'stream@FIRST-LAST', ...: mcunet.patch.parse_patch).
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
     instruction sets choose the kernel variants (the DSP ones on ARMv7E-M). sram_budget:
-    with 'auto', the fastest plan whose arena fits it, rather than the smallest."""
+    with 'auto', the fastest plan whose arena fits it, rather than the smallest. options: the
+    C library's names and arena placement."""
     target = get_target(target)
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph)
@@ -385,14 +419,14 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     layer_steps = finish_steps(list(steps))
     if spec == "none":
         ordered, plan, _ = plan_lean(graph, layer_steps)
-        return _finish(graph, ordered, consts, plan, target)
+        return _finish(graph, ordered, consts, plan, target, (), options)
     if spec != "auto":
         specs = spec if isinstance(spec, tuple) else (spec,)
         pgraph, psteps, stages = apply_regions(graph, steps, specs)
         psteps = finish_steps(psteps)
         estimate_work(layer_steps, psteps, stages)
         ordered, plan, placed = plan_lean(pgraph, psteps, stages)
-        return _finish(pgraph, ordered, consts, plan, target, placed)
+        return _finish(pgraph, ordered, consts, plan, target, placed, options)
     best_steps, best_plan, _ = plan_lean(graph, layer_steps)
     plans = [(graph, best_steps, best_plan, ())]
     for candidate, hints in choose_regions(graph, steps, finish_steps, max_overhead,
@@ -415,11 +449,12 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     fits = [p for p in worth if sram_budget is not None and p[2].arena_bytes <= sram_budget]
     best = min(fits, key=lambda p: (work(p), p[2].arena_bytes)) if fits else \
         min(worth, key=lambda p: (p[2].arena_bytes, work(p)))
-    return _finish(best[0], best[1], consts, best[2], target, best[3])
+    return _finish(best[0], best[1], consts, best[2], target, best[3], options)
 
 
 def compile_model(path: str | Path, patch: str = "auto", target: Target | str | None = None,
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
-                  sram_budget: int | None = None) -> CompiledModel:
+                  sram_budget: int | None = None,
+                  options: LibraryOptions = LibraryOptions()) -> CompiledModel:
     return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead,
-                         sram_budget=sram_budget)
+                         sram_budget=sram_budget, options=options)

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .codegen.library import environment
+from .codegen.library import library_environment
 from .compiler import CompiledModel
 from .errors import McunetError
+from .footprint import find_cc
 from .graph import NP_TYPES
+from .progress import plural
 
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g",
-                  "-DMCUNET_ARENA_GUARD"]  # and guard bytes around the arena
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
 
 
 def cache_dir() -> Path:
@@ -26,14 +27,6 @@ def cache_dir() -> Path:
     path = Path(root) / "host"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def find_cc() -> str:
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        raise McunetError(f"no C compiler '{cc}' found; install one (Debian: apt-get install gcc) "
-                          "or set CC")
-    return cc
 
 
 @dataclass
@@ -79,10 +72,43 @@ def load_inputs(paths: tuple[str, ...] | list[str], graph, random_rows: int = 0,
                 raise McunetError(f"no such file: {p}") from None
             except (ValueError, OSError) as exc:
                 raise McunetError(f"{p} is not a readable .npy file ({exc})") from None
-        return arrays
+        return as_model_inputs(arrays, graph) if graph is not None else arrays
     if random_rows <= 0:
         raise McunetError("give --input X.npy (one per model input) or --random N")
     return random_inputs(graph, random_rows, seed)
+
+
+def quantize_rows(x: np.ndarray, graph, index: int = 0) -> np.ndarray:
+    """Float inputs as the model's input `index` takes them: quantised with its scale and
+    zero point for an integer input (halves rounded away from zero, as TFLite's QUANTIZE
+    rounds), unchanged for a float one."""
+    t = graph.t(graph.inputs[index])
+    if t.dtype == "float32":
+        return x.astype(np.float32)
+    if t.quant is None:
+        raise McunetError(f"model input {index} has no quantisation parameters to quantise "
+                          "float rows with")
+    return quantize_with(x, t.quant.s, t.quant.zp, t.dtype)
+
+
+def quantize_with(x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """round(x / scale) + zero_point, halves away from zero, clamped to the integer type."""
+    v = x.astype(np.float64) / scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+    info = np.iinfo(NP_TYPES[dtype])
+    return np.clip(q, info.min, info.max).astype(NP_TYPES[dtype])
+
+
+def as_model_inputs(arrays: list[np.ndarray], graph) -> list[np.ndarray]:
+    """Float arrays for an integer model input quantised with that input's parameters (a
+    user's real-valued data); others as they are (check_inputs judges them)."""
+    result = []
+    for k, x in enumerate(arrays):
+        t = graph.t(graph.inputs[k]) if k < len(graph.inputs) else None
+        if t is not None and x.dtype.kind == "f" and t.dtype != "float32":
+            x = quantize_rows(x, graph, k)
+        result.append(x)
+    return result
 
 
 def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
@@ -105,7 +131,8 @@ def random_inputs(graph, rows: int, seed: int = 0) -> list[np.ndarray]:
 def check_inputs(g, inputs: list[np.ndarray]) -> int:
     """The rows of a batch of model inputs; McunetError unless they fit the model."""
     if len(inputs) != len(g.inputs):
-        raise McunetError(f"the model has {len(g.inputs)} inputs but {len(inputs)} arrays were given")
+        raise McunetError(f"the model has {plural(len(g.inputs), 'input')} but "
+                          f"{plural(len(inputs), 'array was', 'arrays were')} given")
     rows = None
     for k, (x, tid) in enumerate(zip(inputs, g.inputs)):
         t = g.t(tid)
@@ -127,16 +154,22 @@ def check_inputs(g, inputs: list[np.ndarray]) -> int:
 
 def split_outputs(g, raw: bytes, rows: int) -> list[np.ndarray]:
     """Batched model outputs from the raw bytes the generated code wrote, row after row."""
-    outs = [g.t(t) for t in g.outputs]
-    row_bytes = sum(t.nbytes for t in outs)
+    return split_rows(raw, rows, [(g.t(t).shape, g.t(t).dtype) for t in g.outputs])
+
+
+def split_rows(raw: bytes, rows: int, outs: list[tuple[tuple, str]]) -> list[np.ndarray]:
+    """Batched arrays from raw rows, each row the (shape, dtype) arrays back to back."""
+    sizes = [int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(NP_TYPES[dtype]).itemsize
+             for shape, dtype in outs]
+    row_bytes = sum(sizes)
     if len(raw) != rows * row_bytes:
         raise McunetError(f"the generated code wrote {len(raw)} bytes, expected {rows * row_bytes}")
     data = np.frombuffer(raw, dtype=np.uint8).reshape(rows, row_bytes)
     result, pos = [], 0
-    for t in outs:
-        chunk = data[:, pos:pos + t.nbytes].copy()
-        result.append(chunk.view(NP_TYPES[t.dtype]).reshape((rows,) + tuple(t.shape[1:])))
-        pos += t.nbytes
+    for (shape, dtype), size in zip(outs, sizes):
+        chunk = data[:, pos:pos + size].copy()
+        result.append(chunk.view(NP_TYPES[dtype]).reshape((rows,) + tuple(shape[1:])))
+        pos += size
     return result
 
 
@@ -158,10 +191,14 @@ def build_host(model: CompiledModel, trace: bool = False, sanitize: bool = False
     files = dict(lib.files)
     harness_ctx = {"inputs": [{"bytes": model.graph.t(t).nbytes} for t in model.graph.inputs],
                    "outputs": [{"bytes": model.graph.t(t).nbytes} for t in model.graph.outputs]}
-    files["host_harness.c"] = environment().get_template("host_harness.c.j2").render(**harness_ctx)
+    files["host_harness.c"] = library_environment(lib.name).get_template(
+        "host_harness.c.j2").render(**harness_ctx)
     cc = find_cc()
-    flags = CFLAGS + (["-DMCUNET_TRACE"] if trace else []) + (SANITIZE_FLAGS if sanitize else []) \
-        + (extra_flags or [])
+    macro = lib.options.macro
+    # Sanitized builds also put guard bytes around a static arena.
+    guard = [f"-D{macro}_ARENA_GUARD"] if sanitize and not lib.options.external_arena else []
+    flags = CFLAGS + ([f"-D{macro}_TRACE"] if trace else []) + \
+        (SANITIZE_FLAGS + guard if sanitize else []) + (extra_flags or [])
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from .analysis import op_macs, op_params
+from .budget import Budget, usage
 from .compiler import CompiledModel
+from .costmodel import MEASURED_ON, estimate, step_estimates
 from .graph import Graph
 
 HIGH_OVERHEAD = 0.05  # a patch stage adding this share of MACs or more names its causes
@@ -51,23 +53,67 @@ def io_lines(graph: Graph) -> list[str]:
     return lines
 
 
+def where(model: CompiledModel) -> str:
+    """'cortex-m4 (board mps2-an386)', 'host'."""
+    b = model.budget.board if model.budget else None
+    return f"{model.target.name} (board {b})" if b else model.target.name
+
+
+def layer_estimates(model: CompiledModel) -> dict[int, int | None]:
+    """The cost model's instructions per op (a patch stage's op: all its patches)."""
+    per_op: dict[int, int | None] = {}
+    for step, est in zip(model.steps, step_estimates(model)):
+        i = step.op.index
+        if est is None or per_op.get(i, 0) is None:
+            per_op[i] = None
+        else:
+            per_op[i] = per_op.get(i, 0) + est
+    return per_op
+
+
 def plan_table(model: CompiledModel) -> str:
+    est = layer_estimates(model)
+    show = any(v is not None for v in est.values())
     rows = [[r["index"], r["op"], r["kernel"], shape(r["output_shape"]), r["output_bytes"],
-             r["scratch_bytes"], r["live_bytes"], r["macs"], ", ".join(r["marks"])]
+             r["scratch_bytes"], r["live_bytes"], r["macs"]]
+            + ([est.get(r["index"]) if est.get(r["index"]) is not None else "-"] if show else [])
+            + [", ".join(r["marks"])]
             for r in model.layers]
-    return table(["#", "op", "kernel", "output", "out bytes", "scratch", "live bytes", "MACs",
-                  "marks"], rows, align="rlllrrrrl")
+    headers = ["#", "op", "kernel", "output", "out bytes", "scratch", "live bytes", "MACs"] + \
+        (["est. insn"] if show else []) + ["marks"]
+    return f"plan for {where(model)}\n" + table(headers, rows,
+                                                 align="rlllrrrr" + ("r" if show else "") + "l")
+
+
+def budget_of(model: CompiledModel) -> Budget:
+    return model.budget or Budget()
 
 
 def summary_lines(model: CompiledModel) -> list[str]:
-    stack = f" + stack {model.stack_bytes:,}" if model.stack_bytes else ""
+    b = budget_of(model)
+    parts = f"arena {model.plan.arena_bytes:,}, scratch included" + (
+        f", + stack {model.stack_bytes:,}" if model.stack_bytes else "")
+    fp = model.footprint
+    if model.flash_total_bytes is not None:
+        flash = (f"{usage(model.flash_total_bytes, b.flash_bytes)} (weights and constants "
+                 f"{model.flash_bytes:,} + code {model.code_bytes:,}, from {fp.source})")
+    else:
+        flash = f"{usage(model.flash_bytes, b.flash_bytes)} (weights and constants)"
     lines = [
-        f"peak SRAM:              {model.peak_sram_bytes:,} bytes (arena {model.plan.arena_bytes:,}, "
-        f"scratch included{stack})",
+        f"target:                 {where(model)}: {model.target.kernels} kernels",
+        f"peak SRAM:              {usage(model.peak_sram_bytes, b.sram_bytes)} ({parts})",
         f"layer-wise lower bound: {model.plan.lower_bound:,} bytes",
-        f"flash (constant data):  {model.flash_bytes:,} bytes",
+        f"flash:                  {flash}",
         f"MACs:                   {model.macs:,}",
     ]
+    cost = estimate(model)
+    if cost is not None:
+        clock = f", {cost.latency_s(b.clock_hz) * 1e3:.2f} ms at {b.clock_hz / 1e6:g} MHz" \
+            if b.clock_hz else ""
+        note = "" if cost.complete else " (some kernels not in the cost model)"
+        lines.append(f"estimated:              {cost.instructions:,} instructions{clock} "
+                     f"(cost model fitted on {MEASURED_ON[cost.core]}, one instruction per "
+                     f"cycle){note}")
     if not model.stages:
         lines.append("patch stage:            none (layer by layer)")
     for stage in model.stages:
@@ -101,7 +147,7 @@ def compile_report(model: CompiledModel, files: list[str]) -> str:
     """The short Markdown report written beside a compiled library."""
     g = model.graph
     return "\n".join([
-        f"# mcunet report: {g.name}", "",
+        f"# mcunet report: {g.name} on {where(model)}", "",
         *[f"- {line}" for line in io_lines(g)],
         *[f"- {line}" for line in summary_lines(model)], "",
         "## Layers (live bytes: all buffers live while the layer runs)", "", "```",

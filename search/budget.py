@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 from mcunet.budget import Budget
 from mcunet.compiler import PATCH_CHOICES, compile_graph
+from mcunet.costmodel import CYCLES_PER_INSTRUCTION, estimate
 from mcunet.errors import McunetError
 from mcunet.target import HOST, Target
 
@@ -43,10 +44,17 @@ class Cost:
     flash_bytes: int
     macs: int
     patch: str  # the schedule chosen: "none" or the stages (as --patch writes them)
+    # The cost model's instructions on the board's core (mcunet.costmodel); None where it
+    # has no estimate (no board, or a core it was not measured on).
+    instructions: int | None = None
 
     def latency_ms(self, budget: Budget) -> float | None:
+        """At the board's clock, from the cost model's instructions (one a cycle: the bound
+        the anchors' cycle counts are compared with), else from MACs at a conservative rate."""
         if not budget.clock_hz:
             return None
+        if self.instructions is not None:
+            return self.instructions * CYCLES_PER_INSTRUCTION / budget.clock_hz * 1000.0
         return self.macs / budget.macs_per_cycle / budget.clock_hz * 1000.0
 
     def fits(self, budget: Budget) -> bool:
@@ -68,8 +76,10 @@ def measure(space: SearchSpace, arch: Arch, patch: str = "none", target: Target 
     an SRAM budget, the plan of least extra work that fits it."""
     compiled = compile_graph(build_graph(space, arch), patch=patch, target=target,
                              sram_budget=sram_budget)
+    cost = estimate(compiled)
     return Cost(peak_sram_bytes=compiled.peak_sram_bytes, flash_bytes=compiled.flash_bytes,
-                macs=compiled.macs, patch=compiled.schedule)
+                macs=compiled.macs, patch=compiled.schedule,
+                instructions=cost.instructions if cost is not None else None)
 
 
 class CostCache:

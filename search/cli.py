@@ -14,6 +14,7 @@ from mcunet.boards.firmware import run_on_board
 from mcunet.budget import resolve
 from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
+from mcunet.progress import plural
 
 DEFAULT_DATASET = "fashion-mnist"
 DEFAULT_DEPLOY_BOARD = "mps2-an386"  # emulated Cortex-M4
@@ -36,7 +37,8 @@ def search_options(fn):
                      help="fashion-mnist, a folder with one sub-folder of images per class, "
                           "or an .npz file (x_train, y_train[, x_test, y_test, classes])"),
         click.option("--latency-ms", type=float, default=None,
-                     help="latency budget, estimated from MACs at the board's clock"),
+                     help="latency budget at the board's clock, from mcunet's cost model of "
+                          "its core (instructions per layer, one a cycle)"),
         click.option("--time-budget", "time_budget", type=float, default=900.0, show_default=True,
                      help="seconds for the whole search, training included"),
         click.option("--seed", default=0, show_default=True, help="random seed"),
@@ -69,7 +71,7 @@ def _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out, sup
     if time_budget <= 0:
         raise McunetError("--time-budget must be positive (seconds)")
     if latency_ms is not None and not clock:
-        raise McunetError("--latency-ms needs --board (its clock turns MACs into time)")
+        raise McunetError("--latency-ms needs --board (its core and clock give the time)")
     return SearchConfig(dataset=dataset, sram_bytes=sram_b, flash_bytes=flash_b,
                         out=str(out), latency_ms=latency_ms, clock_hz=clock,
                         time_budget_s=time_budget, seed=seed, board=board,
@@ -194,7 +196,7 @@ def deploy(out: Path, meta: dict, board, rows: int) -> dict:
             f" ({result.instructions / max(result.macs, 1):.2f} per MAC)"
             if result.instructions else
             f"{result.cycles:,} cycles per inference" if result.cycles else "cost not measured")
-    click.echo(f"on {board.name}: {100 * acc:.2f}% of {len(split)} {split_name} images "
+    click.echo(f"on {board.name}: {100 * acc:.2f}% of {plural(len(split), split_name + ' image')} "
                f"({'bit-exact with' if exact else 'DIFFERENT from'} TFLite's reference kernels)")
     click.echo(f"SRAM {result.peak_sram_bytes} B planned (arena {result.arena_bytes} + stack "
                f"{result.stack_bytes}), {result.ram_bytes_measured} B measured; flash "

@@ -247,3 +247,52 @@ def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
     top = x[:, y0] * (1 - fy)[None, :, None, None] + x[:, y1] * fy[None, :, None, None]
     return (top[:, :, x0] * (1 - fx)[None, None, :, None] + top[:, :, x1] * fx[None, None, :, None]
             ).astype(np.float32)
+
+
+def model_inputs(images: np.ndarray, shape: tuple[int, ...],
+                 input_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """uint8 images (N, H, W, C) as the float inputs of a model whose input has `shape`
+    (1, h, w, c), or (1, h*w*c) for a flattened one: resized (bilinear), grey repeated to
+    colour or colour averaged to grey, and scaled from [0, 255] to input_range."""
+    lo, hi = input_range
+    x = images.astype(np.float32)
+    if len(shape) == 4:
+        h, w, c = shape[1:]
+        if c != x.shape[3]:
+            if x.shape[3] == 1:
+                x = np.repeat(x, c, axis=3)
+            elif c == 1:
+                x = x.mean(axis=3, keepdims=True)
+            else:
+                raise McunetError(f"the images have {x.shape[3]} channels and the model wants {c}")
+        if (h, w) != x.shape[1:3]:
+            if h != w:
+                raise McunetError(f"the model's input is {h}x{w}: mcunet resizes images to a "
+                                  "square input only; resize them yourself into an .npy")
+            x = resize_bilinear(x, h)
+    elif len(shape) == 2:
+        if int(np.prod(x.shape[1:])) != shape[1]:
+            raise McunetError(f"images of {x.shape[1]}x{x.shape[2]}x{x.shape[3]} do not flatten "
+                              f"to the model's {shape[1]} inputs")
+        x = x.reshape(len(x), -1)
+    else:
+        raise McunetError(f"the model's input shape {tuple(shape)} is not an image "
+                          "(1, h, w, c) or a flat vector (1, n); give an .npy of its inputs")
+    return (lo + x * ((hi - lo) / 255.0)).astype(np.float32)
+
+
+def calibration_inputs(spec: str, shape: tuple[int, ...], samples: int = 200,
+                       input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> np.ndarray:
+    """What TF's converter calibrates on: an .npy of float inputs (N, *shape[1:]), or a
+    dataset's training images as the model takes them (model_inputs)."""
+    if spec.endswith(".npy"):
+        try:
+            x = np.load(spec, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise McunetError(f"{spec} is not a readable .npy file ({exc})") from None
+        if x.dtype.kind != "f" or tuple(x.shape[1:]) != tuple(shape[1:]):
+            raise McunetError(f"{spec} holds {x.dtype} {x.shape}; calibration wants float "
+                              f"inputs (N, {', '.join(map(str, shape[1:]))})")
+        return x[:samples].astype(np.float32)
+    ds = load_dataset(spec, seed=seed)
+    return model_inputs(ds.train.subset(samples, seed).x, shape, input_range)

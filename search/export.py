@@ -11,21 +11,85 @@ import numpy as np
 from mcunet.errors import McunetError
 
 
-def to_int8_tflite(model, representative: np.ndarray) -> bytes:
-    """int8 weights, activations, input and output; calibrated on `representative`
-    (float images as the model takes them)."""
+def to_int8_tflite(model, representative: np.ndarray, float_io: bool = False) -> bytes:
+    """int8 weights and activations, and int8 input and output (float32 ones with
+    float_io); calibrated on `representative` (float inputs as the model takes them)."""
+    import tensorflow as tf
+
+    return _convert(tf.lite.TFLiteConverter.from_keras_model(model), representative, float_io)
+
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def is_keras(path: str | Path) -> bool:
+    """A Keras model file or a SavedModel folder (what `mcunet quantize` takes)."""
+    path = Path(path)
+    return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and
+                                                    (path / "saved_model.pb").is_file())
+
+
+def load_keras(path: str | Path):
+    """A Keras model (.keras/.h5), or a SavedModel folder's serving function."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not path.exists():
+        raise McunetError(f"no such file or folder: {path}")
+    with quiet_fds() as log:
+        try:
+            if path.is_dir():
+                return tf.saved_model.load(str(path))
+            return tf.keras.models.load_model(str(path), compile=False)
+        except Exception as exc:
+            log.seek(0)
+            raise McunetError(f"{path} is not a Keras model TensorFlow can load "
+                              f"({type(exc).__name__}: {str(exc)[:300]})") from None
+
+
+def input_shape(model) -> tuple[int, ...]:
+    """(1, *the model's input shape) of a Keras model or a SavedModel's serving function."""
+    if hasattr(model, "input_shape"):
+        shape = model.input_shape
+        if isinstance(shape, list):
+            raise McunetError("the model has several inputs; mcunet quantize takes one")
+    else:
+        spec = list(model.signatures["serving_default"].structured_input_signature[1].values())
+        if len(spec) != 1:
+            raise McunetError("the SavedModel's serving function takes several inputs; "
+                              "mcunet quantize takes one")
+        shape = tuple(spec[0].shape)
+    if any(d is None for d in shape[1:]):
+        raise McunetError(f"the model's input shape {shape} is not fixed; give it a fixed "
+                          "input size (e.g. input_shape=(96, 96, 3)) before quantising")
+    return (1, *map(int, shape[1:]))
+
+
+def quantize_keras(path: str | Path, representative: np.ndarray, float_io: bool = False) -> bytes:
+    """Full int8 post-training quantisation of a Keras file or a SavedModel folder."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if path.is_dir():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(load_keras(path))
+    return _convert(converter, representative, float_io)
+
+
+def _convert(converter, representative: np.ndarray, float_io: bool) -> bytes:
     import tensorflow as tf
 
     def rep():
         for i in range(len(representative)):
             yield [representative[i:i + 1].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = rep
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    if not float_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     with quiet_fds() as log:
         try:
             return converter.convert()

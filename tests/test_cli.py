@@ -108,7 +108,7 @@ def test_plan_prints_marks_and_writes_the_figure(tmp_path):
     auto = compile_model(model)
     spec = auto.patch.spec
     assert f"patch {spec.rows}x{spec.cols}" in r.stdout and "alias" in r.stdout
-    assert f"peak SRAM:              {auto.peak_sram_bytes:,} bytes" in r.stdout
+    assert f"peak SRAM:              {auto.peak_sram_bytes:,} B (no budget)" in r.stdout
     png = tmp_path / "vww_96_int8_memory.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = run_cli("plan", model, "--json", "--png", tmp_path / "m.png")
@@ -135,8 +135,14 @@ def test_budgets_fail_with_what_is_needed(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"needs {need:,} bytes of SRAM but the budget has 16,384 ({need - 16384:,} over" in r.stderr
     assert not (tmp_path / "lib").exists()
+    # Flash counts the library's code for the target (the host's here) beside the weights;
+    # the advice for flash is never a smaller input.
+    total = compile_model(model).flash_total_bytes
     r = run_cli("plan", model, "--flash", "100KB", "--no-png")
-    assert r.returncode == 2 and "240,964 bytes of flash" in r.stderr and "138,564 over" in r.stderr
+    assert r.returncode == 2
+    assert f"needs {total:,} bytes of flash (240,964 of weights and constants" in r.stderr
+    assert f"({total - 102400:,} over)" in r.stderr
+    assert "resolution" not in r.stderr and "--patch" not in r.stderr
     r = run_cli("plan", model, "--sram", "lots", "--no-png")
     assert r.returncode == 2 and "cannot read 'lots' as a size" in r.stderr
     r = run_cli("plan", model, "--sram", "64KB", "--flash", "1MB", "--no-png")
@@ -153,4 +159,45 @@ def test_a_board_gives_the_budget_and_adds_the_kernels_stack():
     # --sram overrides the board's SRAM (the stack still counts); the error names the budget.
     r = run_cli("plan", model, "--board", "mps2-an386", "--sram", "4KB", "--no-png")
     assert r.returncode == 2
-    assert f"needs {plan['peak_sram_bytes']:,} bytes of SRAM but the budget has 4,096" in r.stderr
+    assert (f"needs {plan['peak_sram_bytes']:,} bytes of SRAM (arena {plan['arena_bytes']:,} + "
+            f"stack {plan['stack_bytes']}) but the budget has 4,096") in r.stderr
+
+
+def test_plan_over_budget_still_prints_the_plan(tmp_path):
+    """A script can find the bottleneck: the best plan, "fits": false, headroom below zero,
+    exit 2 with the error on stderr."""
+    model = mlperf_model("vww_96_int8.tflite")
+    r = run_cli("plan", model, "--json", "--sram", "20KB", "--patch", "none", "--no-png")
+    assert r.returncode == 2 and r.stderr.startswith("error: the model does not fit")
+    plan = json.loads(r.stdout)
+    assert plan["fits"] is False and plan["sram_budget_bytes"] == 20480
+    assert plan["sram_headroom_bytes"] == 20480 - plan["peak_sram_bytes"] < 0
+    assert max(row["live_bytes"] for row in plan["layers"]) == plan["arena_bytes"]
+    # Advice that helps: patches were off, and with them the peak drops (by this much).
+    auto = compile_model(model).peak_sram_bytes
+    assert f"--patch auto (peak {auto:,} bytes)" in r.stderr
+    assert "fewer or narrower layers" not in r.stderr  # SRAM, not flash, is over
+    # With patches already chosen freely, --patch auto is not proposed again.
+    r = run_cli("plan", model, "--sram", "20KB", "--no-png")
+    assert r.returncode == 2 and "--patch auto" not in r.stderr
+    assert "peak SRAM:" in r.stdout and "over" in r.stdout  # the table was printed first
+
+
+def test_reports_name_the_target_and_show_headroom(tmp_path):
+    model = mlperf_model("kws_ref_model.tflite")
+    r = run_cli("plan", model, "--board", "nucleo-f411re", "--no-png")
+    assert r.returncode == 0, r.stderr
+    compiled = __import__("mcunet").compile(model, board="nucleo-f411re")
+    free = 128 * 1024 - 16 * 1024
+    used = compiled.peak_sram_bytes
+    assert f"{used:,} of {free:,} B ({100 * used / free:.0f}%), {free - used:,} B headroom" in r.stdout
+    assert "plan for cortex-m4 (board nucleo-f411re)" in r.stdout
+    flash = compiled.flash_total_bytes
+    assert f"flash:                  {flash:,} of {512 * 1024 - 64 * 1024:,} B" in r.stdout
+    r = run_cli("compile", model, "--board", "nucleo-f411re", "--out", tmp_path / "lib")
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "lib" / "report.html").read_text()
+    assert "cortex-m4 (board nucleo-f411re)" in html and "headroom" in html
+    assert "max-width:100%" in html and "scale 0.5847" in html  # I/O quantisation
+    md = (tmp_path / "lib" / "report.md").read_text()
+    assert "on cortex-m4 (board nucleo-f411re)" in md and f"{used:,} of {free:,} B" in md

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,7 +112,8 @@ def test_real_board_project_uses_the_vendor_platform(tmp_path):
     files = {str(p.relative_to(tmp_path / "fw")): p.read_text()
              for p in (tmp_path / "fw").rglob("*") if p.is_file()}
     ini = files["platformio.ini"]
-    assert "platform = ststm32" in ini and "board = nucleo_f411re" in ini
+    # The vendor platform pinned to a release, as PlatformIO asks of projects.
+    assert "platform = platformio/ststm32@19.4.0" in ini and "board = nucleo_f411re" in ini
     assert "framework = arduino" in ini and "upload_protocol = stlink" in ini
     assert "src/port_arduino.cpp" in files and "boards/nucleo_f411re.json" not in files
     # The same folder, rebuilt for an emulated board: the real board's files are gone.
@@ -120,6 +122,7 @@ def test_real_board_project_uses_the_vendor_platform(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "fw" / "src" / "port_arduino.cpp").exists()
     kernels = {p.name for p in (tmp_path / "fw" / "lib" / "mcunet_model" / "kernels").iterdir()}
+    assert not (tmp_path / "fw" / "src" / "port_arduino.cpp").exists()
     assert kernels and not any("conv2d" in k for k in kernels)  # ad01 has no convolution
 
 
@@ -180,3 +183,140 @@ def test_board_answer_is_cut_to_one_run(monkeypatch):
     text = serial_port.read_harness("/dev/ttyFAKE", timeout=5, start_grace=0)
     report = parse_harness(text, 1)
     assert report.raw == [bytes([0x7f])] and report.cycles == [5] and report.stack == [64]
+
+
+@needs_tools
+def test_project_builds_alone_and_runs_as_edited(tmp_path):
+    """A `mcunet build` project for an emulated board builds with a plain `pio run` in a
+    fresh shell (offline, nothing from mcunet's environment), and `mcunet run --project`
+    runs it as the user left it."""
+    import subprocess
+    import sys
+
+    model = mlperf_model("kws_ref_model.tflite")
+    out = tmp_path / "fw"
+    x = np.random.default_rng(4).integers(-128, 128, (2, 49, 10, 1)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    proc = run_cli("build", model, "--board", "mps2-an386", "--out", out, "--no-build")
+    assert proc.returncode == 0, proc.stderr
+    ini = (out / "platformio.ini").read_text()
+    assert "platform = symlink://platform" in ini and "packages_dir = packages" in ini
+    assert str(tmp_path) not in ini  # nothing points outside the folder
+    home = tmp_path / "home"
+    home.mkdir()
+    fresh = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home)}
+    r = subprocess.run(["pio", "run"], cwd=out, env=fresh, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (out / ".pio" / "build" / "mps2-an386" / "firmware.elf").is_file()
+    # New rows for the project, then the user's edit: the harness feeds zeros instead.
+    proc = run_cli("run", "--project", out, "--input", tmp_path / "x.npy", "--output",
+                   tmp_path / "y.npy", "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert "ran 2 rows" in proc.stdout and "bit-exact" in proc.stdout
+    assert np.array_equal(np.load(tmp_path / "y.npy"), reference_outputs(model.read_bytes(), [x])[0])
+    main = out / "src" / "main.c"
+    text = main.read_text()
+    copy = "memcpy(mcunet_input(i), src, input_bytes[i]);"
+    assert copy in text
+    main.write_text(text.replace(copy, "memset(mcunet_input(i), 0, input_bytes[i]);"))
+    proc = run_cli("run", "--project", out, "--output", tmp_path / "z.npy", "--json",
+                   tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    zeros = reference_outputs(model.read_bytes(), [np.zeros_like(x)])[0]
+    assert np.array_equal(np.load(tmp_path / "z.npy"), zeros)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["project"] == str(out) and report["instructions"] > report["macs"]
+
+
+TWO_MODELS_FIRMWARE = r"""
+#include <stdint.h>
+#include <string.h>
+#include "kws_model.h"
+#include "ad_model.h"
+#include "rows.h"
+
+void port_write(const char *text);
+
+static uint32_t ad_arena[(AD_ARENA_BYTES + 3) / 4];
+
+static void put(const char *tag, const uint8_t *data, int n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char line[8 + 2 * 64 + 2];
+    for (int k = 0; k < n; k += 64) {
+        char *p = line;
+        for (const char *t = tag; *t; ++t) *p++ = *t;
+        for (int j = k; j < n && j < k + 64; ++j) {
+            *p++ = hex[data[j] >> 4];
+            *p++ = hex[data[j] & 15];
+        }
+        *p++ = '\n';
+        *p = 0;
+        port_write(line);
+    }
+}
+
+int main(void)
+{
+    if (ad_set_arena(ad_arena, sizeof ad_arena) != 0) return 1;
+    for (int r = 0; r < ROWS; ++r) {
+        memcpy(kws_input(0), kws_rows[r], KWS_INPUT0_BYTES);
+        memcpy(ad_input(0), ad_rows[r], AD_INPUT0_BYTES);
+        kws_invoke();
+        ad_invoke();
+        put("kws ", (const uint8_t *)kws_output(0), KWS_OUTPUT0_BYTES);
+        put("ad ", (const uint8_t *)ad_output(0), AD_OUTPUT0_BYTES);
+    }
+    return 0;
+}
+"""
+
+
+@needs_tools
+def test_two_named_models_in_one_m4_firmware(tmp_path):
+    """kws (its arena in a section of its own) and ad01 (an external arena), compiled with
+    different names, link into one firmware for the emulated Cortex-M4 and compute every
+    output byte as TFLite's reference kernels do."""
+    from mcunet.boards.qemu import run_qemu
+
+    kws, ad = mlperf_model("kws_ref_model.tflite"), mlperf_model("ad01_int8.tflite")
+    out = tmp_path / "fw"
+    proc = run_cli("build", ad, "--board", "mps2-an386", "--out", out, "--no-build")
+    assert proc.returncode == 0, proc.stderr
+    for folder in ("src", "lib"):
+        shutil.rmtree(out / folder)
+    for path, name, extra in ((kws, "kws", ["--arena-section", ".bss.kws_arena"]),
+                              (ad, "ad", ["--external-arena"])):
+        proc = run_cli("compile", path, "--board", "mps2-an386", "--name", name, "--out",
+                       out / "lib" / f"{name}_model", *extra)
+        assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(9)
+    xk = rng.integers(-128, 128, (2, 49, 10, 1)).astype(np.int8)
+    xa = rng.integers(-128, 128, (2, 640)).astype(np.int8)
+
+    def c_rows(name, x):
+        body = ",\n".join("{" + ", ".join(map(str, row.reshape(-1).tolist())) + "}" for row in x)
+        return f"static const int8_t {name}[ROWS][{x[0].size}] = {{\n{body}\n}};\n"
+
+    (out / "src").mkdir()
+    (out / "src" / "rows.h").write_text("#define ROWS 2\n" + c_rows("kws_rows", xk) +
+                                       c_rows("ad_rows", xa))
+    (out / "src" / "main.c").write_text(TWO_MODELS_FIRMWARE)
+    from mcunet.boards.toolchain import run_pio
+    run_pio(["run"], cwd=out)
+    elf = out / ".pio" / "build" / "mps2-an386" / "firmware.elf"
+    symbols = __import__("subprocess").run(["arm-none-eabi-nm", str(elf)], capture_output=True,
+                                           text=True).stdout
+    assert " T kws_invoke" in symbols and " T ad_invoke" in symbols
+    run = run_qemu(elf, "mps2-an386", None, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith(("kws ", "ad "))]
+    got = {"kws": [], "ad": []}
+    for ln in lines:
+        tag, data = ln.split(" ", 1)
+        got[tag].append(bytes.fromhex(data))
+    yk = reference_outputs(kws.read_bytes(), [xk])[0]
+    ya = reference_outputs(ad.read_bytes(), [xa])[0]
+    assert b"".join(got["kws"]) == yk.tobytes()
+    assert b"".join(got["ad"]) == ya.tobytes()

@@ -25,8 +25,10 @@ CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "va
                 "passes", "memory", "overlaps", "schedule", "patch", "stream", "tiling", "quant",
                 "shapes", "analysis"}
 DRIVER_MODULES = {"compiler", "selection", "work", "target", "budget", "host", "check",
-                  "reference", "report", "plot", "outdir"}
-INTERFACE_MODULES = {"cli", "api", "__main__", "mcunet.boards.cli", "mcunet.search.cli"}
+                  "reference", "report", "plot", "outdir", "footprint", "progress", "costmodel",
+                  "costmodel_table"}
+INTERFACE_MODULES = {"cli", "api", "__main__", "options", "evaluate", "mcunet.boards.cli",
+                     "mcunet.search.cli"}
 
 
 def layer_of(module: str) -> int:

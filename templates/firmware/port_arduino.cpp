@@ -3,14 +3,14 @@
  * run`) opens the port and sends 'r'; the board then runs the harness and answers. */
 #include <Arduino.h>
 
-#include "mcunet_port.h"
+#include "harness_port.h"
 
 #define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
 #define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
 #define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
 #define DWT_LAR (*(volatile uint32_t *)0xE0001FB0u)
 
-extern "C" void mcunet_port_init(void)
+extern "C" void port_init(void)
 {
 #if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__)
     DEMCR |= 1u << 24; /* TRCENA */
@@ -20,12 +20,12 @@ extern "C" void mcunet_port_init(void)
 #endif
 }
 
-extern "C" void mcunet_port_write(const char *text)
+extern "C" void port_write(const char *text)
 {
     Serial.print(text);
 }
 
-extern "C" uint32_t mcunet_port_cycles(void)
+extern "C" uint32_t port_cycles(void)
 {
 #if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__)
     return DWT_CYCCNT;
@@ -34,7 +34,7 @@ extern "C" uint32_t mcunet_port_cycles(void)
 #endif
 }
 
-extern "C" void mcunet_port_done(int status)
+extern "C" void port_done(int status)
 {
     Serial.print(status == 0 ? "mcunet-done 0\n" : "mcunet-done 1\n");
     Serial.flush();
@@ -48,6 +48,6 @@ void setup()
 void loop()
 {
     if (Serial.available() > 0 && Serial.read() == 'r') {
-        mcunet_port_done(mcunet_harness_main());
+        port_done(harness_main());
     }
 }

@@ -9,11 +9,11 @@ extern uint32_t __data_start__, __data_end__, __data_load__, __bss_start__, __bs
 extern uint32_t __stack_top__;
 int main(void);
 void mcunet_reset_handler(void);
-/* The mcunet port API (mcunet_port.h of the firmware harness), implemented here. */
-void mcunet_port_init(void);
-void mcunet_port_write(const char *text);
-uint32_t mcunet_port_cycles(void);
-void mcunet_port_done(int status);
+/* The mcunet port API (harness_port.h of the firmware harness), implemented here. */
+void port_init(void);
+void port_write(const char *text);
+uint32_t port_cycles(void);
+void port_done(int status);
 
 #define SYS_WRITE0 0x04
 #define SYS_EXIT 0x18
@@ -28,21 +28,21 @@ static uint32_t semihost(uint32_t op, const void *arg)
     return r0;
 }
 
-void mcunet_port_init(void)
+void port_init(void)
 {
 }
 
-void mcunet_port_write(const char *text)
+void port_write(const char *text)
 {
     semihost(SYS_WRITE0, text);
 }
 
-uint32_t mcunet_port_cycles(void)
+uint32_t port_cycles(void)
 {
     return 0; /* QEMU does not model cycles: `mcunet run` counts instructions instead */
 }
 
-void mcunet_port_done(int status)
+void port_done(int status)
 {
     /* QEMU exits with 0 for an application exit and 1 for a run-time error. */
     semihost(SYS_EXIT, (const void *)(uintptr_t)(status == 0 ? ADP_STOPPED_APPLICATION_EXIT
@@ -53,8 +53,8 @@ void mcunet_port_done(int status)
 
 static void fault_handler(void)
 {
-    mcunet_port_write("mcunet-fault\n");
-    mcunet_port_done(1);
+    port_write("mcunet-fault\n");
+    port_done(1);
 }
 
 void mcunet_reset_handler(void)
@@ -67,7 +67,7 @@ void mcunet_reset_handler(void)
     memcpy(&__data_start__, &__data_load__,
            (size_t)((char *)&__data_end__ - (char *)&__data_start__));
     memset(&__bss_start__, 0, (size_t)((char *)&__bss_end__ - (char *)&__bss_start__));
-    mcunet_port_done(main());
+    port_done(main());
 }
 
 __attribute__((section(".vectors"), used))

@@ -1,8 +1,8 @@
 /* What the firmware harness needs from a board: a text channel to the host, a cycle counter
  * and a way to end the run. Emulated boards implement it over Arm semihosting (in mcunet's
  * PlatformIO platform), real boards over the serial port (port_arduino.cpp). */
-#ifndef MCUNET_PORT_H
-#define MCUNET_PORT_H
+#ifndef HARNESS_PORT_H
+#define HARNESS_PORT_H
 
 #include <stdint.h>
 
@@ -10,18 +10,18 @@
 extern "C" {
 #endif
 
-void mcunet_port_init(void);
+void port_init(void);
 /* Write a NUL-terminated line (or part of one) to the host. */
-void mcunet_port_write(const char *text);
+void port_write(const char *text);
 /* The core's cycle counter (DWT CYCCNT), or 0 where there is none. */
-uint32_t mcunet_port_cycles(void);
+uint32_t port_cycles(void);
 /* End of the run: status 0 for success. Returns only on real boards. */
-void mcunet_port_done(int status);
+void port_done(int status);
 
-int mcunet_harness_main(void);
+int harness_main(void);
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif /* MCUNET_PORT_H */
+#endif /* HARNESS_PORT_H */
