@@ -106,14 +106,19 @@ def test_platformio_recipe_on_the_emulated_m4(tmp_path):
     from mcunet.boards.qemu import run_qemu
 
     def emulated_project(tmp: Path, env: dict):
-        # A user's PlatformIO project for the emulated board (what `mcunet build` writes),
-        # emptied of mcunet's harness and library.
+        # A user's PlatformIO project for the emulated board (what `mcunet build` writes,
+        # into a folder of its own), emptied of mcunet's harness and library: an empty lib/
+        # and src/, as `pio project init` leaves them.
+        project = tmp / "emulated"
         r = subprocess.run(["mcunet", "build", str(tmp / "ad01_int8.tflite"), "--board",
-                            "mps2-an386", "--out", str(tmp), "--no-build"], env=env,
+                            "mps2-an386", "--out", str(project), "--no-build"], env=env,
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         for folder in ("src", "lib"):
-            shutil.rmtree(tmp / folder)
+            shutil.rmtree(project / folder)
+            (project / folder).mkdir()
+        shutil.copytree(project, tmp, symlinks=True, dirs_exist_ok=True)
+        shutil.rmtree(project)
 
     run_recipe("platformio", tmp_path, before=emulated_project)
     elf = tmp_path / ".pio" / "build" / "mps2-an386" / "firmware.elf"
@@ -137,7 +142,8 @@ inline void delay(unsigned long) {}
 
 
 def test_arduino_recipe(tmp_path):
-    run_recipe("arduino", tmp_path)
+    # The sketchbook, with its libraries/ folder.
+    run_recipe("arduino", tmp_path, before=lambda tmp, env: (tmp / "libraries").mkdir())
     lib = tmp_path / "libraries" / "kws_model"
     assert (lib / "library.properties").is_file() and (lib / "src" / "kws_model.h").is_file()
     cxx = shutil.which("c++") or shutil.which("g++")

@@ -101,14 +101,14 @@ def test_recompiling_replaces_what_mcunet_wrote_and_only_that(tmp_path):
     first = set(written_before(out))
     assert {"mcunet_model.c", "report.html", "memory.png"} <= first
     assert any(f.startswith("kernels/mcunet_depthwise") for f in first)
-    (out / "CMakeLists.txt").write_text("# the user's")
+    (out / "notes.txt").write_text("the user's")
     r = run_cli("compile", mlperf_model(AD01), "--out", out)
     assert r.returncode == 0, r.stderr
     second = set(written_before(out))
     kernels = {str(p.relative_to(out)) for p in (out / "kernels").glob("*.c")}
     assert kernels == {f for f in second if f.startswith("kernels/")}  # no stale kernels
     assert not any("depthwise" in k for k in kernels)
-    assert (out / "CMakeLists.txt").read_text() == "# the user's"
+    assert (out / "notes.txt").read_text() == "the user's"
 
 
 def test_record_removes_only_listed_files_inside_the_folder(tmp_path):

@@ -286,6 +286,7 @@ def test_two_named_models_in_one_m4_firmware(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for folder in ("src", "lib"):
         shutil.rmtree(out / folder)
+    (out / "lib").mkdir()  # a PlatformIO project's lib/, where the libraries go
     for path, name, extra in ((kws, "kws", ["--arena-section", ".bss.kws_arena"]),
                               (ad, "ad", ["--external-arena"])):
         proc = run_cli("compile", path, "--board", "mps2-an386", "--name", name, "--out",
