@@ -116,6 +116,54 @@ def random_stack(seed: int):
         return load_graph(f.name)
 
 
+def dense_stack(seed: int):
+    """A chain of one to three FULLY_CONNECTED layers of random widths (odd ones too), from a
+    flat input or after a convolution whose output is the largest tensor (so that the
+    variants whose scratch would otherwise set the peak are chosen as well)."""
+    from mcunet.compiler import load_graph
+    from tests.modelgen import ModelBuilder
+
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    width = int(rng.choice([7, 16, 30, 64, 100, 129, 256, 490, 640]))
+    zp = int(rng.integers(-20, 20))
+    if rng.random() < 0.5:
+        x = m.input((1, width), "int8", scale=0.05, zero_point=zp)
+    else:  # conv 1x1 to 8 channels on an 8x8 map, then flatten: the conv's output is larger
+        c = int(rng.choice([1, 3, 4]))
+        x = m.input((1, 8, 8, c), "int8", scale=0.05, zero_point=zp)
+        w = m.const(rng.integers(-127, 128, (8, 1, 1, c)).astype(np.int8), scale=[0.01] * 8,
+                    zero_point=[0] * 8, quantized_dimension=0)
+        b = m.const(rng.integers(-500, 500, 8).astype(np.int32), scale=[0.0005] * 8,
+                    zero_point=[0] * 8)
+        y = m.tensor((1, 8, 8, 8), "int8", scale=0.05, zero_point=-5)
+        m.op("CONV_2D", [x, w, b], [y], padding="SAME", fused_activation="RELU")
+        width = 8 * 8 * 8
+        x = m.tensor((1, width), "int8", scale=0.05, zero_point=-5)
+        m.op("RESHAPE", [y], [x], new_shape=[1, width])
+    for _ in range(int(rng.integers(1, 4))):
+        units = int(rng.choice([1, 2, 3, 5, 10, 12, 31, 64, 128]))
+        ws = 2.0 ** -8
+        w = m.const(rng.integers(-127, 128, (units, width)).astype(np.int8), scale=[ws],
+                    zero_point=[0])
+        b = m.const(rng.integers(-4000, 4000, units).astype(np.int32), scale=[ws * 0.05],
+                    zero_point=[0])
+        y = m.tensor((1, units), "int8", scale=0.1 + rng.random(),
+                     zero_point=int(rng.integers(-10, 10)))
+        m.op("FULLY_CONNECTED", [x, w, b], [y],
+             fused_activation=str(rng.choice(["NONE", "RELU"])))
+        x, width = y, units
+    m.output(x)
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(m.build())
+        f.flush()
+        return load_graph(f.name)
+
+
+def dense_stacks(count: int, seed: int) -> list[tuple[str, object]]:
+    return [(f"dense{seed + k}", dense_stack(seed + k)) for k in range(count)]
+
+
 def random_stacks(count: int, seed: int) -> list[tuple[str, object]]:
     found = []
     k = 0

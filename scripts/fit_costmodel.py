@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -133,13 +134,24 @@ def fit(records: list[dict]) -> dict:
     return table
 
 
-def write_table(table: dict, records: list[dict]) -> Path:
+def write_table(table: dict, records: list[dict], only: set[str] | None = None) -> Path:
     out = ROOT / "mcunet" / "costmodel_table.py"
     models = len({r["model"] for r in records})
-    lines = ['"""Cost model coefficients: instructions = sum(coefficient * feature) per core and',
-             "kernel (mcunet.costmodel.features), fitted by scripts/fit_costmodel.py (which wrote",
-             f"this file) to {len(records) - models} single-step spans of {models} corpus networks",
-             'counted on the emulated MPS2 boards."""', "", "TABLE = {"]
+    spans = len([r for r in records if r["kernel"]])
+    if only:  # the earlier fit's account stays, the refitted kernels' is added
+        from mcunet import costmodel_table
+
+        doc = costmodel_table.__doc__.strip().splitlines()
+        doc = doc[:next((i for i, line in enumerate(doc) if line.startswith("Refitted")),
+                        len(doc))]
+        doc += textwrap.wrap(f"Refitted with --only: {', '.join(sorted(only))}, to {spans} "
+                             f"spans of {models} networks.", 88)
+        lines = ['"""' + doc[0]] + doc[1:-1] + [doc[-1] + '"""', "", "TABLE = {"]
+    else:
+        lines = ['"""Cost model coefficients: instructions = sum(coefficient * feature) per core and',
+                 "kernel (mcunet.costmodel.features), fitted by scripts/fit_costmodel.py (which wrote",
+                 f"this file) to {spans} single-step spans of {models} corpus networks",
+                 'counted on the emulated MPS2 boards."""', "", "TABLE = {"]
     for core, kernels in table.items():
         lines.append(f"    {core!r}: {{")
         for kernel, coef in kernels.items():
@@ -161,6 +173,8 @@ def report(table: dict, records: list[dict]) -> None:
                     and r["instructions"] > 0]
             err = [abs(sum(coef.get(f, 0) * r["features"][f] for f in FEATURES)
                        / r["instructions"] - 1) for r in mine]
+            if not err:  # not refitted (--only): its spans are in the earlier data
+                continue
             print(f"{core:<14} {kernel:<32} {len(mine):>6} {100 * np.median(err):>11.1f}% "
                   f"{100 * max(err):>9.1f}%")
 
@@ -174,16 +188,33 @@ def main() -> int:
     ap.add_argument("--stacks", type=int, default=24)
     ap.add_argument("--data", default=str(ROOT / "costmodel-data.json"))
     ap.add_argument("--refit", action="store_true", help="only fit the measurements in --data")
+    ap.add_argument("--dense", type=int, default=0,
+                    help="also this many chains of FULLY_CONNECTED layers (scripts/corpus.py)")
+    ap.add_argument("--only", default=None,
+                    help="refit only these kernels (comma-separated names), keeping the table's "
+                         "other entries: after a kernel changed, measure a corpus that has it "
+                         "(e.g. --networks 0 --stacks 0 --dense 40) into its own --data")
     args = ap.parse_args()
     data = Path(args.data)
-    items = corpus(networks=args.networks, stacks=args.stacks)
+    items = corpus(networks=args.networks, stacks=args.stacks, ops=not args.only)
+    if args.dense:
+        from corpus import dense_stacks
+        items += dense_stacks(args.dense, 2000)
     if args.refit:
         records = json.loads(data.read_text())
     else:
         records = measure(items, args.boards.split(","), data)
     records = with_features(records, items)
     table = fit(records)
-    print(f"wrote {write_table(table, records)}")
+    if args.only:
+        from mcunet.costmodel_table import TABLE
+
+        only = set(args.only.split(","))
+        records = [r for r in records if r["kernel"] in only]
+        table = {core: {**TABLE.get(core, {}), **{k: v for k, v in fitted.items() if k in only}}
+                 for core, fitted in table.items()}
+        table = {**TABLE, **table}
+    print(f"wrote {write_table(table, records, set(args.only.split(',')) if args.only else None)}")
     report(table, records)
     return 0
 
