@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # gcc for host simulation; the Arm toolchain and QEMU for firmware on emulated Cortex-M
-# boards; Fashion-MNIST for the default search.
+# boards; Fashion-MNIST for the default search; CMake and a C++ compiler for the tests of
+# the library's CMake and Arduino recipes (docs/firmware.md).
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
-for pkg in gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist; do
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+for pkg in gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
