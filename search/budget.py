@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from mcunet.budget import Budget
-from mcunet.compiler import PATCH_CHOICES, compile_graph
+from mcunet.compiler import PATCH_CHOICES, CompiledModel, compile_graph, compile_model
 from mcunet.costmodel import CYCLES_PER_INSTRUCTION, estimate
 from mcunet.errors import McunetError
 from mcunet.target import HOST, Target
@@ -36,6 +36,16 @@ def parse_count(text: str | int | None) -> int | None:
 
 def default_patch() -> str:
     return "auto" if "auto" in PATCH_CHOICES else "none"
+
+
+def compile_for_budget(path, target: Target | None, sram_bytes: int | None) -> CompiledModel:
+    """The searched model as it is deployed: with the SRAM budget, the plan of least work
+    that fits (layer by layer whenever that fits), as `mcunet compile --sram` plans it; the
+    smallest plan where the kernels' stack tips that one over."""
+    compiled = compile_model(path, patch=default_patch(), target=target, sram_budget=sram_bytes)
+    if sram_bytes is not None and compiled.peak_sram_bytes > sram_bytes and compiled.stack_bytes:
+        compiled = compile_model(path, patch=default_patch(), target=target)
+    return compiled
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import click
 from mcunet.boards import get_board
 from mcunet.boards.firmware import run_on_board
 from mcunet.budget import resolve
-from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
 from mcunet.progress import plural
 
@@ -164,12 +163,12 @@ def deploy(out: Path, meta: dict, board, rows: int) -> dict:
 
     import numpy as np
 
-    from .budget import default_patch
+    from .budget import compile_for_budget
     from .data import load_dataset, prepare
     from .export import int8_predict, quantize_input
 
     start = time.perf_counter()
-    compiled = compile_model(out / "model.tflite", patch=default_patch(), target=board.target)
+    compiled = compile_for_budget(out / "model.tflite", board.target, meta["budget"]["sram_bytes"])
     lib = out / "lib"
     compiled.library().write(lib)
     ds = load_dataset(meta["dataset_source"] if meta["dataset"] != "fashion-mnist" else "fashion-mnist",

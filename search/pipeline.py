@@ -21,11 +21,10 @@ import numpy as np
 
 from mcunet.boards import get_board
 from mcunet.budget import Budget
-from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
 from mcunet.target import HOST, TARGETS, Target
 
-from .budget import CostCache, default_patch
+from .budget import CostCache, compile_for_budget, default_patch
 from .space import Arch, SearchSpace, default_space
 
 # Shares of the time budget (the rest, after stage 1, goes to fine-tuning and export).
@@ -337,7 +336,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         if ds.test is not None else None
     model_path = out / "model.tflite"
     model_path.write_bytes(tflite)
-    compiled = compile_model(model_path, patch=default_patch(), target=cfg.target)
+    compiled = compile_for_budget(model_path, cfg.target, budget.sram_bytes)
     fits = compiled.peak_sram_bytes <= budget.sram_bytes and compiled.flash_bytes <= budget.flash_bytes
     in_scale, in_zp, out_scale, out_zp = io_quant(tflite)
     meta = {
