@@ -112,7 +112,9 @@ OPTIONS: dict[str, Options] = {
     "QUANTIZE": Options("QuantizeOptions"),
     "DEQUANTIZE": Options("DequantizeOptions"),
     "HARD_SWISH": Options("HardSwishOptions"),
-    "SHAPE": Options("ShapeOptions"),
+    # TFLite takes the output type from the table (a TensorType), not from the output tensor:
+    # without the table it has none and rejects the model.
+    "SHAPE": Options("ShapeOptions", (Field("out_type", "out_type"),), required=True),
     "GATHER": Options("GatherOptions"),
     "TRANSPOSE": Options("TransposeOptions"),
 }

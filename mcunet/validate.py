@@ -598,7 +598,20 @@ def _relu(c: Check) -> None:
                          "does not fit in int32")
 
 
+SHAPE_OUT_TYPES = {2: "int32", 4: "int64"}  # TensorType values TFLite's SHAPE writes
+
+
 def _shape(c: Check) -> None:
+    if c.a.get("no_options"):
+        raise c.fail("has no ShapeOptions table, so it has no output type (TFLite rejects the "
+                     "model); the file is damaged or was not written by TFLite's converter")
+    out_type = c.a.get("out_type")
+    if out_type not in SHAPE_OUT_TYPES:
+        raise c.fail(f"has output type {out_type} (a TensorType); SHAPE writes int32 (2) or "
+                     "int64 (4)")
+    if c.y().dtype != SHAPE_OUT_TYPES[out_type]:
+        raise c.fail(f"has output type {SHAPE_OUT_TYPES[out_type]} but {c.out()} is "
+                     f"{c.y().dtype}; they must agree")
     c.dtype(None, ("int32", "int64"))
     c.out_shape((len(c.x(0).shape),), "(the rank of its input)")
 

@@ -264,7 +264,33 @@ CASES = [
     ("inconsistent-output-shape", lambda: conv_builder(out_shape=(1, 4, 4, 4)).build(),
      ["CONV_2D at index 0: output 0 (tensor 3", "has shape (1, 4, 4, 4), but CONV_2D computes "
       "(1, 8, 8, 4)"]),
+    # Found by the 10,000-case campaign's sanitizer runs: TFLite rejects a SHAPE without its
+    # options table (it takes the output type from there), mcunet compiled it.
+    ("shape-without-options", lambda: _flatten_by_shape(drop_options=True).build(),
+     ["SHAPE at index 0: has no ShapeOptions table, so it has no output type"]),
+    ("shape-float-output-type", lambda: _flatten_by_shape(out_type="float32").build(),
+     ["SHAPE at index 0: has output type 0 (a TensorType); SHAPE writes int32 (2) or int64 (4)"]),
+    ("shape-output-type-mismatch", lambda: _flatten_by_shape(out_type="int64").build(),
+     ["SHAPE at index 0: has output type int64 but output 0 (tensor 1", "is int32"]),
 ]
+
+
+def _flatten_by_shape(drop_options: bool = False, **shape_options) -> ModelBuilder:
+    """x -> SHAPE -> RESHAPE(x, shape): a reshape to x's own shape through SHAPE."""
+    m = ModelBuilder()
+    x = m.input((1, 4, 4, 2), "int8", scale=0.05, zero_point=0)
+    shape = m.tensor((4,), "int32")
+    m.op("SHAPE", [x], [shape], **shape_options)
+    if drop_options:
+        m.ops[-1].table, m.ops[-1].options = None, {}
+    y = m.tensor((1, 4, 4, 2), "int8", scale=0.05, zero_point=0)
+    m.op("RESHAPE", [x, shape], [y])
+    m.output(y)
+    return m
+
+
+def test_shape_with_its_options_still_compiles():
+    assert_bit_exact(_flatten_by_shape().build(), rows=2)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
