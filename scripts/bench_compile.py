@@ -72,6 +72,20 @@ WORKER_TIMEOUT_S = 900
 # code size
 
 
+def benchmark_models(keras: bool = True, generated: bool = True) -> list[Path]:
+    """The memory and stage benchmarks' default corpus: MLPerf Tiny, then (built and cached
+    by scripts/model_zoo.py) the Keras MobileNets and the generated MBConv networks and
+    ResNets."""
+    import model_zoo
+
+    models = [DEFAULT_MODEL_DIR / m for m in DEFAULT_MODELS]
+    if keras:
+        models += [model_zoo.build(name) for name in model_zoo.MODELS]
+    if generated:
+        models += [model_zoo.build_generated(name) for name in model_zoo.NETWORKS]
+    return models
+
+
 def _elf_text_bytes_python(path: Path) -> int:
     """Sum of the sizes of an ELF object's .text sections (.text and .text.*), parsed directly."""
     data = path.read_bytes()

@@ -158,14 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-overhead", type=float, default=15.0, help="percent, as mcunet plan")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write the rows here")
     args = ap.parse_args(argv)
-    models = list(args.models)
-    if not models:
-        models = [bench_compile.DEFAULT_MODEL_DIR / m for m in bench_compile.DEFAULT_MODELS]
-        import model_zoo
-        if not args.no_keras:
-            models += [model_zoo.build(name) for name in model_zoo.MODELS]
-        if not args.no_generated:
-            models += [model_zoo.build_generated(name) for name in model_zoo.NETWORKS]
+    models = list(args.models) or bench_compile.benchmark_models(not args.no_keras,
+                                                                 not args.no_generated)
     missing = [str(m) for m in models if not Path(m).is_file()]
     if missing:
         ap.error(f"no such model: {', '.join(missing)}")

@@ -80,14 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-keras", action="store_true")
     ap.add_argument("--no-generated", action="store_true")
     args = ap.parse_args(argv)
-    models = list(args.models)
-    if not models:
-        import model_zoo
-        models = [bench_compile.DEFAULT_MODEL_DIR / m for m in bench_compile.DEFAULT_MODELS]
-        if not args.no_keras:
-            models += [model_zoo.build(name) for name in model_zoo.MODELS]
-        if not args.no_generated:
-            models += [model_zoo.build_generated(name) for name in model_zoo.NETWORKS]
+    models = list(args.models) or bench_compile.benchmark_models(not args.no_keras,
+                                                                 not args.no_generated)
     board = get_board(args.board)
     rows = []
     for path in models:
