@@ -145,29 +145,29 @@ class FusedAdd:
 
 
 @dataclass(frozen=True)
-class ConvLayer(Windowed):
-    """CONV_2D: int8 filter (oc, kh, kw, ic), symmetric per channel; int32 bias, Q31
-    multiplier and shift per output channel. shift_min/shift_max: the range of the shifts
-    (the DSP kernels requantise faster when all lie in [-31, -2])."""
+class PerChannelRequantized(Windowed):
+    """What convolution and depthwise share: the input and output offsets, the activation's
+    clamp, and the range of the per-channel shifts (the DSP kernels requantise faster when
+    all lie in [-31, -2])."""
     input_offset: int
     output_offset: int
     act_min: int
     act_max: int
     shift_min: int
     shift_max: int
+
+
+@dataclass(frozen=True)
+class ConvLayer(PerChannelRequantized):
+    """CONV_2D: int8 filter (oc, kh, kw, ic), symmetric per channel; int32 bias, Q31
+    multiplier and shift per output channel."""
     fused_add: FusedAdd | None = None
 
 
 @dataclass(frozen=True)
-class DepthwiseLayer(Windowed):
+class DepthwiseLayer(PerChannelRequantized):
     """DEPTHWISE_CONV_2D: int8 filter (1, kh, kw, oc) with oc = ic * depth_multiplier,
     symmetric per channel; bias, multiplier and shift per output channel as ConvLayer."""
-    input_offset: int
-    output_offset: int
-    act_min: int
-    act_max: int
-    shift_min: int
-    shift_max: int
     depth_multiplier: int
 
 
