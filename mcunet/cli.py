@@ -66,8 +66,8 @@ def kernels_line(compiled) -> str:
 
 def _memory_figure(model_path, compiled):
     """The layer-by-layer plan beside the chosen one, and their PNG."""
-    layerwise = compiled if not compiled.stages else compile_model(
-        model_path, patch="none", target=compiled.target)
+    layerwise = compiled if not compiled.stages else compiled.layer_by_layer or compile_model(
+        model_path, patch="none", target=compiled.target, options=compiled.options)
     return layerwise, memory_png(layerwise, compiled, f"{Path(model_path).name} on "
                                  f"{where(compiled)}: live arena per layer")
 

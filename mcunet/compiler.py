@@ -51,6 +51,9 @@ class CompiledModel:
     stages: tuple[PatchStage, ...] = ()
     options: LibraryOptions = LibraryOptions()  # the C names and the arena's placement
     budget: Budget | None = None  # what the model was checked against (mcunet.compile)
+    # With stages: the layer-by-layer plan `auto` weighed them against (for the figure and
+    # the reports); None where it was not computed (explicit --patch sections).
+    layer_by_layer: CompiledModel | None = field(default=None, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -91,10 +94,22 @@ class CompiledModel:
     def footprint(self) -> Footprint | None:
         """The library's deepest stack and code bytes on the target, where the target can
         measure them (mcunet.footprint)."""
+        if not self.measures_footprint:
+            return None
         if "footprint" not in self._cache:
-            self._cache["footprint"] = self.target.footprint(self.library().files) \
-                if self.target.footprint is not None else None
+            self._cache["footprint"] = self.target.footprint(self.library().files)
         return self._cache["footprint"]
+
+    @property
+    def measures_footprint(self) -> bool:
+        """Whether the footprint is measured: always on an Arm core (its stack is part of
+        the RAM figure); on the host only when a flash budget asks for the code bytes. The
+        host's x86 code says little about a microcontroller's flash, and measuring it
+        compiles every kernel of the library (seconds for a network of a hundred layers)."""
+        if self.target.footprint is None:
+            return False
+        return self.target.bounds_stack or (self.budget is not None
+                                            and self.budget.flash_bytes is not None)
 
     @property
     def stack_bytes(self) -> int:
@@ -402,7 +417,8 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     or explicit sections ('RxC@LAYER', 'stream@FIRST-LAST', ...: mcunet.patch.parse_patch).
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
     instruction sets choose the kernel variants (the DSP ones on ARMv7E-M). sram_budget:
-    with 'auto', the fastest plan whose arena fits it, rather than the smallest. options: the
+    with 'auto', the fastest plan whose arena fits it (layer by layer wherever that fits),
+    rather than the smallest. options: the
     C library's names and arena placement."""
     target = get_target(target)
     spec = parse_patch(patch)
@@ -428,6 +444,10 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
         ordered, plan, placed = plan_lean(pgraph, psteps, stages)
         return _finish(pgraph, ordered, consts, plan, target, placed, options)
     best_steps, best_plan, _ = plan_lean(graph, layer_steps)
+    if sram_budget is not None and best_plan.arena_bytes <= sram_budget:
+        # Layer by layer fits: nothing runs faster (stages only add halos and calls), so no
+        # stage is searched for.
+        return _finish(graph, best_steps, consts, best_plan, target, (), options)
     plans = [(graph, best_steps, best_plan, ())]
     for candidate, hints in choose_regions(graph, steps, finish_steps, max_overhead,
                                            sram_budget):
@@ -449,7 +469,11 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     fits = [p for p in worth if sram_budget is not None and p[2].arena_bytes <= sram_budget]
     best = min(fits, key=lambda p: (work(p), p[2].arena_bytes)) if fits else \
         min(worth, key=lambda p: (p[2].arena_bytes, work(p)))
-    return _finish(best[0], best[1], consts, best[2], target, best[3], options)
+    chosen = _finish(best[0], best[1], consts, best[2], target, best[3], options)
+    if not chosen.stages:
+        return chosen
+    return replace(chosen, layer_by_layer=_finish(graph, best_steps, consts, best_plan, target,
+                                                  (), options))
 
 
 def compile_model(path: str | Path, patch: str = "auto", target: Target | str | None = None,

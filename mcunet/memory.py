@@ -30,6 +30,11 @@ import numpy as np
 ALIGN = 4  # every buffer starts on a 4-byte boundary (int32 scratch, float I/O)
 EXHAUSTIVE_BUFFERS = 7  # up to this many buffers, every placement order is tried (7! = 5040)
 COMPACTED = 4  # the best placements that are then compacted
+# A full plan's work: where overlaps are allowed, the same strategies without them are also
+# tried for graphs of up to this many buffers only (it halves the work of a large plan). On
+# the benchmark corpus and the depth-scaled networks of scripts/bench_plan.py no layout
+# without overlaps beats one with them above 21 buffers.
+NO_OVERLAP_BUFFERS = 64
 
 
 def align(n: int, a: int = ALIGN) -> int:
@@ -128,7 +133,7 @@ class ArenaPlan:
                 return ov.kind
         return None
 
-    lower_bound: int = 0  # the layer-wise lower bound (layerwise_bound)
+    lower_bound: int = 0  # the layer-wise lower bound (layerwise_bound; full-effort plans)
     # Other valid layouts the planner found (a larger arena, laid out differently): what a
     # caller joining plans of pieces of a network may pick from.
     alternatives: list = field(default_factory=list)
@@ -241,11 +246,14 @@ def _delta(src: Buffer, dst: Buffer, src_off: int, dst_off: int, mirrored: bool)
     return dst_off - src_off
 
 
-def _fits(buf: Buffer, offset: int, placed: list[Buffer],
+def _fits(buf: Buffer, offset: int, live: list[Buffer],
           allowed: dict[tuple[str, str], Overlap], mirrored: bool) -> bool:
+    """Whether buf fits at offset beside the placed buffers `live`, each live at some step
+    while buf is (the callers pass _concurrent's lists: the innermost loop of planning)."""
     end = offset + align(buf.size)
-    for p in placed:
-        if not p.overlaps_in_time(buf) or end <= p.offset or p.end <= offset:
+    for p in live:
+        p_offset = p.offset
+        if end <= p_offset or p_offset + (p.size + ALIGN - 1) // ALIGN * ALIGN <= offset:
             continue
         ov = allowed.get((p.name, buf.name))  # buf is the output, over its input p
         if ov is not None and _safe(ov, _delta(p, buf, p.offset, offset, mirrored)):
@@ -258,14 +266,15 @@ def _fits(buf: Buffer, offset: int, placed: list[Buffer],
 
 
 def _concurrent(buffers: Sequence[Buffer]) -> dict[str, list[Buffer]]:
-    """For each buffer, the others live at some step while it is."""
+    """For each buffer, the others live at some step while it is (one comparison of every
+    pair at once: planning asks this of a few hundred buffers many times)."""
     first = np.array([b.first for b in buffers])
     last = np.array([b.last for b in buffers])
-    result = {}
-    for i, b in enumerate(buffers):
-        hits = np.flatnonzero((first <= b.last) & (last >= b.first))
-        result[b.name] = [buffers[j] for j in hits if j != i]
-    return result
+    live = (first[:, None] <= last[None, :]) & (last[:, None] >= first[None, :])
+    np.fill_diagonal(live, False)
+    rows, cols = np.nonzero(live)  # row-major: each buffer's partners in order
+    groups = np.split(cols, np.cumsum(np.bincount(rows, minlength=len(buffers)))[:-1])
+    return {b.name: [buffers[j] for j in g.tolist()] for b, g in zip(buffers, groups)}
 
 
 def _safe(ov: Overlap, delta: int) -> bool:
@@ -274,7 +283,8 @@ def _safe(ov: Overlap, delta: int) -> bool:
 
 def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
            mirrored: bool = False, best_fit: bool = True,
-           pinned: dict[str, int] | None = None) -> int:
+           pinned: dict[str, int] | None = None,
+           concurrent: dict[str, list[Buffer]] | None = None) -> int:
     """Best fit: each buffer where it collides with no placed buffer live at the same time
     (except where an overlap allows it) and widens the arena least, lowest first. Offsets may
     go below zero while placing (an output that must sit a few bytes under its input); they
@@ -282,25 +292,32 @@ def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
     then settle above their inputs instead of below). Returns the arena size."""
     placed: list[Buffer] = []
     done: set[str] = set()
-    concurrent = _concurrent(order)
+    concurrent = concurrent if concurrent is not None else _concurrent(order)
     low, high = 0, 0
     for buf in order:
         size = align(buf.size)
         live = [p for p in concurrent[buf.name] if p.name in done]
         candidates = {low, high - size}
+        name = buf.name
         for p in live:
-            candidates.update((p.end, p.offset - size))
-            for key, sign in (((p.name, buf.name), 1), ((buf.name, p.name), -1)):
-                if key in allowed:  # the offsets where the allowed overlap just holds
-                    d = allowed[key].max_delta // ALIGN * ALIGN
-                    candidates.add(p.end - size - sign * d if mirrored else p.offset + sign * d)
+            p_offset = p.offset
+            p_end = p_offset + align(p.size)
+            candidates.add(p_end)
+            candidates.add(p_offset - size)
+            if allowed:
+                for key, sign in (((p.name, name), 1), ((name, p.name), -1)):
+                    if key in allowed:  # the offsets where the allowed overlap just holds
+                        d = allowed[key].max_delta // ALIGN * ALIGN
+                        candidates.add(p_end - size - sign * d if mirrored else p_offset + sign * d)
         if not best_fit:
             candidates = {c for c in candidates if c >= 0} | {0}
         if pinned and buf.name in pinned and _fits(buf, pinned[buf.name], live, allowed, mirrored):
             candidates = {pinned[buf.name]}
-        best = min((max(high, c + size) - min(low, c) if best_fit else 0, abs(c - low), c)
-                   for c in candidates if _fits(buf, c, live, allowed, mirrored))
-        buf.offset = best[2]
+        # The best candidate that fits: rank them all (cheap), then test in rank order
+        # (each test is a pass over the live buffers) and stop at the first that fits.
+        ranked = sorted((max(high, c + size) - min(low, c) if best_fit else 0, abs(c - low), c)
+                        for c in candidates)
+        buf.offset = next(c for _, _, c in ranked if _fits(buf, c, live, allowed, mirrored))
         low, high = min(low, buf.offset), max(high, buf.end)
         placed.append(buf)
         done.add(buf.name)
@@ -315,9 +332,14 @@ def _compact(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
     until nothing moves. A buffer pinned high by a chain of overlaps often only needs a
     neighbour moved first: repeated passes let the chain settle. Returns the arena size."""
     concurrent = _concurrent(buffers)
+    # Only a buffer whose neighbours moved can move in the next pass (its candidates and its
+    # fit depend on nothing else): the others are skipped, with the same outcome.
+    dirty = {b.name for b in buffers}
     for _ in range(passes):
-        moved = False
+        moved = set()
         for buf in sorted(buffers, key=lambda b: (b.offset, b.name)):
+            if buf.name not in dirty:
+                continue
             live = concurrent[buf.name]
             candidates = {0}
             for p in live:
@@ -328,10 +350,11 @@ def _compact(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
             for c in sorted(c for c in candidates if 0 <= c < buf.offset):
                 if _fits(buf, c, live, allowed, False):
                     buf.offset = c
-                    moved = True
+                    moved.add(buf.name)
                     break
         if not moved:
             break
+        dirty = moved | {p.name for name in moved for p in concurrent[name]}
     return max((b.end for b in buffers), default=0)
 
 
@@ -361,8 +384,10 @@ class FitPlacement:
         return ", ".join([self.order] + ["mirrored"] * self.mirrored
                          + ["first fit"] * (not self.best_fit))
 
-    def place(self, buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap]) -> int:
-        """Set every buffer's offset; returns the arena size."""
+    def place(self, buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
+              concurrent: dict[str, list[Buffer]] | None = None) -> int:
+        """Set every buffer's offset; returns the arena size. concurrent: _concurrent(buffers),
+        where the caller places the same buffers several times."""
         pinned = dict(self.given) if self.given is not None else None
         if self.permutation is not None:
             by_name = {b.name: b for b in buffers}
@@ -372,7 +397,7 @@ class FitPlacement:
                                                    ORDERS["largest-first"](b)))
         else:
             order = sorted(buffers, key=ORDERS[self.order])
-        return _place(order, allowed, self.mirrored, self.best_fit, pinned)
+        return _place(order, allowed, self.mirrored, self.best_fit, pinned, concurrent)
 
 
 def strategies(buffers: list[Buffer], effort: str) -> list[FitPlacement]:
@@ -462,19 +487,21 @@ def plan_buffers(buffers: list[Buffer], num_steps: int, overlaps: Sequence[Overl
                  effort: str = "full", given: dict[str, int] | None = None) -> ArenaPlan:
     """The planner's interface: buffers with lifetimes (and the overlaps allowed between
     them) in, offsets and a total out. The smallest arena over the placement strategies,
-    each with and without overlaps (effort "full"; "quick" compares many candidate
-    schedules); the best few are then compacted under gravity."""
+    each with and without overlaps (effort "full"; without only up to NO_OVERLAP_BUFFERS
+    buffers; "quick" compares many candidate schedules); the best few are then compacted
+    under gravity."""
     results = []
     allowed_all = _permissions(buffers, overlaps)
     variants = [("overlaps", allowed_all)] if allowed_all else []
-    if effort == "full" or not allowed_all:
+    if not allowed_all or (effort == "full" and len(buffers) <= NO_OVERLAP_BUFFERS):
         variants.append(("no overlaps", {}))
     tried = strategies(buffers, effort)
     if given:  # a layout made elsewhere (sections planned alone, then joined at their cuts)
         tried.append(FitPlacement("given", given=tuple(sorted(given.items()))))
+    concurrent = _concurrent(buffers)
     for label, allowed in variants:
         for strategy in tried:
-            arena = strategy.place(buffers, allowed)
+            arena = strategy.place(buffers, allowed, concurrent)
             results.append((arena, f"{strategy.name}, {label}", [Buffer(**vars(b)) for b in buffers],
                             allowed))
     results.sort(key=lambda r: r[0])
@@ -492,7 +519,8 @@ def plan_buffers(buffers: list[Buffer], num_steps: int, overlaps: Sequence[Overl
     plans.sort(key=lambda p: p.arena_bytes)
     best = plans[0]
     best.alternatives = plans[1:]
-    best.lower_bound = layerwise_bound(buffers, allowed_all, num_steps)
+    if effort == "full":  # quick plans are only ranked against each other
+        best.lower_bound = layerwise_bound(buffers, allowed_all, num_steps)
     return best
 
 

@@ -60,3 +60,17 @@ def test_bench_memory_rows_match_the_planner():
     assert "vww_96_int8" in text and f"{r['auto_bytes']:,}" in text
     verdicts = "\n".join(bench.verdicts([r]))
     assert "within the 0.3x target" in verdicts and "no worse than 0.285x before" in verdicts
+
+
+def test_bench_plan_times_plan_on_a_depth_scaled_network(capsys):
+    """scripts/bench_plan.py runs `mcunet plan` as a user does and prints its table."""
+    spec = importlib.util.spec_from_file_location("bench_plan", ROOT / "scripts" / "bench_plan.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--no-zoo", "--blocks", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("depth_1 "))
+    ops, search, host, cold, warm, ratio = row.split()[1:]
+    assert int(ops) == 18  # 16 B + 2 ops for B blocks per stage
+    assert 0 < float(search) < float(host) and 0 < float(warm) <= float(cold)
+    assert "largest / smallest per-op time" in out and "slowest host plan" in out

@@ -135,9 +135,11 @@ def test_budgets_fail_with_what_is_needed(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"needs {need:,} bytes of SRAM but the budget has 16,384 ({need - 16384:,} over" in r.stderr
     assert not (tmp_path / "lib").exists()
-    # Flash counts the library's code for the target (the host's here) beside the weights;
-    # the advice for flash is never a smaller input.
-    total = compile_model(model).flash_total_bytes
+    # With a flash budget, flash counts the library's code for the target (the host's here)
+    # beside the weights; the advice for flash is never a smaller input.
+    from mcunet.api import compile_unchecked
+    total = compile_unchecked(model, flash="100KB").flash_total_bytes
+    assert total > 240_964 and compile_model(model).flash_total_bytes is None
     r = run_cli("plan", model, "--flash", "100KB", "--no-png")
     assert r.returncode == 2
     assert f"needs {total:,} bytes of flash (240,964 of weights and constants" in r.stderr
@@ -147,6 +149,11 @@ def test_budgets_fail_with_what_is_needed(tmp_path):
     assert r.returncode == 2 and "cannot read 'lots' as a size" in r.stderr
     r = run_cli("plan", model, "--sram", "64KB", "--flash", "1MB", "--no-png")
     assert r.returncode == 0, r.stderr
+    assert "(weights and constants 240,964 + code " in r.stdout  # layer by layer here
+    # Without one, the host's code is not measured (it compiles every kernel), and says so.
+    r = run_cli("plan", model, "--no-png")
+    assert r.returncode == 0, r.stderr
+    assert "240,964 B (no budget) (weights and constants; code not measured on the host" in r.stdout
 
 
 def test_a_board_gives_the_budget_and_adds_the_kernels_stack():

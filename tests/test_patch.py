@@ -216,6 +216,24 @@ def test_with_a_budget_auto_takes_the_least_work_that_fits():
     assert loose.overhead <= smallest.overhead
     tight = compile_model(path, sram_budget=1000)  # nothing fits: the smallest plan
     assert tight.peak_sram_bytes == smallest.peak_sram_bytes
+    # Where layer by layer fits, nothing is faster: no stage at all.
+    layerwise = compile_model(path, patch="none")
+    roomy = compile_model(path, sram_budget=layerwise.plan.arena_bytes)
+    assert not roomy.stages and roomy.plan.arena_bytes == layerwise.plan.arena_bytes
+
+
+def test_auto_keeps_the_layer_by_layer_plan_it_weighed():
+    """The figure and the reports show the layer-by-layer plan `auto` compared its stages
+    with: the same plan as --patch none, without planning it twice."""
+    path = mlperf_model(VWW)
+    auto = compile_model(path)
+    layerwise = compile_model(path, patch="none")
+    assert auto.stages and auto.layer_by_layer is not None
+    assert not auto.layer_by_layer.stages
+    assert auto.layer_by_layer.plan.arena_bytes == layerwise.plan.arena_bytes
+    assert [r["live_bytes"] for r in auto.layer_by_layer.layers] == \
+        [r["live_bytes"] for r in layerwise.layers]
+    assert compile_model(path, patch="none").layer_by_layer is None
 
 
 def test_a_section_that_cannot_end_at_the_layer_is_refused():
