@@ -27,7 +27,9 @@ DSP kernels) in a worker process with a time limit and an address-space limit, a
   ok      compiled
   error   mcunet's own McunetError (the message is kept; it must be one line)
   crash   any other exception (its site: file:line and type), or the worker died
-  hang    over --timeout seconds (the worker is killed)
+  hang    over --timeout seconds of the worker's CPU time, or blocked (not computing) for
+          BLOCKED_FACTOR times as long; the worker is killed. CPU time, so that a machine
+          busy with other work does not turn slow cases into hangs.
   memory  MemoryError under the --memory limit
 The summary prints the outcome counts, the distinct crash sites, the slowest case and the most
 frequent error rules; crashing, hanging and memory cases are saved under --crashes. With
@@ -681,13 +683,31 @@ class Result:
     data: bytes = b""  # kept for crashes, hangs and memory blow-ups (make_case rebuilds any)
 
 
+BLOCKED_FACTOR = 6  # wall-clock limit of a case, in --timeout units (a case that blocks)
+POLL_S = 0.25  # how often busy workers' CPU time is read
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time a process and its waited-for children have used (Linux: /proc), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # after the name: state is field 3; utime, stime, cutime, cstime are fields 14-17
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 class Pool:
     """Worker processes (forked: the modules are imported once) with a per-case time limit;
-    a worker over time is killed and replaced."""
+    a worker over time is killed and replaced. clock "cpu": the limit is on the worker's own
+    CPU time (and BLOCKED_FACTOR times it on the wall clock, for a case that blocks); "wall":
+    on the wall clock (the sanitizer runs, whose time is spent in child processes)."""
 
-    def __init__(self, jobs: int, timeout: float, memory_bytes: int, exhaustive: int):
+    def __init__(self, jobs: int, timeout: float, memory_bytes: int, exhaustive: int,
+                 clock: str = "cpu"):
         self.ctx = multiprocessing.get_context("fork")
         self.timeout, self.memory, self.exhaustive = timeout, memory_bytes, exhaustive
+        self.clock = clock
         self.workers = [self._start() for _ in range(jobs)]
 
     def _start(self):
@@ -695,7 +715,19 @@ class Pool:
         p = self.ctx.Process(target=_worker, args=(child, self.memory, self.exhaustive), daemon=True)
         p.start()
         child.close()
-        return {"proc": p, "conn": parent, "job": None, "since": 0.0}
+        return {"proc": p, "conn": parent, "job": None, "since": 0.0, "cpu": None}
+
+    def _over(self, w, now: float) -> str | None:
+        """Why a busy worker's case is a hang, or None."""
+        wall = now - w["since"]
+        if self.clock == "cpu" and w["cpu"] is not None:
+            used = cpu_seconds(w["proc"].pid)
+            if used is not None and used - w["cpu"] >= self.timeout:
+                return f"over {self.timeout:g} s of CPU"
+            if wall >= BLOCKED_FACTOR * self.timeout:
+                return f"over {BLOCKED_FACTOR * self.timeout:g} s (blocked)"
+            return None
+        return f"over {self.timeout:g} s" if wall >= self.timeout else None
 
     def run(self, jobs):
         """Yield (job key, outcome, detail, seconds) for every (key, data, dsp, kind) in jobs."""
@@ -709,12 +741,16 @@ class Pool:
                         pending = False
                         continue
                     w["job"], w["since"] = job[0], time.perf_counter()
+                    w["cpu"] = cpu_seconds(w["proc"].pid) if self.clock == "cpu" else None
                     w["conn"].send(job)
             busy = [w for w in self.workers if w["job"] is not None]
             if not busy:
                 return
-            deadline = min(w["since"] for w in busy) + self.timeout
-            ready = wait([w["conn"] for w in busy], timeout=max(0.0, deadline - time.perf_counter()))
+            if self.clock == "cpu":
+                wait_s = POLL_S
+            else:
+                wait_s = max(0.0, min(w["since"] for w in busy) + self.timeout - time.perf_counter())
+            ready = wait([w["conn"] for w in busy], timeout=wait_s)
             now = time.perf_counter()
             for w in list(busy):
                 if w["conn"] in ready:
@@ -727,8 +763,8 @@ class Pool:
                         continue
                     w["job"] = None
                     yield index, outcome, detail, seconds
-                elif now - w["since"] >= self.timeout:
-                    yield w["job"], "hang", f"over {self.timeout:g} s", now - w["since"]
+                elif (why := self._over(w, now)) is not None:
+                    yield w["job"], "hang", why, now - w["since"]
                     self._replace(w)
 
     def _replace(self, w):
@@ -825,7 +861,8 @@ def sanitize_sample(results: list[Result], n: int, seed: int, corpus: dict[str, 
             if by_model[name] and len(chosen) < n:
                 chosen.append(by_model[name].pop())
     index = {r.index: r for r in chosen}
-    pool = Pool(jobs, timeout, 0, exhaustive)  # no address-space limit: ASan reserves terabytes
+    # No address-space limit: ASan reserves terabytes. Wall clock: the time is in children.
+    pool = Pool(jobs, timeout, 0, exhaustive, clock="wall")
     report = []
     try:
         jobs_ = ((r.index, make_case(corpus, campaign_seed, r.index)[1], r.index % 2 == 1,
@@ -849,7 +886,8 @@ def main(argv=None) -> int:
     ap.add_argument("--case", type=int, default=None, help="run only this case")
     ap.add_argument("--show", action="store_true", help="print each case's outcome")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
-    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per case")
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help="CPU seconds per case (and %d times as long on the wall clock)" % BLOCKED_FACTOR)
     ap.add_argument("--memory", type=int, default=4096, help="MiB of address space per worker")
     ap.add_argument("--crashes", type=Path, default=Path("fuzz-crashes"),
                     help="where crashing inputs are saved")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import struct
 import sys
+import time
 from collections import Counter
 
 import numpy as np
@@ -143,3 +144,29 @@ def test_residual_add_of_the_convs_own_input():
     m.op("ADD", [x, c], [y])
     m.output(y)
     assert_bit_exact(m.build(), rows=2, patch="none")
+
+
+def _spin_or_block(data, dsp):
+    """A stand-in for run_one: b"spin" computes forever, b"block" waits forever, else ok."""
+    if data == b"spin":
+        while True:
+            pass
+    if data == b"block":
+        time.sleep(3600)
+    return "ok", ""
+
+
+def test_hangs_are_cpu_time_or_blocking_not_a_busy_machine(monkeypatch):
+    """A case is a hang when it computes past the limit (the worker's CPU time) or waits past
+    BLOCKED_FACTOR times it; a case that finishes is not, however long the machine took."""
+    monkeypatch.setattr(fuzz, "run_one", _spin_or_block)  # the workers fork after this
+    monkeypatch.setattr(fuzz, "BLOCKED_FACTOR", 4)
+    pool = fuzz.Pool(3, 0.5, 0, fuzz.EXHAUSTIVE)
+    try:
+        jobs = [(0, b"spin", False, "plan"), (1, b"block", False, "plan"), (2, b"", False, "plan")]
+        outcomes = {i: (outcome, detail, s) for i, outcome, detail, s in pool.run(jobs)}
+    finally:
+        pool.close()
+    assert outcomes[0][:2] == ("hang", "over 0.5 s of CPU") and outcomes[0][2] < 2.0
+    assert outcomes[1][:2] == ("hang", "over 2 s (blocked)") and outcomes[1][2] >= 2.0
+    assert outcomes[2][0] == "ok"
