@@ -59,8 +59,8 @@ def one_filter_per_channel(layer: DepthwiseLayer) -> bool:
 
 
 def depthwise_dsp_applies(layer: DepthwiseLayer) -> bool:
-    """SIMD over groups of four channels."""
-    return one_filter_per_channel(layer) and layer.window.ic % 4 == 0
+    """SIMD over groups of four channels (the last ic % 4 one by one)."""
+    return one_filter_per_channel(layer)
 
 
 def in_place_applies(layer: DepthwiseLayer) -> bool:

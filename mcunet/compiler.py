@@ -257,9 +257,9 @@ class _Unit:
 
 def plane_depthwise_in_patches(originals: int, steps: list[Step]) -> list[Step]:
     """Depthwise layers of a patch, on per-patch buffers only (tensor ids from `originals` on),
-    onto the plane kernel where the other DSP depthwise (channels in fours) does not apply:
-    with the DSP extension the plane kernel is then much the faster, and a patch's planes are
-    small. The layer-by-layer plan takes it where it saves memory, which would otherwise make
+    onto the plane kernel where the channels are not in fours: with the DSP extension the
+    plane kernel is then the faster (the other DSP depthwise takes the last ic % 4 channels
+    one by one), and a patch's planes are small. The layer-by-layer plan takes it where it saves memory, which would otherwise make
     patches look slow."""
     plane = kernels.portable(kernels.DEPTHWISE_IN_PLACE)
     result = []
@@ -267,7 +267,7 @@ def plane_depthwise_in_patches(originals: int, steps: list[Step]) -> list[Step]:
         if (step.kernel is kernels.DEPTHWISE_CONV_S8 and step.whole_tensors
                 and all(a.tid >= originals for a in step.inputs + step.outputs)
                 and kernels.in_place_dsp_applies(step.layer)
-                and not kernels.depthwise_dsp_applies(step.layer)):
+                and step.layer.window.ic % 4):
             step = replace(step, kernel=plane)
         result.append(step)
     return result

@@ -75,14 +75,14 @@ def test_conv2d_dsp(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed):
     assert_dsp_bit_exact(data, seed=seed, expect={"conv2d_s8_dsp"})
 
 
-@given(win=window(), groups=st.integers(1, 3), in_s=log_uniform(1e-3, 1), in_zp=zero_points,
+@given(win=window(), c=st.integers(1, 13), in_s=log_uniform(1e-3, 1), in_zp=zero_points,
        out_gain=log_uniform(0.05, 20), out_zp=zero_points, act=ACTIVATIONS,
        seed=st.integers(0, 2**16))
 @SETTINGS
-def test_depthwise_dsp(win, groups, in_s, in_zp, out_gain, out_zp, act, seed):
-    """Four channels per SIMD group; every window, stride, dilation and padding."""
+def test_depthwise_dsp(win, c, in_s, in_zp, out_gain, out_zp, act, seed):
+    """Four channels per SIMD group and the last c % 4 one by one; every window, stride,
+    dilation and padding."""
     rng = np.random.default_rng(seed)
-    c = 4 * groups
     m = ModelBuilder()
     x = m.input((1, win["h"], win["w"], c), "int8", scale=in_s, zero_point=in_zp)
     data, scales, _ = weights(rng, (1, win["kh"], win["kw"], c), c, 3)
@@ -236,3 +236,29 @@ def test_fully_connected_dsp(rows, depth, units, per_channel, in_s, in_zp, out_g
         return
     with unittest.mock.patch("mcunet.compiler.leaner_variant", lambda step: None):
         assert_dsp_bit_exact(m.build(), seed=seed, expect={"fully_connected_s8_dsp_col"})
+
+
+@pytest.mark.parametrize("c,k", [(1, 3), (3, 5), (6, 3), (7, 3), (7, 7)])
+def test_depthwise_dsp_channels_not_in_fours_with_the_input_still_live(c, k):
+    """The DSP depthwise where the input is read again afterwards (a residual ADD), so the
+    output cannot lie over it: the channel-major path, groups of four then the last c % 4
+    (and the in-place plane kernel where the planner prefers it), bit-exact under the
+    sanitizers."""
+    rng = np.random.default_rng(c * 10 + k)
+    m = ModelBuilder()
+    x = m.input((1, 9, 8, c), "int8", scale=0.05, zero_point=-3)
+    data, scales, _ = weights(rng, (1, k, k, c), c, 3)
+    w = m.const(data, scale=scales, zero_point=[0] * c, quantized_dimension=3)
+    b = m.const(rng.integers(-3000, 3000, c).astype(np.int32), scale=[0.05 * s for s in scales],
+                zero_point=[0] * c)
+    y = m.tensor((1, 9, 8, c), "int8", scale=0.05 * float(np.mean(scales)) * k * 40, zero_point=5)
+    m.op("DEPTHWISE_CONV_2D", [x, w, b], [y], padding="SAME", stride_h=1, stride_w=1,
+         dilation_h=1, dilation_w=1, depth_multiplier=1, fused_activation="NONE")
+    z = m.tensor((1, 9, 8, c), "int8", scale=0.1, zero_point=0)
+    m.op("ADD", [x, y], [z], fused_activation="NONE")
+    m.output(z)
+    data = m.build()
+    compiled = compile_graph(run_passes(parse_tflite(data)), patch="none", target="cortex-m4")
+    used = {s.kernel.name for s in compiled.steps if s.kernel}
+    assert used & {"depthwise_conv_s8_dsp", "depthwise_conv_inplace_s8_dsp"}
+    assert_dsp_bit_exact(data, rows=3, seed=c, sanitize=True)
