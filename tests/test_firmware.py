@@ -4,8 +4,10 @@ accounted for byte for byte."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from mcunet.errors import McunetError
 from mcunet.reference import reference_outputs
 from mcunet.host import random_inputs
 
-from .conftest import MLPERF, mlperf_model, run_cli
+from .conftest import MLPERF, ROOT, mlperf_model, run_cli
 from .netgen import Net
 
 needs_tools = pytest.mark.skipif(
@@ -90,6 +92,26 @@ def test_generated_net_on_m33_bit_exact_with_dsp_kernels(tmp_path):
     asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf_path)], capture_output=True,
                          text=True, check=True).stdout
     assert "smlad" in asm and "sxtb16" in asm
+
+
+@needs_tools
+def test_bench_firmware_table_for_one_board_with_layers():
+    """scripts/bench_firmware.py --board B: the table, each layer's instructions (--profile)
+    and the summary of instructions per inference, the run checked against TFLite."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_firmware.py"),
+                           "--board", "mps2-an505", "--models", "ad01", "--patch", "none",
+                           "--rows", "1", "--profile"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("ad01_int8 "))
+    assert "mps2-an505" in row and " DSP " in row and row.rstrip().endswith("yes")
+    total = int(row.split()[3].replace(",", ""))
+    layers = [int(m.group(1).replace(",", "")) for m in
+              re.finditer(r"^    op +\d+ \S+ +[\d,]+ MACs +([\d,]+) insn", proc.stdout, re.M)]
+    assert len(layers) >= 4 and 0 < sum(layers) <= total
+    summary = proc.stdout.split("instructions per inference")[1]
+    assert "mps2-an505 M33" in summary
+    assert re.search(rf"^ad01_int8 +{total:,} +exact$", summary, re.M), summary
 
 
 @pytest.mark.slow
