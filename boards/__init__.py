@@ -23,7 +23,7 @@ MB = 1024 * 1024
 class Board:
     name: str  # what --board takes
     title: str
-    core: str  # gcc's -mcpu: cortex-m0plus, cortex-m3, cortex-m4, cortex-m7
+    core: str  # gcc's -mcpu: cortex-m0plus, cortex-m3, cortex-m4, cortex-m7, cortex-m33
     fpu: str | None  # gcc's -mfpu (fpv4-sp-d16, fpv5-d16), None without an FPU
     sram_total_bytes: int
     flash_total_bytes: int
@@ -38,6 +38,9 @@ class Board:
     # The vendor platform's release the generated platformio.ini pins (PlatformIO asks
     # projects to pin one, so that a platform update cannot change the build).
     pio_platform_version: str | None = None
+    # Emulated boards: the local platform's linker script (boards/platform/mps2/), which
+    # holds the image's memory map (where the core boots, where the RAM is).
+    ldscript: str = "link.ld"
 
     @property
     def arm(self) -> ArmCore:
@@ -52,7 +55,8 @@ class Board:
 
     @property
     def dsp(self) -> bool:
-        """ARMv7E-M (or later with the DSP extension): the SMLAD/SXTB16 kernels apply."""
+        """ARMv7E-M, or Armv8-M Mainline with the DSP extension (the M33): the SMLAD/SXTB16
+        kernels apply."""
         return TARGETS[self.core].dsp
 
     @property
@@ -83,11 +87,14 @@ class Board:
 STSTM32 = "19.4.0"  # platformio/ststm32, with the STM32duino Arduino core
 
 
-def _mps2(name: str, title: str, core: str, fpu: str | None) -> Board:
-    # QEMU's MPS2 images: 4 MB of SSRAM for the image, 4 MB of RAM at 0x20000000, 25 MHz.
+def _mps2(name: str, title: str, core: str, fpu: str | None, clock_hz: int = 25_000_000,
+          ldscript: str = "link.ld") -> Board:
+    # QEMU's MPS2 images: 4 MB of SSRAM for the image, 4 MB of RAM (at 0x20000000 on the
+    # AN385/AN386/AN500, link.ld; the AN505's map is in link_an505.ld), 25 MHz (AN505: 20).
     # The reserve covers the harness's input rows (flash) and its stack region (RAM).
-    return Board(name, title, core, fpu, 4 * MB, 4 * MB, 25_000_000, "mcunet", name, None, None,
-                 qemu_machine=name, reserve_sram_bytes=128 * KB, reserve_flash_bytes=1 * MB)
+    return Board(name, title, core, fpu, 4 * MB, 4 * MB, clock_hz, "mcunet", name, None, None,
+                 qemu_machine=name, reserve_sram_bytes=128 * KB, reserve_flash_bytes=1 * MB,
+                 ldscript=ldscript)
 
 
 BOARDS: dict[str, Board] = {b.name: b for b in [
@@ -96,6 +103,10 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
     _mps2("mps2-an500", "Arm MPS2 AN500, Cortex-M7 (emulated by QEMU)", "cortex-m7",
           "fpv5-sp-d16"),
     _mps2("mps2-an385", "Arm MPS2 AN385, Cortex-M3 (emulated by QEMU)", "cortex-m3", None),
+    # Armv8-M Mainline with the DSP extension, a single-precision FPU and TrustZone: QEMU
+    # boots it in Secure state; SYSCLK is 20 MHz (hw/arm/mps2-tz.c).
+    _mps2("mps2-an505", "Arm MPS2 AN505, Cortex-M33 (emulated by QEMU)", "cortex-m33",
+          "fpv5-sp-d16", clock_hz=20_000_000, ldscript="link_an505.ld"),
     Board("stm32f746g-disco", "ST STM32F746G-DISCO, Cortex-M7 216 MHz", "cortex-m7",
           "fpv5-sp-d16", 320 * KB, 1 * MB, 216_000_000, "platformio/ststm32", "disco_f746ng",
           "arduino", "stlink", pio_platform_version=STSTM32),

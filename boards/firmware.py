@@ -183,7 +183,8 @@ class RunResult:
 def _board_manifest(board: Board) -> dict:
     """PlatformIO board manifest for mcunet's local platform (emulated boards)."""
     return {"build": {"cpu": board.core, "fpu": board.fpu or "", "mcu": board.name,
-                      "f_cpu": f"{board.clock_hz}L", "mcunet_bsp": "mps2"},
+                      "f_cpu": f"{board.clock_hz}L", "mcunet_bsp": "mps2",
+                      "mcunet_ldscript": board.ldscript},
             "frameworks": [], "name": board.title,
             "upload": {"maximum_ram_size": board.sram_total_bytes,
                        "maximum_size": board.flash_total_bytes, "protocol": "qemu"},

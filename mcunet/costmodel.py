@@ -20,8 +20,9 @@ from .layers import ConvLayer, DepthwiseLayer, FullyConnectedLayer, PoolLayer, W
 from .step import ARM_DSP, Step
 
 # Cores the table was measured on, and the measured core standing in for the others.
-MEASURED_ON = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500", "cortex-m3": "mps2-an385"}
-STAND_IN = {"cortex-m33": "cortex-m4", "cortex-m55": "cortex-m7"}
+MEASURED_ON = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500", "cortex-m3": "mps2-an385",
+               "cortex-m33": "mps2-an505"}
+STAND_IN = {"cortex-m55": "cortex-m7"}
 CYCLES_PER_INSTRUCTION = 1.0  # the assumption behind the latency (a lower bound)
 
 FEATURES = ("calls", "macs", "macs_per_block", "out", "in", "pixels", "im2col", "channels",

@@ -3,7 +3,9 @@ kernel (mcunet.costmodel.features), fitted by scripts/fit_costmodel.py (which wr
 this file) to 3271 single-step spans of 75 corpus networks
 counted on the emulated MPS2 boards.
 Refitted with --only: fully_connected_s8, fully_connected_s8_dsp,
-fully_connected_s8_dsp_col, to 231 spans of 40 networks."""
+fully_connected_s8_dsp_col, to 231 spans of 40 networks.
+Fitted with --merge, the other cores kept: cortex-m33 (mps2-an505), to 1524 single-step
+spans of 124 networks."""
 
 TABLE = {
     'cortex-m3': {
@@ -50,5 +52,20 @@ TABLE = {
         'requantize_s8': {'calls': 342},
         'softmax_s8': {'calls': 432.374, 'out': 259.467},
         'fully_connected_s8_dsp_col': {'macs': 1.56037, 'out': 46.7782, 'in': 3.34391},
+    },
+    'cortex-m33': {
+        'add_s8': {'calls': 72.6826, 'out': 58.4336},
+        'average_pool_s8': {'calls': 177.096, 'valid_taps': 4.27614},
+        'conv2d_s8_dsp': {'calls': 51.4598, 'macs': 0.989743, 'macs_per_block': 0.765473, 'out': 17.9819, 'pixels': 6.05695, 'im2col': 3.31891, 'valid_taps': 0.00546577, 'rq_general': 6.3581, 'fused': 60.978},
+        'depthwise_conv_inplace_s8_dsp': {'in': 0.626178, 'channels': 12.8972, 'pair_out': 54.7956, 'tap_groups': 2.64169, 'channel_taps': 14.4709, 'row_taps': 11.7152},
+        'depthwise_conv_s8': {'macs': 2.96961, 'valid_taps': 2.42962, 'row_taps': 38.6706},
+        'depthwise_conv_s8_dsp': {'macs': 3.01462, 'in': 0.369046, 'pixels': 9.59988, 'channels': 21.0598, 'row_taps': 5.94243},
+        'fully_connected_s8_dsp': {'calls': 18.5799, 'macs': 1.52516, 'out': 48.931, 'in': 2.01426},
+        'fully_connected_s8_dsp_col': {'macs': 1.47981, 'out': 46.526, 'in': 3.87712},
+        'hard_swish_s8': {'calls': 1215},
+        'max_pool_s8': {'calls': 69.2464, 'pixels': 5.87539, 'taps': 4.06851},
+        'mean_s8': {'calls': 31.1969, 'out': 28.2865, 'in': 3.92254},
+        'mul_s8': {'calls': 1484},
+        'softmax_s8': {'calls': 345.979, 'out': 269.229},
     },
 }

@@ -6,8 +6,11 @@ bit-exact against TFLite's reference kernels on every row.
 
     python scripts/bench_firmware.py [--boards mps2-an386,mps2-an385] [--models kws,vww]
                                      [--patch auto] [--profile]
+    python scripts/bench_firmware.py --board mps2-an505 --patch none
 
---profile adds per-layer instructions (a build with a mark after every op)."""
+--board is --boards with one board (mps2-an386 M4, mps2-an500 M7, mps2-an385 M3, mps2-an505
+M33). --profile adds per-layer instructions (a build with a mark after every op). The table
+ends with the instructions per inference of each model on each board, side by side."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +35,7 @@ def main() -> int:
     from mcunet.host import random_inputs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--boards", default="mps2-an386,mps2-an385")
+    ap.add_argument("--boards", "--board", default="mps2-an386,mps2-an385")
     ap.add_argument("--models", default=",".join(NAMES))
     ap.add_argument("--patch", default="auto")
     ap.add_argument("--rows", type=int, default=2)
@@ -45,6 +48,7 @@ def main() -> int:
     print("-" * len(header))
     insn = {}  # (model, DSP kernels?) -> (board, instructions per MAC), M4 first
     differ = []  # (model, board) whose outputs were not TFLite's
+    per_board: dict[str, dict[str, tuple[int, bool]]] = {}  # board -> model -> (insn, exact)
     for board_name in args.boards.split(","):
         board = get_board(board_name)
         for name in args.models.split(","):
@@ -68,11 +72,27 @@ def main() -> int:
                   f"{'yes' if exact else 'NO':>5}", flush=True)
             if not exact:
                 differ.append(f"{name} on {board.name}")
+            per_board.setdefault(board.name, {})[name] = (r.instructions, exact)
             if board.core == "cortex-m4" or (name, r.dsp) not in insn:
                 insn[(name, r.dsp)] = (board.name, r.instructions_per_mac)
-            for op, kernel, macs, n in r.layers:
+            for layer in r.layers:  # profile builds: one span per traced step
+                macs, n = layer["macs"], layer["instructions"]
                 per = f"{n / macs:6.2f}" if macs else "      "
-                print(f"    op {op:3d} {kernel:34s} {macs:>10,} MACs {n:>11,} insn {per}")
+                print(f"    op {layer['index']:3d} {layer['kernel']:34s} {macs:>10,} MACs "
+                      f"{n:>11,} insn {per}")
+    print(f"\ninstructions per inference (patch {args.patch}; exact: outputs equal TFLite's "
+          "reference kernels on every row)")
+    boards = list(per_board)
+    cores = {b: get_board(b).core.replace("cortex-", "").upper() for b in boards}
+    print(f"{'model':<24} " + " ".join(f"{b + ' ' + cores[b]:>22}" for b in boards))
+    for name in NAMES:
+        if any(name in per_board[b] for b in boards):
+            cells = []
+            for b in boards:
+                n, exact = per_board[b].get(name, (None, None))
+                cells.append(f"{'-':>22}" if n is None else
+                             f"{n:>15,} {'exact' if exact else 'DIFFER':>6}")
+            print(f"{name:<24} " + " ".join(cells))
     print()
     for name in NAMES:
         dsp, portable = insn.get((name, True)), insn.get((name, False))

@@ -8,9 +8,13 @@ measurements are kept in --data (so a refit needs no runs); per core and kernel,
 non-negative least-squares fit of relative error gives the coefficients written to
 mcunet/costmodel_table.py. Then the fit's error on the corpus is printed, per kernel.
 
-    python scripts/fit_costmodel.py [--boards mps2-an386,mps2-an385,mps2-an500]
+    python scripts/fit_costmodel.py [--boards mps2-an386,mps2-an385,mps2-an500,mps2-an505]
                                     [--networks 24] [--stacks 24] [--data costmodel-data.json]
-                                    [--refit]
+                                    [--refit] [--merge]
+
+--merge fits only the cores of --boards and keeps the table's other cores as they are: how a
+newly emulated core is added without measuring the others again, e.g.
+    python scripts/fit_costmodel.py --boards mps2-an505 --dense 40 --data m33.json --merge
 """
 from __future__ import annotations
 
@@ -134,11 +138,21 @@ def fit(records: list[dict]) -> dict:
     return table
 
 
-def write_table(table: dict, records: list[dict], only: set[str] | None = None) -> Path:
+def write_table(table: dict, records: list[dict], only: set[str] | None = None,
+                merged: dict[str, str] | None = None) -> Path:
+    """merged: core -> board of the cores fitted now with --merge (the others kept)."""
     out = ROOT / "mcunet" / "costmodel_table.py"
     models = len({r["model"] for r in records})
     spans = len([r for r in records if r["kernel"]])
-    if only:  # the earlier fit's account stays, the refitted kernels' is added
+    if merged:  # the earlier fit's account stays, the added cores' is appended
+        from mcunet import costmodel_table
+
+        doc = costmodel_table.__doc__.strip().splitlines()
+        cores = ", ".join(f"{core} ({board})" for core, board in sorted(merged.items()))
+        doc += textwrap.wrap(f"Fitted with --merge, the other cores kept: {cores}, to {spans} "
+                             f"single-step spans of {models} networks.", 88)
+        lines = ['"""' + doc[0]] + doc[1:-1] + [doc[-1] + '"""', "", "TABLE = {"]
+    elif only:  # the earlier fit's account stays, the refitted kernels' is added
         from mcunet import costmodel_table
 
         doc = costmodel_table.__doc__.strip().splitlines()
@@ -183,7 +197,7 @@ def main() -> int:
     from corpus import corpus
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--boards", default="mps2-an386,mps2-an385,mps2-an500")
+    ap.add_argument("--boards", default="mps2-an386,mps2-an385,mps2-an500,mps2-an505")
     ap.add_argument("--networks", type=int, default=24)
     ap.add_argument("--stacks", type=int, default=24)
     ap.add_argument("--data", default=str(ROOT / "costmodel-data.json"))
@@ -194,7 +208,12 @@ def main() -> int:
                     help="refit only these kernels (comma-separated names), keeping the table's "
                          "other entries: after a kernel changed, measure a corpus that has it "
                          "(e.g. --networks 0 --stacks 0 --dense 40) into its own --data")
+    ap.add_argument("--merge", action="store_true",
+                    help="fit only the cores of --boards, keeping the table's other cores")
     args = ap.parse_args()
+    if args.merge and args.only:
+        sys.exit("error: --merge and --only do not combine (refit kernels of every core, or "
+                 "add whole cores)")
     data = Path(args.data)
     items = corpus(networks=args.networks, stacks=args.stacks, ops=not args.only)
     if args.dense:
@@ -205,7 +224,19 @@ def main() -> int:
     else:
         records = measure(items, args.boards.split(","), data)
     records = with_features(records, items)
+    merged = None
+    if args.merge:
+        from mcunet.boards import get_board
+
+        boards = {get_board(b).core: get_board(b).name for b in args.boards.split(",")}
+        records = [r for r in records if r.get("core", None) in boards or
+                   (r["kernel"] is None and r["board"] in boards.values())]
     table = fit(records)
+    if args.merge:
+        from mcunet.costmodel_table import TABLE
+
+        merged = {core: board for core, board in boards.items() if core in table}
+        table = {**TABLE, **table}
     if args.only:
         from mcunet.costmodel_table import TABLE
 
@@ -214,7 +245,7 @@ def main() -> int:
         table = {core: {**TABLE.get(core, {}), **{k: v for k, v in fitted.items() if k in only}}
                  for core, fitted in table.items()}
         table = {**TABLE, **table}
-    print(f"wrote {write_table(table, records, set(args.only.split(',')) if args.only else None)}")
+    print(f"wrote {write_table(table, records, set(args.only.split(',')) if args.only else None, merged)}")
     report(table, records)
     return 0
 

@@ -11,8 +11,8 @@ from mcunet.errors import McunetError
 
 from .conftest import mlperf_model, run_cli
 
-ISSUE_BOARDS = ["mps2-an386", "mps2-an500", "mps2-an385", "stm32f746g-disco", "nucleo-f411re",
-                "nucleo-h743zi", "nano33ble", "pico"]
+ISSUE_BOARDS = ["mps2-an386", "mps2-an500", "mps2-an385", "mps2-an505", "stm32f746g-disco",
+                "nucleo-f411re", "nucleo-h743zi", "nano33ble", "pico"]
 
 
 def test_registry_has_the_issue_boards():
@@ -20,11 +20,12 @@ def test_registry_has_the_issue_boards():
         b = get_board(name)
         assert b.sram_bytes > 0 and b.flash_bytes > 0 and b.clock_hz > 0
     assert get_board("mps2-an386").dsp and get_board("mps2-an500").dsp
+    assert get_board("mps2-an505").dsp and get_board("mps2-an505").core == "cortex-m33"
     assert not get_board("mps2-an385").dsp and not get_board("pico").dsp
     assert get_board("stm32f746g-disco").sram_total_bytes == 320 * 1024
     assert all(b.qemu_machine == b.name for b in BOARDS.values() if b.emulated)
     assert {b.name for b in BOARDS.values() if b.emulated} == {"mps2-an386", "mps2-an500",
-                                                              "mps2-an385"}
+                                                              "mps2-an385", "mps2-an505"}
 
 
 def test_unknown_board_lists_the_known_ones():

@@ -48,7 +48,8 @@ def test_estimates_are_per_step_sums_and_only_for_measured_cores():
     cost = estimate(m4)
     assert cost is not None and cost.core == "cortex-m4"
     assert cost.instructions == sum(per) > m4.macs  # at least an instruction per MAC
-    assert estimate(compile_model(path, target="cortex-m33")).core == "cortex-m4"  # stand-in
+    assert estimate(compile_model(path, target="cortex-m33")).core == "cortex-m33"  # mps2-an505
+    assert estimate(compile_model(path, target="cortex-m55")).core == "cortex-m7"  # stand-in
     assert estimate(compile_model(path)) is None  # the host: no core
     assert estimate(compile_model(path, target="cortex-m0plus")) is None  # not measured
 
@@ -65,6 +66,23 @@ def test_plan_shows_estimates_and_latency_at_the_clock():
     text = run_cli("plan", model, "--board", "nucleo-f411re", "--no-png").stdout
     assert "est. insn" in text and f"{cost.instructions:,} instructions" in text
     assert "at 100 MHz" in text
+
+
+def test_plan_on_the_m33_board_has_its_stack_bound_and_its_own_estimate():
+    """mps2-an505: the stack bound on the Cortex-M33 and the estimate from the coefficients
+    fitted on it, at the AN505's 20 MHz."""
+    model = mlperf_model("kws_ref_model.tflite")
+    r = run_cli("plan", model, "--board", "mps2-an505", "--json", "--no-png")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["stack_bytes"] > 0
+    assert plan["peak_sram_bytes"] == plan["arena_bytes"] + plan["stack_bytes"]
+    cost = estimate(mcunet.compile(model, board="mps2-an505"))
+    assert cost.core == "cortex-m33" and cost.complete
+    assert plan["estimated_instructions"] == cost.instructions
+    assert plan["estimated_latency_ms"] == round(cost.instructions / 20e6 * 1e3, 4)
+    text = run_cli("plan", model, "--board", "mps2-an505", "--no-png").stdout
+    assert "fitted on mps2-an505" in text and "at 20 MHz" in text
 
 
 def test_search_latency_uses_the_cost_model():

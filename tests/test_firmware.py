@@ -4,39 +4,46 @@ accounted for byte for byte."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mcunet.boards import get_board
+from mcunet.boards.elf import read_elf
 from mcunet.boards.firmware import parse_harness, run_on_board
 from mcunet.compiler import compile_model
 from mcunet.errors import McunetError
 from mcunet.reference import reference_outputs
 from mcunet.host import random_inputs
 
-from .conftest import MLPERF, mlperf_model, run_cli
+from .conftest import MLPERF, ROOT, mlperf_model, run_cli
+from .netgen import Net
 
 needs_tools = pytest.mark.skipif(
     not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
     reason="needs arm-none-eabi-gcc and qemu-system-arm (scripts/setup.sh installs them)")
 
 
-def check_run(name: str, board_name: str, rows: int = 2, patch: str = "auto",
-              same_rows: bool = False):
+def check_run(name: str | Path, board_name: str, rows: int = 2, patch: str = "auto",
+              same_rows: bool = False, work_dir: Path | None = None):
+    """Run an MLPerf Tiny model (by file name) or any .tflite (a path) on an emulated board:
+    outputs bit-exact with TFLite's reference kernels, RAM and flash as planned."""
     board = get_board(board_name)
-    path = mlperf_model(name)
+    path = name if isinstance(name, Path) else mlperf_model(name)
     model = compile_model(path, patch=patch, target=board.target)
     inputs = random_inputs(model.graph, rows, seed=7)
     if same_rows:  # every row a copy of the first
         inputs = [np.repeat(x[:1], rows, axis=0) for x in inputs]
-    result = run_on_board(model, board, inputs)
+    result = run_on_board(model, board, inputs, work_dir=work_dir)
     expected = reference_outputs(path.read_bytes(), inputs)
     for mine, ref in zip(result.outputs, expected):
         assert mine.dtype == ref.dtype and mine.shape == ref.shape
-        assert np.array_equal(mine, ref), f"{name} on {board_name}: outputs differ from TFLite"
+        assert np.array_equal(mine, ref), f"{path.name} on {board_name}: outputs differ from TFLite"
     ram = result.ram
     # The arena in the image is the plan's, to the byte; the library's measured stack stays
     # within the -fstack-usage bound; the measured total is the sum of its parts.
@@ -59,9 +66,57 @@ def test_kws_on_m4_bit_exact_and_accounted():
     assert result.instructions_per_row[0] > model.macs
 
 
+@needs_tools
+def test_generated_net_on_m33_bit_exact_with_dsp_kernels(tmp_path):
+    """The Cortex-M33 (mps2-an505: Armv8-M Mainline with the DSP extension, booting in
+    Secure state): a small generated MBConv network runs bit-exact with the SMLAD/SXTB16
+    kernels, linked at the Secure aliases of the AN505's memory map."""
+    net = Net(seed=5)
+    x = net.input(12, 12, 3)
+    y = net.conv(x, 8, 3, stride=2)
+    y = net.mbconv(y, 8, 3, 1, expand=2)
+    path = tmp_path / "mbconv.tflite"
+    path.write_bytes(net.build(net.head(y)))
+    model, result = check_run(path, "mps2-an505", rows=2, work_dir=tmp_path / "fw")
+    kernels = {s.kernel.name for s in model.steps if s.kernel}
+    assert model.target.name == "cortex-m33" and result.dsp
+    assert {"conv2d_s8_dsp", "depthwise_conv_inplace_s8_dsp",
+            "fully_connected_s8_dsp_col"} <= kernels, kernels
+    elf_path = tmp_path / "fw" / ".pio" / "build" / "mps2-an505" / "firmware.elf"
+    elf = read_elf(elf_path)
+    # The vector table at the IoTKit's INITSVTOR (0x10000000, SSRAM1's Secure alias), the
+    # RAM in SSRAM2/3's Secure alias at 0x38000000.
+    assert elf.sections[".text"][2] == 0x10000000
+    assert 0x38000000 <= elf.sections[".bss"][2] < 0x38400000
+    assert 0x38000000 < elf.address("__stack_top__") <= 0x38400000
+    asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf_path)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "smlad" in asm and "sxtb16" in asm
+
+
+@needs_tools
+def test_bench_firmware_table_for_one_board_with_layers():
+    """scripts/bench_firmware.py --board B: the table, each layer's instructions (--profile)
+    and the summary of instructions per inference, the run checked against TFLite."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_firmware.py"),
+                           "--board", "mps2-an505", "--models", "ad01", "--patch", "none",
+                           "--rows", "1", "--profile"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("ad01_int8 "))
+    assert "mps2-an505" in row and " DSP " in row and row.rstrip().endswith("yes")
+    total = int(row.split()[3].replace(",", ""))
+    layers = [int(m.group(1).replace(",", "")) for m in
+              re.finditer(r"^    op +\d+ \S+ +[\d,]+ MACs +([\d,]+) insn", proc.stdout, re.M)]
+    assert len(layers) >= 4 and 0 < sum(layers) <= total
+    summary = proc.stdout.split("instructions per inference")[1]
+    assert "mps2-an505 M33" in summary
+    assert re.search(rf"^ad01_int8 +{total:,} +exact$", summary, re.M), summary
+
+
 @pytest.mark.slow
 @needs_tools
-@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps2-an500"])
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps2-an500", "mps2-an505"])
 @pytest.mark.parametrize("name", MLPERF)
 def test_mlperf_on_emulated_boards(name, board):
     check_run(name, board)

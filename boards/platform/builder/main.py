@@ -2,8 +2,9 @@
 built with the system arm-none-eabi-gcc (no toolchain package from PlatformIO's registry).
 
 The board manifest names the core (build.cpu), the floating-point unit (build.fpu, "" for
-none) and the board-support folder of this platform holding startup.c and the linker script
-(build.mcunet_bsp, e.g. "mps2")."""
+none), the board-support folder of this platform holding startup.c and the linker scripts
+(build.mcunet_bsp, e.g. "mps2") and the board's linker script in it (build.mcunet_ldscript,
+default "link.ld": the image's memory map; it includes the shared sections.ld)."""
 import os
 
 from SCons.Script import AlwaysBuild, Builder, Default, DefaultEnvironment
@@ -13,6 +14,7 @@ board = env.BoardConfig()
 platform_dir = env.PioPlatform().get_dir()
 bsp = board.get("build.mcunet_bsp", "mps2")
 bsp_dir = os.path.join(platform_dir, bsp)
+ldscript = board.get("build.mcunet_ldscript", "link.ld")
 
 cpu = board.get("build.cpu")
 fpu = board.get("build.fpu", "")
@@ -31,7 +33,7 @@ env.Replace(
     SIZEPRINTCMD="$SIZETOOL -A -d $SOURCES",
     PROGNAME="firmware",
     PROGSUFFIX=".elf",
-    LDSCRIPT_PATH=os.path.join(bsp_dir, "link.ld"),
+    LDSCRIPT_PATH=os.path.join(bsp_dir, ldscript),
 )
 env.Append(
     ASFLAGS=machine,
@@ -40,6 +42,7 @@ env.Append(
     LINKFLAGS=machine + ["-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
                          "-Wl,--gc-sections", "-Wl,-Map,${BUILD_DIR}/firmware.map"],
     LIBS=["c", "gcc"],
+    LIBPATH=[bsp_dir],  # where the linker script's INCLUDE finds sections.ld
 )
 
 # The board-support sources (vector table, reset handler, semihosting) are part of every build.

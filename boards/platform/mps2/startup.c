@@ -79,7 +79,12 @@ static void (*const vectors[16])(void) = {
     fault_handler, /* MemManage */
     fault_handler, /* BusFault */
     fault_handler, /* UsageFault */
-    0, 0, 0, 0,
+#if defined(__ARM_ARCH_8M_MAIN__)
+    fault_handler, /* SecureFault (Armv8-M with the Security Extension: the M33 boots Secure) */
+#else
+    0,
+#endif
+    0, 0, 0,
     fault_handler, /* SVCall */
     fault_handler, /* DebugMon */
     0,
