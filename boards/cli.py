@@ -285,9 +285,10 @@ def run_cmd(model, project, board, inputs, random_rows, seed, patch, max_overhea
     instruction counting, real ones by upload and the serial port. With --project, build and
     run that project instead."""
     if project:
-        if model or board or random_rows:
-            raise McunetError("--project runs the project as it is: give no MODEL, --board or "
-                              "--random (its board and model are the project's)")
+        if model or board or random_rows or arithmetic != "reference":
+            raise McunetError("--project runs the project as it is: give no MODEL, --board, "
+                              "--random or --arithmetic (its board, model and arithmetic are "
+                              "the project's)")
         _run_project(project, inputs, outputs, json_path, check, timeout, profile)
         return
     if not model or not board:
