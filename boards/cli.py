@@ -13,7 +13,7 @@ from mcunet.check import check_against_reference
 from mcunet.errors import McunetError
 from mcunet.host import load_inputs
 from mcunet.outdir import check_dir, check_file, make_dir
-from mcunet.options import library_kwargs, library_options, patch_options
+from mcunet.options import arithmetic_option, library_kwargs, library_options, patch_options
 from mcunet.progress import plural, progress
 from mcunet.report import table
 
@@ -60,12 +60,12 @@ def _options(fn):
     ]
     for option in reversed(options):
         fn = option(fn)
-    return patch_options(fn)
+    return arithmetic_option(patch_options(fn))
 
 
-def _compiled(model, board, patch, max_overhead, **library):
+def _compiled(model, board, patch, max_overhead, arithmetic="reference", **library):
     return api.compile(model, board=board, patch=patch, max_overhead=max_overhead / 100,
-                       **library)
+                       arithmetic=arithmetic, **library)
 
 
 def _arrays(inputs, graph, random_rows, seed, default_rows=0):
@@ -86,15 +86,15 @@ def _arrays(inputs, graph, random_rows, seed, default_rows=0):
               "(per-layer instructions and stack with `mcunet run --project`)")
 @click.option("--no-build", is_flag=True, help="only write the project (e.g. for a real board "
               "on a machine without PlatformIO's vendor platforms)")
-def build_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, seed, lib_name,
-              arena_section, external_arena, lib_version, profile, no_build):
+def build_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, random_rows, seed,
+              lib_name, arena_section, external_arena, lib_version, profile, no_build):
     """Write a PlatformIO project for MODEL on a board and build it with `pio run`. A project
     for an emulated board builds on its own, offline: `cd OUT && pio run`."""
     b = get_board(board)
     if profile and not b.emulated:
         raise McunetError("--profile needs an emulated board (instruction counting)")
     check_dir(out_dir)
-    compiled = _compiled(model, board, patch, max_overhead,
+    compiled = _compiled(model, board, patch, max_overhead, arithmetic,
                          **library_kwargs(lib_name, arena_section, external_arena, lib_version))
     arrays = _arrays(inputs, compiled.graph, random_rows, seed, default_rows=1)
     start = time.perf_counter()
@@ -177,13 +177,13 @@ def _check_outputs(outputs, json_path) -> None:
         check_file(json_path, "--json")
 
 
-def _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path,
-         check, timeout, profile, out_dir=None):
+def _run(model, board, patch, max_overhead, arithmetic, inputs, random_rows, seed, outputs,
+         json_path, check, timeout, profile, out_dir=None):
     b = get_board(board)
     _check_outputs(outputs, json_path)
     if out_dir:
         check_dir(out_dir)
-    compiled = _compiled(model, board, patch, max_overhead)
+    compiled = _compiled(model, board, patch, max_overhead, arithmetic)
     arrays = _arrays(inputs, compiled.graph, random_rows, seed)
     if not arrays:
         raise McunetError("give --input X.npy (one per model input) or --random N")
@@ -239,7 +239,7 @@ def _run_project(project, inputs, outputs, json_path, check, timeout, profile):
                               f"({info.model or 'not recorded'}); it is not there")
         if arrays is None:
             raise McunetError("--check with --project needs the rows: give --input X.npy")
-        compiled = _compiled(info.model, info.board, "auto", 15.0)
+        compiled = _compiled(info.model, info.board, "auto", 15.0, info.arithmetic)
         verdict = check_against_reference(info.model, compiled, arrays, result.outputs)
         click.echo(verdict.summary())
         if not verdict.exact:
@@ -254,7 +254,8 @@ def _run_options(fn):
                      help="write the measurements (instructions, cycles, RAM, flash, and per "
                           "layer on emulated boards) as JSON"),
         click.option("--check", is_flag=True,
-                     help="compare every output byte with TFLite's reference kernels"),
+                     help="compare every output byte with TFLite's reference kernels (with "
+                          "--arithmetic tflm: TF Lite Micro's interpreter)"),
         click.option("--profile", is_flag=True,
                      help="print each layer's instructions and stack (emulated boards)"),
         click.option("--timeout", default=600.0, show_default=True,
@@ -276,22 +277,24 @@ def _run_options(fn):
 @click.option("--random", "random_rows", default=0, type=int, help="no --input: N random rows")
 @click.option("--seed", default=0, show_default=True, help="seed for --random")
 @patch_options
+@arithmetic_option
 @_run_options
-def run_cmd(model, project, board, inputs, random_rows, seed, patch, max_overhead, outputs,
-            json_path, check, profile, timeout):
+def run_cmd(model, project, board, inputs, random_rows, seed, patch, max_overhead, arithmetic,
+            outputs, json_path, check, profile, timeout):
     """Build MODEL's firmware (cached) and run it on a board: emulated boards under QEMU with
     instruction counting, real ones by upload and the serial port. With --project, build and
     run that project instead."""
     if project:
-        if model or board or random_rows:
-            raise McunetError("--project runs the project as it is: give no MODEL, --board or "
-                              "--random (its board and model are the project's)")
+        if model or board or random_rows or arithmetic != "reference":
+            raise McunetError("--project runs the project as it is: give no MODEL, --board, "
+                              "--random or --arithmetic (its board, model and arithmetic are "
+                              "the project's)")
         _run_project(project, inputs, outputs, json_path, check, timeout, profile)
         return
     if not model or not board:
         raise McunetError("give MODEL and --board (or --project DIR of `mcunet build`)")
-    _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path, check,
-         timeout, profile)
+    _run(model, board, patch, max_overhead, arithmetic, inputs, random_rows, seed, outputs,
+         json_path, check, timeout, profile)
 
 
 @click.command(name="deploy")
@@ -300,14 +303,14 @@ def run_cmd(model, project, board, inputs, random_rows, seed, patch, max_overhea
               help="folder for the PlatformIO project")
 @_options
 @_run_options
-def deploy_cmd(model, out_dir, board, patch, max_overhead, inputs, random_rows, seed, outputs,
-               json_path, check, profile, timeout):
+def deploy_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, random_rows,
+               seed, outputs, json_path, check, profile, timeout):
     """Build MODEL's firmware in OUT and put it on the board: upload and run on a real board,
     run under QEMU on an emulated one (random rows unless --input)."""
     if not inputs and random_rows <= 0:
         random_rows = 1
-    _run(model, board, patch, max_overhead, inputs, random_rows, seed, outputs, json_path, check,
-         timeout, profile, out_dir=out_dir)
+    _run(model, board, patch, max_overhead, arithmetic, inputs, random_rows, seed, outputs,
+         json_path, check, timeout, profile, out_dir=out_dir)
 
 
 COMMANDS = [boards_cmd, build_cmd, run_cmd, deploy_cmd]

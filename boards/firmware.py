@@ -78,6 +78,7 @@ class ProjectInfo:
     dsp: bool
     profile: bool  # a trace build: a mark after every step
     steps: list  # traced spans (traced_steps): index, op, kernel, steps, macs, estimated...
+    arithmetic: str = "reference"  # whose arithmetic the library follows (--arithmetic)
 
     @classmethod
     def of(cls, model, board: Board, profile: bool, source: str | None = None) -> "ProjectInfo":
@@ -100,7 +101,8 @@ class ProjectInfo:
                    weights=[lib.options.c(c.symbol) for c in model.consts],
                    flash_bytes=model.flash_bytes,
                    flash_total_bytes=model.flash_total_bytes if same_core else None,
-                   macs=model.macs, dsp=model.dsp, profile=profile, steps=steps)
+                   macs=model.macs, dsp=model.dsp, profile=profile, steps=steps,
+                   arithmetic=model.options.arithmetic)
 
     @classmethod
     def read(cls, project: Path) -> "ProjectInfo":

@@ -44,6 +44,10 @@ def c_values(values: np.ndarray, per_line: int = 20) -> str:
 
 
 DEFAULT_NAME = "mcunet"
+# Whose integer arithmetic the generated code follows, bit for bit: TFLite's reference kernels
+# (ai-edge-litert BUILTIN_REF, the default) or TF Lite Micro's (docs/arithmetic.md).
+ARITHMETICS = ("reference", "tflm")
+DEFAULT_ARITHMETIC = "reference"
 _PREFIXES = re.compile(r"\b(?:mcunet_|MCUNET_)")
 # A letter first: a leading underscore would make the macros (_NAME_...) reserved identifiers.
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -68,8 +72,12 @@ class LibraryOptions:
     # The library's version in its build files (library.json, library.properties, CMake);
     # the build metadata after '+' is a digest of the generated code, so it names the model.
     version: str = "1.0.0"
+    arithmetic: str = DEFAULT_ARITHMETIC
 
     def __post_init__(self):
+        if self.arithmetic not in ARITHMETICS:
+            raise McunetError(f"--arithmetic {self.arithmetic!r} is not one of "
+                              f"{', '.join(ARITHMETICS)}")
         if not _IDENTIFIER.fullmatch(self.name) or self.name in C_KEYWORDS:
             raise McunetError(f"--name {self.name!r} is not a C identifier: use letters, digits "
                               "and underscores, starting with a letter (e.g. kws)")

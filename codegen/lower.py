@@ -31,8 +31,11 @@ def unsupported(op: Op, why: str) -> McunetError:
 class LowerContext:
     """Shared state while lowering one graph: the constant arrays that go to flash."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, arithmetic: str = "reference"):
         self.graph = graph
+        # "reference" (TFLite's reference kernels) or "tflm" (TF Lite Micro's): the few ops
+        # whose arithmetic differs read it (docs/arithmetic.md).
+        self.arithmetic = arithmetic
         self.consts: list[ConstArray] = []
         self._by_content: dict[tuple, str] = {}
 
@@ -71,9 +74,11 @@ def check_supported(graph: Graph) -> None:
                           f"mcunet supports {', '.join(supported_ops())}")
 
 
-def lower_graph(graph: Graph) -> tuple[list[Step], list[ConstArray]]:
-    """Every op's step, in graph order, and the flash contents."""
+def lower_graph(graph: Graph, arithmetic: str = "reference"
+                ) -> tuple[list[Step], list[ConstArray]]:
+    """Every op's step, in graph order, and the flash contents, in the arithmetic of TFLite's
+    reference kernels or of TF Lite Micro's (`arithmetic`: "reference" or "tflm")."""
     check_supported(graph)
-    ctx = LowerContext(graph)
+    ctx = LowerContext(graph, arithmetic)
     steps = [LOWERINGS[op.kind](op, ctx) for op in graph.ops]
     return steps, ctx.consts

@@ -21,7 +21,7 @@ import numpy as np
 
 from .boards import BOARDS, Board, core_target, get_board
 from .budget import Fit, fit, not_fitting, resolve
-from .codegen.library import DEFAULT_NAME, LibraryOptions
+from .codegen.library import DEFAULT_ARITHMETIC, DEFAULT_NAME, LibraryOptions
 from .compiler import CompiledModel, compile_model
 from .errors import McunetError
 from .footprint import cache_folder
@@ -38,7 +38,7 @@ def compile(model: str | Path, *, board: str | Board | None = None,
             sram: str | int | None = None, flash: str | int | None = None,
             max_overhead: float = DEFAULT_MAX_OVERHEAD, name: str = DEFAULT_NAME,
             arena_section: str | None = None, external_arena: bool = False,
-            lib_version: str = "1.0.0") -> CompiledModel:
+            lib_version: str = "1.0.0", arithmetic: str = DEFAULT_ARITHMETIC) -> CompiledModel:
     """Compile an int8 .tflite file for a board or a target core.
 
     board: a name from `mcunet boards` (its core's kernels, its free SRAM and flash as the
@@ -52,12 +52,13 @@ def compile(model: str | Path, *, board: str | Board | None = None,
     name: the prefix of the library's symbols, macros and files (kws: kws_invoke(),
     KWS_ARENA_BYTES, kws_model.h); arena_section: a linker section for the arena;
     external_arena: the firmware passes the arena (name_set_arena); lib_version: the
-    library's version in its build files.
+    library's version in its build files; arithmetic: "reference" (bit-exact with TFLite's
+    reference kernels) or "tflm" (with TF Lite Micro's; docs/arithmetic.md).
     Raises McunetError on bad input or when the model does not fit the budget."""
     compiled = compile_unchecked(model, board=board, target=target, patch=patch, sram=sram,
                                  flash=flash, max_overhead=max_overhead, name=name,
                                  arena_section=arena_section, external_arena=external_arena,
-                                 lib_version=lib_version)
+                                 lib_version=lib_version, arithmetic=arithmetic)
     result = fit(compiled, compiled.budget)
     if not result.fits:
         raise McunetError(not_fitting(result, advice(model, compiled, result, patch,
@@ -103,14 +104,16 @@ def compile_unchecked(model: str | Path, *, board: str | Board | None = None,
                       sram: str | int | None = None, flash: str | int | None = None,
                       max_overhead: float = DEFAULT_MAX_OVERHEAD, name: str = DEFAULT_NAME,
                       arena_section: str | None = None, external_arena: bool = False,
-                      lib_version: str = "1.0.0") -> CompiledModel:
+                      lib_version: str = "1.0.0", arithmetic: str = DEFAULT_ARITHMETIC
+                      ) -> CompiledModel:
     """compile() without the budget check: the best plan, with the budget it is held to
     (`mcunet plan` reports a plan that does not fit)."""
     if not 0 <= max_overhead <= 10:
         raise McunetError(f"max_overhead {max_overhead:g} is not a fraction of the MACs "
                           "(0.15 allows 15% more)")
     options = LibraryOptions(name=name, arena_section=arena_section,
-                             external_arena=external_arena, version=lib_version)
+                             external_arena=external_arena, version=lib_version,
+                             arithmetic=arithmetic)
     b = get_board(board) if isinstance(board, str) else board
     if b is not None and target is not None and get_target(target).name != b.core:
         raise McunetError(f"board {b.name} has a {b.core}, not the target {get_target(target).name}; "

@@ -1,5 +1,6 @@
-"""`mcunet simulate --check`: compare the generated code with TFLite's reference, byte for byte,
-and when they differ, find the first layer whose output differs."""
+"""`mcunet simulate --check`: compare the generated code with TFLite's reference (or, compiled
+with --arithmetic tflm, with TF Lite Micro), byte for byte, and when they differ, find the first
+layer whose output differs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ import numpy as np
 
 from .compiler import CompiledModel
 from .graph import NP_TYPES
-from .reference import reference_outputs, reference_tensors
+from .frontend import read_tflite
+from .reference import expected_outputs, reference_tensors, tflm_tensors
 from .host import build_host
 from .progress import plural
 
@@ -32,6 +34,12 @@ class CheckResult:
     total_values: int
     first_row: int | None = None
     first_layer: LayerDiff | None = None
+    arithmetic: str = "reference"  # what was compared with: TFLite's reference or TFLM
+
+    @property
+    def against(self) -> str:
+        return "TF Lite Micro's kernels" if self.arithmetic == "tflm" else \
+            "TFLite's reference kernels"
 
     @property
     def exact(self) -> bool:
@@ -40,11 +48,10 @@ class CheckResult:
     def summary(self) -> str:
         if self.exact:
             return (f"bit-exact: {plural(self.rows, 'row')}, "
-                    f"{plural(self.total_values, 'output value')} identical to TFLite's "
-                    "reference kernels")
+                    f"{plural(self.total_values, 'output value')} identical to {self.against}")
         text = (f"MISMATCH: {self.differing_values:,} of {plural(self.total_values, 'output value')} "
-                f"differ in {self.differing_rows} of {plural(self.rows, 'row')} (first: row "
-                f"{self.first_row})")
+                f"differ from {self.against} in {self.differing_rows} of "
+                f"{plural(self.rows, 'row')} (first: row {self.first_row})")
         if self.first_layer:
             d = self.first_layer
             text += (f"\nfirst differing layer: op {d.op_index} {d.op} -> '{d.tensor}': "
@@ -61,8 +68,13 @@ def first_differing_layer(model_path: str | Path, compiled: CompiledModel,
     """Run one row with tracing on both sides and return the first op whose output differs."""
     ours = build_host(compiled, trace=True)
     _, records = ours.run(row_inputs, trace=True)
-    ref = reference_tensors(model_path, row_inputs)
     g = compiled.graph
+    if compiled.options.arithmetic == "tflm":
+        count = len(read_tflite(model_path).tensors)  # TFLM's own tensors only
+        ref = tflm_tensors(model_path, row_inputs,
+                           sorted({t for s in compiled.steps for t in s.traced if t < count}))
+    else:
+        ref = reference_tensors(model_path, row_inputs)
     traced = iter(records)
     for step in compiled.steps:
         if step.kernel is None:
@@ -83,7 +95,7 @@ def first_differing_layer(model_path: str | Path, compiled: CompiledModel,
 
 def check_against_reference(model_path: str | Path, compiled: CompiledModel,
                             inputs: list[np.ndarray], outputs: list[np.ndarray]) -> CheckResult:
-    expected = reference_outputs(model_path, inputs)
+    expected = expected_outputs(model_path, inputs, compiled.options.arithmetic)
     rows = inputs[0].shape[0]
     per_row = np.zeros(rows, dtype=np.int64)
     total = 0
@@ -92,7 +104,8 @@ def check_against_reference(model_path: str | Path, compiled: CompiledModel,
         per_row += d.sum(axis=1)
         total += d.size
     result = CheckResult(rows=rows, differing_rows=int(np.count_nonzero(per_row)),
-                         differing_values=int(per_row.sum()), total_values=total)
+                         differing_values=int(per_row.sum()), total_values=total,
+                         arithmetic=compiled.options.arithmetic)
     if not result.exact:
         r = int(np.flatnonzero(per_row)[0])
         result.first_row = r

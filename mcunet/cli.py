@@ -32,11 +32,12 @@ from .search import cli as search_cli
 from .search.export import is_keras
 
 
-def _compile(model, patch, max_overhead, sram, flash, board, target, check=True, **library):
+def _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic, check=True,
+             **library):
     """Compile with the memory options (--max-overhead in percent) and check the budget."""
     how = api.compile if check else api.compile_unchecked
     return how(model, board=board, target=target, patch=patch, sram=sram, flash=flash,
-               max_overhead=max_overhead / 100, **library)
+               max_overhead=max_overhead / 100, arithmetic=arithmetic, **library)
 
 
 def write_output(out: Path, files: dict[str, str | bytes]) -> list[Path]:
@@ -99,14 +100,15 @@ def inspect(model):
               help="MODEL is a Keras model (.keras, .h5) or a SavedModel: quantise it to int8 "
                    "first, calibrated on this .npy of float inputs or dataset (fashion-mnist, a "
                    "folder of class folders, an .npz)")
-def plan(model, patch, max_overhead, sram, flash, board, target, as_json, png_path, no_png,
-         calibration):
+def plan(model, patch, max_overhead, arithmetic, sram, flash, board, target, as_json, png_path,
+         no_png, calibration):
     """Plan MODEL's memory: peak SRAM, flash, a per-layer table and a figure. Over budget it
     still shows the best plan found, then fails (exit 2)."""
     if png_path and not no_png:
         check_file(png_path, "--png")
     model = str(api.resolve_model(model, calibration))
-    compiled = _compile(model, patch, max_overhead, sram, flash, board, target, check=False)
+    compiled = _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic,
+                        check=False)
     result = fit(compiled, compiled.budget)
     written = None
     if not no_png:
@@ -146,14 +148,14 @@ def plan(model, patch, max_overhead, sram, flash, board, target, as_json, png_pa
               help="MODEL is a Keras model (.keras, .h5) or a SavedModel: quantise it to int8 "
                    "first, calibrated on this .npy of float inputs or dataset (fashion-mnist, a "
                    "folder of class folders, an .npz)")
-def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board, target, lib_name,
-                arena_section, external_arena, lib_version, arduino, calibration):
+def compile_cmd(model, out_dir, patch, max_overhead, arithmetic, sram, flash, board, target,
+                lib_name, arena_section, external_arena, lib_version, arduino, calibration):
     """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html):
     sources, a CMakeLists.txt and a PlatformIO library.json."""
     start = time.perf_counter()
     check_dir(out_dir, "--out")
     model = str(api.resolve_model(model, calibration))
-    compiled = _compile(model, patch, max_overhead, sram, flash, board, target,
+    compiled = _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic,
                         **library_kwargs(lib_name, arena_section, external_arena, lib_version))
     library = compiled.library()
     files: dict[str, str | bytes] = library.arduino(Path(model).stem) if arduino \
@@ -183,19 +185,20 @@ def compile_cmd(model, out_dir, patch, max_overhead, sram, flash, board, target,
               help="no --input: run N random rows instead")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="seed for --random")
-@click.option("--check", is_flag=True, help="also run TFLite's reference kernels and compare "
-              "every output byte; on a difference, name the first differing layer")
+@click.option("--check", is_flag=True, help="also run TFLite's reference kernels (with "
+              "--arithmetic tflm: TF Lite Micro's interpreter) and compare every output byte; "
+              "on a difference, name the first differing layer")
 @memory_options
 @click.option("--sanitize", is_flag=True, help="build with -fsanitize=address,undefined and "
               "guard bytes around the arena")
-def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhead, sram, flash,
-             board, target, sanitize):
+def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhead, arithmetic,
+             sram, flash, board, target, sanitize):
     """Build MODEL's generated C for this host and run it on inputs (with --target or
     --board, that core's kernels: the DSP ones compile against plain-C versions of their
     instructions)."""
     for path in outputs:
         check_file(path, "--output")
-    compiled = _compile(model, patch, max_overhead, sram, flash, board, target)
+    compiled = _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic)
     arrays = load_inputs(inputs, compiled.graph, random_rows, seed)
     if outputs and len(outputs) != len(compiled.graph.outputs):
         raise McunetError(f"the model has {plural(len(compiled.graph.outputs), 'output')}; give as many "

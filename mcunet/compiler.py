@@ -217,6 +217,7 @@ class CompiledModel:
         return {
             "target": self.target.name,
             "kernels": "dsp" if self.dsp else "portable",
+            "arithmetic": self.options.arithmetic,
             "peak_sram_bytes": self.peak_sram_bytes,
             "arena_bytes": self.plan.arena_bytes,
             "stack_bytes": self.stack_bytes,
@@ -418,11 +419,11 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
     instruction sets choose the kernel variants (the DSP ones on ARMv7E-M). sram_budget:
     with 'auto', the fastest plan whose arena fits it (layer by layer wherever that fits),
-    rather than the smallest. options: the
-    C library's names and arena placement."""
+    rather than the smallest. options: the C library's names, arena placement and arithmetic
+    (TFLite's reference or TF Lite Micro's)."""
     target = get_target(target)
     spec = parse_patch(patch)
-    steps, consts = lower_graph(graph)
+    steps, consts = lower_graph(graph, options.arithmetic)
     steps = fuse_residual_adds(graph, steps)
 
     def finish_steps(s: list[Step]) -> list[Step]:

@@ -190,7 +190,9 @@ class FullyConnectedLayer(Layer):
     rescale round(acc * scale) is TFLite's double one, passed as the double's significand and
     exponent (one pair per unit when per_channel). filter_offset: minus the filter zero point
     (0 when per channel, as TFLite ignores it). The lowering folds the input offset's share
-    into the bias, so input_offset is 0."""
+    into the bias, so input_offset is 0. fixed_point (--arithmetic tflm): TF Lite Micro's
+    rescale instead, the fixed-point requantisation of conv layers (a Q31 multiplier and a
+    shift per unit or one pair, mcunet_requantize)."""
     batches: int
     units: int
     depth: int
@@ -200,6 +202,7 @@ class FullyConnectedLayer(Layer):
     output_offset: int
     act_min: int
     act_max: int
+    fixed_point: bool = False
 
 
 @dataclass(frozen=True)

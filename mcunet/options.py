@@ -1,11 +1,11 @@
 """Command-line options shared by the commands of mcunet/cli.py and boards/cli.py: how the
-model is compiled (patches, budgets, target) and how its C library meets the firmware
-(names, arena placement, version)."""
+model is compiled (patches, budgets, target, arithmetic) and how its C library meets the
+firmware (names, arena placement, version)."""
 from __future__ import annotations
 
 import click
 
-from .codegen.library import DEFAULT_NAME
+from .codegen.library import ARITHMETICS, DEFAULT_ARITHMETIC, DEFAULT_NAME
 from .target import TARGETS
 
 PATCH_HELP = ("patch-based and streamed stages: 'auto' (per section of the network, layer by "
@@ -31,9 +31,22 @@ def patch_options(fn):
     ])
 
 
+ARITHMETIC_HELP = ("whose integer arithmetic the generated code reproduces bit for bit: "
+                   "'reference' (TFLite's reference kernels) or 'tflm' (TF Lite Micro's, e.g. "
+                   "to compare with TFLM on a board: FULLY_CONNECTED's fixed-point rescale, "
+                   "RELU6, RELU and MUL differ; docs/arithmetic.md); --check compares with it")
+
+
+def arithmetic_option(fn):
+    """--arithmetic: plan, compile, simulate, build, run and deploy."""
+    return click.option("--arithmetic", type=click.Choice(ARITHMETICS),
+                        default=DEFAULT_ARITHMETIC, show_default=True, help=ARITHMETIC_HELP)(fn)
+
+
 def memory_options(fn):
-    """--patch, --max-overhead, the budgets and the target: plan, compile and simulate."""
-    return _apply(patch_options(fn), [
+    """--patch, --max-overhead, the budgets, the target and the arithmetic: plan, compile and
+    simulate."""
+    return _apply(arithmetic_option(patch_options(fn)), [
         click.option("--sram", default=None, help="SRAM budget, e.g. 256KB (fail if over)"),
         click.option("--flash", default=None, help="flash budget for the library (weights, "
                      "constants and code), e.g. 1MB"),

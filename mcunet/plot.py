@@ -11,7 +11,7 @@ from pathlib import Path
 from .budget import fit, usage
 from .compiler import CompiledModel
 from .costmodel import MEASURED_ON, estimate
-from .report import budget_of, io_lines, layer_estimates, shape, where
+from .report import arithmetic_line, budget_of, io_lines, layer_estimates, shape, where
 
 FIGURE_WIDTH_IN = 9.6  # 960 pixels at FIGURE_DPI: the report's page width, whatever the model
 FIGURE_DPI = 100
@@ -121,6 +121,7 @@ def html_report(chosen: CompiledModel, layerwise: CompiledModel, png: bytes,
     flash = chosen.flash_total_bytes if chosen.flash_total_bytes is not None else chosen.flash_bytes
     facts = [
         ("target", f"{where(chosen)}: {chosen.target.kernels} kernels"),
+        ("arithmetic", arithmetic_line(chosen.options.arithmetic)),
         ("fits", "yes" if result.fits else "NO: " + "; ".join(result.problems)),
         ("peak SRAM", usage(chosen.peak_sram_bytes, budget.sram_bytes) +
          f" (arena {chosen.plan.arena_bytes:,}" +
@@ -140,7 +141,7 @@ def html_report(chosen: CompiledModel, layerwise: CompiledModel, png: bytes,
     if cost is not None:
         at = f", {cost.latency_s(budget.clock_hz) * 1e3:.2f} ms at {budget.clock_hz / 1e6:g} MHz" \
             if budget.clock_hz else ""
-        facts.insert(4, ("estimated", f"{cost.instructions:,} instructions{at} (cost model "
+        facts.insert(5, ("estimated", f"{cost.instructions:,} instructions{at} (cost model "
                          f"fitted on {MEASURED_ON[cost.core]}, one instruction per cycle)"))
     facts += [(line.split(":")[0], line.split(":", 1)[1].strip()) for line in io_lines(g)]
     image = base64.b64encode(png).decode()

@@ -89,6 +89,13 @@ def budget_of(model: CompiledModel) -> Budget:
     return model.budget or Budget()
 
 
+def arithmetic_line(arithmetic: str) -> str:
+    """--arithmetic in words: whose kernels the generated code equals bit for bit."""
+    if arithmetic == "tflm":
+        return "tflm (bit-exact with TF Lite Micro's kernels)"
+    return f"{arithmetic} (bit-exact with TFLite's reference kernels)"
+
+
 def summary_lines(model: CompiledModel) -> list[str]:
     b = budget_of(model)
     parts = f"arena {model.plan.arena_bytes:,}, scratch included" + (
@@ -105,6 +112,7 @@ def summary_lines(model: CompiledModel) -> list[str]:
         flash = f"{usage(model.flash_bytes, b.flash_bytes)} (weights and constants)"
     lines = [
         f"target:                 {where(model)}: {model.target.kernels} kernels",
+        f"arithmetic:             {arithmetic_line(model.options.arithmetic)}",
         f"peak SRAM:              {usage(model.peak_sram_bytes, b.sram_bytes)} ({parts})",
         f"layer-wise lower bound: {model.plan.lower_bound:,} bytes",
         f"flash:                  {flash}",

@@ -10,7 +10,8 @@ import numpy as np
 
 from mcunet.graph import Op, Tensor
 from mcunet.layers import HardSwishLayer, LutLayer, ReluLayer
-from mcunet.quant import activation_range, quantize_multiplier, round_half_away
+from mcunet.quant import (INT8_MAX, INT8_MIN, activation_range, quantize_multiplier,
+                          quantize_value, round_half_away)
 from mcunet.step import Step, TensorArg
 
 from .. import kernels
@@ -156,10 +157,24 @@ def relu_multiplier(in_scale: float, out_scale: float) -> tuple[int, int]:
     return quantize_multiplier(float(np.float32(np.float32(in_scale) / np.float32(out_scale))))
 
 
+def tflm_relu6_layer(x: Tensor, out: Tensor) -> ReluLayer:
+    """TF Lite Micro's RELU6: the raw input clamped to [input zero point, the input's
+    quantised 6.0] (roundf(6.0f / scale) in float32), whatever the output's quantisation."""
+    six = max(INT8_MIN, min(INT8_MAX, quantize_value(6.0, x.quant.s, x.quant.zp)))
+    return ReluLayer(kind="RELU6", size=out.size, input_offset=0, output_offset=0,
+                     multiplier=1 << 30, shift=1, identity=True, act_min=x.quant.zp,
+                     act_max=six)
+
+
 @lowers(*RELU_KINDS)
 def lower_relu(op: Op, ctx: LowerContext) -> Step:
     x, out = _int8_io(op, ctx)
-    multiplier, shift = relu_multiplier(x.quant.s, out.quant.s)
+    if ctx.arithmetic == "tflm" and op.kind == "RELU6":
+        return Step(op, kernels.portable(kernels.RELU), tflm_relu6_layer(x, out), _io_args(op))
+    if ctx.arithmetic == "tflm":  # TF Lite Micro's ReluPrepare divides the scales in double
+        multiplier, shift = quantize_multiplier(float(x.quant.s) / float(out.quant.s))
+    else:
+        multiplier, shift = relu_multiplier(x.quant.s, out.quant.s)
     act_min, act_max = activation_range(op.kind, out.quant.s, out.quant.zp)
     layer = ReluLayer(kind=op.kind, size=out.size, input_offset=-x.quant.zp,
                       output_offset=out.quant.zp, multiplier=multiplier, shift=shift,

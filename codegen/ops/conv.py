@@ -130,11 +130,22 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
     per_channel = w.quant.per_axis
     bias = ctx.t(op.inputs[2]).data.astype(np.int32) if len(op.inputs) > 2 and op.inputs[2] >= 0 \
         else np.zeros(units, dtype=np.int32)
-    # TFLite's reference path: round(acc * (input_scale * filter_scale / output_scale)) in
-    # double, which the kernels reproduce in integers from the double's significand and exponent.
-    parts = [double_parts(float(x.quant.s) * float(s) / float(out.quant.s)) for s in w.quant.scale]
-    mantissa = np.array([m for m, _ in parts], dtype=np.uint64)
-    shift = np.array([e for _, e in parts], dtype=np.int32)
+    fixed_point = ctx.arithmetic == "tflm"
+    if fixed_point:
+        # TF Lite Micro: the Q31 multiplier and shift of input_scale * filter_scale /
+        # output_scale in double (one per unit when per channel), MultiplyByQuantizedMultiplier.
+        scales = w.quant.scale if per_channel else w.quant.scale[:1]
+        rescale, shift = conv_multipliers(x.quant.s, scales, out.quant.s, len(scales))
+        rescale_name = "multiplier"
+    else:
+        # TFLite's reference path: round(acc * (input_scale * filter_scale / output_scale)) in
+        # double, which the kernels reproduce in integers from the double's significand and
+        # exponent.
+        parts = [double_parts(float(x.quant.s) * float(s) / float(out.quant.s))
+                 for s in w.quant.scale]
+        rescale = np.array([m for m, _ in parts], dtype=np.uint64)
+        shift = np.array([e for _, e in parts], dtype=np.int32)
+        rescale_name = "mantissa"
     # The per-channel reference ignores filter zero points.
     filter_offset = 0 if per_channel else -w.quant.zp
     io = _io_params(op, ctx)
@@ -146,9 +157,9 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
             - (1 << 31)).astype(np.int32)
     layer = FullyConnectedLayer(batches=x.size // depth, units=units, depth=depth,
                                 per_channel=per_channel, filter_offset=filter_offset,
-                                **dict(io, input_offset=0))
+                                **dict(io, input_offset=0), fixed_point=fixed_point)
     consts = [ctx.const("filter", fc_filter_words(w.data.astype(np.int8)), "filter"),
-              ctx.const("bias", bias, "bias"), ctx.const("mantissa", mantissa, "mantissa"),
-              ctx.const("shift", shift, "shift")]
+              ctx.const("bias", bias, "bias"), ctx.const(rescale_name, rescale, rescale_name),
+              ctx.const("shift", shift.astype(np.int32), "shift")]
     return Step(op, kernels.portable(kernels.FULLY_CONNECTED), layer, _io_args(op, consts),
                 macs=op_macs(ctx.graph, op))

@@ -32,7 +32,11 @@ def lower_mul(op: Op, ctx: LowerContext) -> Step:
             raise unsupported(op, f"tensor '{t.name}' is quantised per axis; MUL needs per-tensor")
     if a.is_const and b.is_const:
         raise unsupported(op, "both operands are constant (the product should have been folded)")
-    multiplier, shift = mul_multiplier(a.quant.s, b.quant.s, out.quant.s)
+    if ctx.arithmetic == "tflm":  # TF Lite Micro's MUL Prepare: product and quotient in double
+        multiplier, shift = quantize_multiplier(float(a.quant.s) * float(b.quant.s)
+                                                / float(out.quant.s))
+    else:
+        multiplier, shift = mul_multiplier(a.quant.s, b.quant.s, out.quant.s)
     try:
         act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
     except ValueError as exc:
