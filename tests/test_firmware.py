@@ -96,22 +96,26 @@ def test_generated_net_on_m33_bit_exact_with_dsp_kernels(tmp_path):
 
 @needs_tools
 def test_bench_firmware_table_for_one_board_with_layers():
-    """scripts/bench_firmware.py --board B: the table, each layer's instructions (--profile)
-    and the summary of instructions per inference, the run checked against TFLite."""
+    """scripts/bench_firmware.py --boards: the table, each layer's instructions (--profile),
+    the summary of instructions per inference, the run checked against TFLite, and on the M4
+    the ratio to the MLPerf Tiny leader's cycles."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_firmware.py"),
-                           "--board", "mps2-an505", "--models", "ad01", "--patch", "none",
-                           "--rows", "1", "--profile"], capture_output=True, text=True,
-                          timeout=600)
+                           "--boards", "mps2-an505,mps2-an386", "--models", "ad01", "--patch",
+                           "none", "--rows", "1", "--profile"], capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("ad01_int8 "))
-    assert "mps2-an505" in row and " DSP " in row and row.rstrip().endswith("yes")
-    total = int(row.split()[3].replace(",", ""))
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("ad01_int8 ")]
+    assert "mps2-an505" in rows[0] and " DSP " in rows[0] and rows[0].rstrip().endswith("yes")
+    assert "mps2-an386" in rows[1] and rows[1].rstrip().endswith("yes")
+    total, m4 = (int(r.split()[3].replace(",", "")) for r in rows[:2])
     layers = [int(m.group(1).replace(",", "")) for m in
               re.finditer(r"^    op +\d+ \S+ +[\d,]+ MACs +([\d,]+) insn", proc.stdout, re.M)]
-    assert len(layers) >= 4 and 0 < sum(layers) <= total
+    assert len(layers) >= 8 and 0 < sum(layers[:len(layers) // 2]) <= total
     summary = proc.stdout.split("instructions per inference")[1]
-    assert "mps2-an505 M33" in summary
-    assert re.search(rf"^ad01_int8 +{total:,} +exact$", summary, re.M), summary
+    assert "mps2-an505 M33" in summary and "mps2-an386 M4" in summary
+    assert re.search(rf"^ad01_int8 +{total:,} +exact +{m4:,} +exact$", summary, re.M), summary
+    leader = proc.stdout.split("leader's cycles")[1]
+    assert re.search(rf"^ad01_int8 +{m4:,} +486,000 +{m4 / 486000:.3f}", leader, re.M), leader
 
 
 @pytest.mark.slow
