@@ -50,8 +50,10 @@ def conv_dsp_pixels(layer: ConvLayer) -> int:
 
 
 def conv_dsp_col_bytes(layer: ConvLayer) -> int:
-    """P pixels' windows as int16."""
-    return 2 * conv_dsp_pixels(layer) * conv_window_values(layer)
+    """P pixels' windows as int16; with a fused ADD, then the P pixels' sums (staged until
+    every residual value of the block was read: the sum may then lie over the residual)."""
+    staged = conv_dsp_pixels(layer) * layer.window.oc if layer.fused_add is not None else 0
+    return 2 * conv_dsp_pixels(layer) * conv_window_values(layer) + staged
 
 
 def one_filter_per_channel(layer: DepthwiseLayer) -> bool:
