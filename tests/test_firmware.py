@@ -380,3 +380,21 @@ def test_two_named_models_in_one_m4_firmware(tmp_path):
     ya = reference_outputs(ad.read_bytes(), [xa])[0]
     assert b"".join(got["kws"]) == yk.tobytes()
     assert b"".join(got["ad"]) == ya.tobytes()
+
+
+@needs_tools
+def test_bench_shapes_runs_a_slice_bit_exact(capsys):
+    """scripts/bench_shapes.py on the first network of its corpus: one row on the emulated M4,
+    checked against TFLite, with the summary against issue 11's targets."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_shapes", ROOT / "scripts" / "bench_shapes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--only", "1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("gen00_"))
+    macs, insn, per_mac, exact = row.split()[2:6]
+    assert exact == "yes"
+    assert float(per_mac) == pytest.approx(int(insn.replace(",", "")) / int(macs.replace(",", "")),
+                                           abs=1e-3)
+    assert "bit-exact 1 of 1" in out and "median" in out
