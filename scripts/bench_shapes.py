@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Instructions per MAC on the emulated Cortex-M4 over a corpus of 30 network shapes, beyond
+"""Instructions per MAC on the emulated Cortex-M4 over a corpus of 33 network shapes, beyond
 the four MLPerf Tiny models (issue 11: the worst conv network at most 1.6, the median at most
 1.3, every output bit-exact with TFLite's reference kernels).
 
@@ -102,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--board", default="mps2-an386")
     ap.add_argument("--patch", default="none")
     ap.add_argument("--only", type=int, default=None, help="the first N networks only")
+    ap.add_argument("--first", type=int, default=0, help="start at network N (0-based)")
     ap.add_argument("models", nargs="*", type=Path, help="these instead of the corpus")
     args = ap.parse_args(argv)
     board = get_board(args.board)
     work = Path(tempfile.mkdtemp(prefix="mcunet-bench-shapes-"))
     paths = args.models or (generated_networks(work) + zoo_networks())
+    paths = paths[args.first:]
     if args.only:
         paths = paths[:args.only]
     print(f"{len(paths)} networks on {board.name} ({board.core}), --patch {args.patch}")
