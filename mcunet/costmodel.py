@@ -95,7 +95,7 @@ def features(step: Step, graph) -> dict[str, float]:
         if isinstance(layer, ConvLayer) and layer.fused_add is not None:
             f["fused"] = float(out)
     if isinstance(layer, FullyConnectedLayer):
-        f["out"] = float(layer.batches * layer.units)  # one software double rescale each
+        f["out"] = float(layer.batches * layer.units)  # one rescale each (mcunet_round_scaled, in integers)
     return f
 
 
