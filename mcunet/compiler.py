@@ -260,8 +260,8 @@ def plane_depthwise_in_patches(originals: int, steps: list[Step]) -> list[Step]:
     """Depthwise layers of a patch, on per-patch buffers only (tensor ids from `originals` on),
     onto the plane kernel where the channels are not in fours: with the DSP extension the
     plane kernel is then the faster (the other DSP depthwise takes the last ic % 4 channels
-    one by one), and a patch's planes are small. The layer-by-layer plan takes it where it saves memory, which would otherwise make
-    patches look slow."""
+    one by one), and a patch's planes are small. The layer-by-layer plan takes it where it
+    saves memory, which would otherwise make patches look slow."""
     plane = kernels.portable(kernels.DEPTHWISE_IN_PLACE)
     result = []
     for step in steps:
@@ -445,10 +445,11 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
         ordered, plan, placed = plan_lean(pgraph, psteps, stages)
         return _finish(pgraph, ordered, consts, plan, target, placed, options)
     best_steps, best_plan, _ = plan_lean(graph, layer_steps)
+    layerwise = _finish(graph, best_steps, consts, best_plan, target, (), options)
     if sram_budget is not None and best_plan.arena_bytes <= sram_budget:
         # Layer by layer fits: nothing runs faster (stages only add halos and calls), so no
         # stage is searched for.
-        return _finish(graph, best_steps, consts, best_plan, target, (), options)
+        return layerwise
     plans = [(graph, best_steps, best_plan, ())]
     for candidate, hints in choose_regions(graph, steps, finish_steps, max_overhead,
                                            sram_budget):
@@ -459,22 +460,20 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
         estimate_work(layer_steps, psteps, stages)
         ordered, plan, placed = plan_lean(pgraph, psteps, stages, hints=hints)
         plans.append((pgraph, ordered, plan, placed))
-    layerwise = plans[0][2].arena_bytes
-
     def work(p) -> int:
         return sum(s.extra_work for s in p[3])
 
     # A plan with stages must save a few percent to be worth its code; with a budget, the
     # least work that fits wins, else the smallest arena.
-    worth = [p for p in plans if not p[3] or p[2].arena_bytes < layerwise * (1 - AUTO_MIN_SAVING)]
+    worth = [p for p in plans
+             if not p[3] or p[2].arena_bytes < best_plan.arena_bytes * (1 - AUTO_MIN_SAVING)]
     fits = [p for p in worth if sram_budget is not None and p[2].arena_bytes <= sram_budget]
     best = min(fits, key=lambda p: (work(p), p[2].arena_bytes)) if fits else \
         min(worth, key=lambda p: (p[2].arena_bytes, work(p)))
-    chosen = _finish(best[0], best[1], consts, best[2], target, best[3], options)
-    if not chosen.stages:
-        return chosen
-    return replace(chosen, layer_by_layer=_finish(graph, best_steps, consts, best_plan, target,
-                                                  (), options))
+    if not best[3]:
+        return layerwise
+    return replace(_finish(best[0], best[1], consts, best[2], target, best[3], options),
+                   layer_by_layer=layerwise)
 
 
 def compile_model(path: str | Path, patch: str = "auto", target: Target | str | None = None,

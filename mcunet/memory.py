@@ -253,7 +253,7 @@ def _fits(buf: Buffer, offset: int, live: list[Buffer],
     end = offset + align(buf.size)
     for p in live:
         p_offset = p.offset
-        if end <= p_offset or p_offset + (p.size + ALIGN - 1) // ALIGN * ALIGN <= offset:
+        if end <= p_offset or p_offset + align(p.size) <= offset:
             continue
         ov = allowed.get((p.name, buf.name))  # buf is the output, over its input p
         if ov is not None and _safe(ov, _delta(p, buf, p.offset, offset, mirrored)):

@@ -104,7 +104,7 @@ def summary_lines(model: CompiledModel) -> list[str]:
     if model.flash_total_bytes is not None:
         flash = (f"{usage(model.flash_total_bytes, b.flash_bytes)} (weights and constants "
                  f"{model.flash_bytes:,} + code {model.code_bytes:,}, from {fp.source})")
-    elif model.target.footprint is not None:  # the host, with no flash budget
+    elif model.target.footprint is not None and not model.measures_footprint:  # host, no --flash
         flash = (f"{usage(model.flash_bytes, b.flash_bytes)} (weights and constants; code not "
                  f"measured on the host: give --flash to count it, or --target/--board for a "
                  f"microcontroller's)")

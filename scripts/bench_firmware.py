@@ -36,12 +36,26 @@ LEADER_M4_CYCLES = {"vww_96_int8": 10_671_600, "kws_ref_model": 5_182_800,
 TARGET_VS_LEADER = 0.80  # issue 11: at most 0.8 of the leader's cycles on every model
 
 
-def main() -> int:
-    from mcunet.boards import get_board
+def run_checked(path: Path, board, patch: str, rows: int, seed: int = 1,
+                profile: bool = False):
+    """Compile a model for the board's core, run `rows` random rows on the board and compare
+    every output byte with TFLite's reference kernels: (the compiled model, the run,
+    bit-exact?)."""
     from mcunet.boards.firmware import run_on_board
     from mcunet.compiler import compile_model
-    from mcunet.reference import reference_outputs
     from mcunet.host import random_inputs
+    from mcunet.reference import reference_outputs
+
+    model = compile_model(path, patch=patch, target=board.target)
+    inputs = random_inputs(model.graph, rows, seed=seed)
+    r = run_on_board(model, board, inputs, profile=profile)
+    exact = all(np.array_equal(a, b) for a, b in
+                zip(r.outputs, reference_outputs(Path(path).read_bytes(), inputs)))
+    return model, r, exact
+
+
+def main() -> int:
+    from mcunet.boards import get_board
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boards", "--board", default="mps2-an386,mps2-an385")
@@ -66,11 +80,7 @@ def main() -> int:
                 sys.exit(f"unknown model {name!r}; the models are {', '.join(NAMES)}")
             name = matches[0]
             path = MODELS / f"{name}.tflite"
-            model = compile_model(path, patch=args.patch, target=board.target)
-            inputs = random_inputs(model.graph, args.rows, seed=1)
-            r = run_on_board(model, board, inputs, profile=args.profile)
-            exact = all(np.array_equal(a, b) for a, b in
-                        zip(r.outputs, reference_outputs(path.read_bytes(), inputs)))
+            _, r, exact = run_checked(path, board, args.patch, args.rows, profile=args.profile)
             ram = r.ram
             harness = ram["harness_static_bytes"] + ram["harness_stack_bytes"]
             print(f"{name:<24} {board.name:<11} {'DSP' if r.dsp else 'portable':<8} "

@@ -77,16 +77,9 @@ def zoo_networks() -> list[Path]:
 
 
 def measure(path: Path, board, patch: str) -> dict:
-    from mcunet.boards.firmware import run_on_board
-    from mcunet.compiler import compile_model
-    from mcunet.host import random_inputs
-    from mcunet.reference import reference_outputs
+    from bench_firmware import run_checked
 
-    model = compile_model(path, patch=patch, target=board.target)
-    inputs = random_inputs(model.graph, 1, seed=3)
-    r = run_on_board(model, board, inputs, profile=True)
-    exact = all(np.array_equal(a, b) for a, b in
-                zip(r.outputs, reference_outputs(path.read_bytes(), inputs)))
+    model, r, exact = run_checked(path, board, patch, rows=1, seed=3, profile=True)
     by_kernel: dict[str, int] = {}
     for layer in r.layers:
         by_kernel[layer["kernel"]] = by_kernel.get(layer["kernel"], 0) + layer["instructions"]

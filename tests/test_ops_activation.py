@@ -235,14 +235,21 @@ def test_mul_every_pair_of_values_and_float32_scale_product(s1, z1, s2, z2, so, 
     """All 65536 pairs of int8 values, through a (256, 1) x (1, 256) broadcast. For these scales
     the multiplier of s1 * s2 / so in float32 (as TFLite computes it) and in double differ in
     the result for a product or two."""
+    values = np.arange(-128, 128, dtype=np.int8)
+    assert_bit_exact(mul_pairs_model(s1, z1, s2, z2, so, zo),
+                     inputs=[values.reshape(1, 256, 1), values.reshape(1, 1, 256)])
+
+
+def mul_pairs_model(s1, z1, s2, z2, so, zo) -> bytes:
+    """MUL of a (1, 256, 1) by a (1, 1, 256) int8 input: fed every int8 value along each, it
+    multiplies all 65536 pairs."""
     m = ModelBuilder()
     a = m.input((1, 256, 1), "int8", scale=s1, zero_point=z1)
     b = m.input((1, 1, 256), "int8", scale=s2, zero_point=z2)
     y = m.tensor((1, 256, 256), "int8", scale=so, zero_point=zo)
     m.op("MUL", [a, b], [y], fused_activation="NONE")
     m.output(y)
-    values = np.arange(-128, 128, dtype=np.int8)
-    assert_bit_exact(m.build(), inputs=[values.reshape(1, 256, 1), values.reshape(1, 1, 256)])
+    return m.build()
 
 
 @pytest.mark.parametrize("in_s, in_zp, out_s, out_zp", [

@@ -26,7 +26,7 @@ from mcunet.reference import reference_outputs, tflm_outputs
 from .conftest import MLPERF, mlperf_model
 from .modelgen import ModelBuilder
 from .opcheck import assert_bit_exact
-from .test_ops_activation import every_int8, unary_model
+from .test_ops_activation import every_int8, mul_pairs_model, unary_model
 
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -159,16 +159,6 @@ def test_relu_quotient_matters():
     assert differs(model, [every_int8((1, 256))]) == 1
 
 
-def _mul_pairs(s1, z1, s2, z2, so, zo) -> bytes:
-    m = ModelBuilder()
-    a = m.input((1, 256, 1), "int8", scale=s1, zero_point=z1)
-    b = m.input((1, 1, 256), "int8", scale=s2, zero_point=z2)
-    y = m.tensor((1, 256, 256), "int8", scale=so, zero_point=zo)
-    m.op("MUL", [a, b], [y], fused_activation="NONE")
-    m.output(y)
-    return m.build()
-
-
 PAIRS = [np.arange(-128, 128, dtype=np.int8).reshape(1, 256, 1),
          np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 256)]
 
@@ -180,7 +170,7 @@ PAIRS = [np.arange(-128, 128, dtype=np.int8).reshape(1, 256, 1),
 def test_mul_every_pair_with_the_double_scale_product(s1, z1, s2, z2, so, zo):
     """All 65536 pairs of int8 values: for these scales the multiplier of s1 * s2 / so in
     double (TFLM) and in float32 (the reference) requantise a product or two differently."""
-    model = _mul_pairs(s1, z1, s2, z2, so, zo)
+    model = mul_pairs_model(s1, z1, s2, z2, so, zo)
     assert differs(model, PAIRS) > 0
     assert_bit_exact(model, inputs=PAIRS, **TFLM)
 
