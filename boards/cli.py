@@ -13,7 +13,8 @@ from mcunet.check import check_against_reference
 from mcunet.errors import McunetError
 from mcunet.host import load_inputs
 from mcunet.outdir import check_dir, check_file, make_dir
-from mcunet.options import arithmetic_option, library_kwargs, library_options, patch_options
+from mcunet.options import (arithmetic_option, library_kwargs, library_options, patch_options,
+                            tune_first, tune_option)
 from mcunet.progress import plural, progress
 from mcunet.report import table
 
@@ -86,14 +87,17 @@ def _arrays(inputs, graph, random_rows, seed, default_rows=0):
               "(per-layer instructions and stack with `mcunet run --project`)")
 @click.option("--no-build", is_flag=True, help="only write the project (e.g. for a real board "
               "on a machine without PlatformIO's vendor platforms)")
+@tune_option
 def build_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, random_rows, seed,
-              lib_name, arena_section, external_arena, lib_version, profile, no_build):
+              lib_name, arena_section, external_arena, lib_version, profile, no_build, tune):
     """Write a PlatformIO project for MODEL on a board and build it with `pio run`. A project
     for an emulated board builds on its own, offline: `cd OUT && pio run`."""
     b = get_board(board)
     if profile and not b.emulated:
         raise McunetError("--profile needs an emulated board (instruction counting)")
     check_dir(out_dir)
+    if tune:
+        tune_first(model, board=board, arithmetic=arithmetic)
     compiled = _compiled(model, board, patch, max_overhead, arithmetic,
                          **library_kwargs(lib_name, arena_section, external_arena, lib_version))
     arrays = _arrays(inputs, compiled.graph, random_rows, seed, default_rows=1)
@@ -178,11 +182,13 @@ def _check_outputs(outputs, json_path) -> None:
 
 
 def _run(model, board, patch, max_overhead, arithmetic, inputs, random_rows, seed, outputs,
-         json_path, check, timeout, profile, out_dir=None):
+         json_path, check, timeout, profile, tune=False, out_dir=None):
     b = get_board(board)
     _check_outputs(outputs, json_path)
     if out_dir:
         check_dir(out_dir)
+    if tune:
+        tune_first(model, board=board, arithmetic=arithmetic)
     compiled = _compiled(model, board, patch, max_overhead, arithmetic)
     arrays = _arrays(inputs, compiled.graph, random_rows, seed)
     if not arrays:
@@ -260,6 +266,7 @@ def _run_options(fn):
                      help="print each layer's instructions and stack (emulated boards)"),
         click.option("--timeout", default=600.0, show_default=True,
                      help="seconds to wait for the board (or QEMU) to finish"),
+        tune_option,
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -280,21 +287,21 @@ def _run_options(fn):
 @arithmetic_option
 @_run_options
 def run_cmd(model, project, board, inputs, random_rows, seed, patch, max_overhead, arithmetic,
-            outputs, json_path, check, profile, timeout):
+            outputs, json_path, check, profile, timeout, tune):
     """Build MODEL's firmware (cached) and run it on a board: emulated boards under QEMU with
     instruction counting, real ones by upload and the serial port. With --project, build and
     run that project instead."""
     if project:
-        if model or board or random_rows or arithmetic != "reference":
+        if model or board or random_rows or arithmetic != "reference" or tune:
             raise McunetError("--project runs the project as it is: give no MODEL, --board, "
-                              "--random or --arithmetic (its board, model and arithmetic are "
-                              "the project's)")
+                              "--random, --arithmetic or --tune (its board, model, arithmetic "
+                              "and kernels are the project's)")
         _run_project(project, inputs, outputs, json_path, check, timeout, profile)
         return
     if not model or not board:
         raise McunetError("give MODEL and --board (or --project DIR of `mcunet build`)")
     _run(model, board, patch, max_overhead, arithmetic, inputs, random_rows, seed, outputs,
-         json_path, check, timeout, profile)
+         json_path, check, timeout, profile, tune)
 
 
 @click.command(name="deploy")
@@ -304,13 +311,13 @@ def run_cmd(model, project, board, inputs, random_rows, seed, patch, max_overhea
 @_options
 @_run_options
 def deploy_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, random_rows,
-               seed, outputs, json_path, check, profile, timeout):
+               seed, outputs, json_path, check, profile, timeout, tune):
     """Build MODEL's firmware in OUT and put it on the board: upload and run on a real board,
     run under QEMU on an emulated one (random rows unless --input)."""
     if not inputs and random_rows <= 0:
         random_rows = 1
     _run(model, board, patch, max_overhead, arithmetic, inputs, random_rows, seed, outputs,
-         json_path, check, timeout, profile, out_dir=out_dir)
+         json_path, check, timeout, profile, tune, out_dir=out_dir)
 
 
 COMMANDS = [boards_cmd, build_cmd, run_cmd, deploy_cmd]

@@ -2,7 +2,7 @@
 
 A record (mcunet.step.Kernel) names its template, the instruction set it needs, when it
 applies to a layer, its scratch and how its output may overlap its inputs. Dispatch
-(`choose`), the scratch sizes, the planner's overlap permissions and the code generator's
+(mcunet.tune's candidates), the scratch sizes, the planner's overlap permissions and the code generator's
 `restrict` qualifiers all read these records, so "which kernel" and "how much scratch" are
 answered by the same named predicates, as CMSIS-NN's arm_convolve_wrapper_s8.c and
 arm_convolve_get_buffer_sizes_s8.c branch on the same conditions.
@@ -20,7 +20,7 @@ family, a lowering in codegen/ops/ that returns a Step with the family's portabl
 """
 from __future__ import annotations
 
-from mcunet.layers import ConvLayer, DepthwiseLayer, Layer
+from mcunet.layers import ConvLayer, DepthwiseLayer
 from mcunet.step import ARM_DSP, InPlace, Elementwise, Kernel, PORTABLE, RasterOrder, Scratch
 
 # ---------------------------------------------------------------------------------------------
@@ -41,9 +41,15 @@ def pixels_per_block(npix: int) -> int:
     return min((4, 3), key=lambda b: -(-npix // b) * (6 + 6 * b))
 
 
+CONV_DSP_BLOCKS = (1, 2, 3, 4)  # the pixel blocks the tuner tries
+
+
 def conv_dsp_pixels(layer: ConvLayer) -> int:
-    """Pixels whose windows share each weight load in the DSP conv: three or four while the
-    windows stay small, two beyond."""
+    """Pixels whose windows share each weight load in the DSP conv: the tuned block, else
+    three or four while the windows stay small, two beyond."""
+    tuned = layer.tuned("P")
+    if tuned is not None:
+        return tuned
     if conv_window_values(layer) <= CONV_SMALL_K:
         return pixels_per_block(layer.window.oh * layer.window.ow)
     return 2
@@ -137,7 +143,8 @@ def _k(name: str, family: str, **kw) -> Kernel:
 CONV2D_S8_DSP = _k("conv2d_s8_dsp", CONV, isa=ARM_DSP,
                    scratch=Scratch("col", "int16_t", conv_dsp_col_bytes),
                    overlap=RasterOrder(block=conv_dsp_pixels),
-                   constants=lambda layer: {"P": conv_dsp_pixels(layer)})
+                   constants=lambda layer: {"P": conv_dsp_pixels(layer)},
+                   tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
 CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 
 DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
@@ -199,15 +206,6 @@ KERNELS: dict[str, Kernel] = {k.name: k for ks in FAMILIES.values() for k in ks}
 def portable(family: str) -> Kernel:
     """The family's portable kernel (what lowering starts from)."""
     return FAMILIES[family][-1]
-
-
-def choose(family: str, layer: Layer, isas: frozenset[str]) -> Kernel:
-    """The first of the family's kernels that the target's instruction sets run and that
-    applies to the layer."""
-    for kernel in FAMILIES[family]:
-        if kernel.isa in isas and kernel.applies(layer):
-            return kernel
-    raise AssertionError(f"no kernel of family {family!r} applies")  # the portable one does
 
 
 def _check_registry() -> None:

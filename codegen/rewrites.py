@@ -2,8 +2,10 @@
 
 - fuse_residual_adds: a residual ADD into the convolution that produces one of its operands;
 - in_place_depthwise: depthwise layers onto the in-place kernel where that needs less memory;
-- choose_variants: every step onto the best kernel of its family for the target's
-  instruction sets (the DSP variants on ARMv7E-M).
+- leaner_variant: a step onto a later variant of its family with less scratch.
+
+Which variant (and blocking) each step runs first is mcunet.tune's choice: measured, or the
+cost model's.
 """
 from __future__ import annotations
 
@@ -93,13 +95,6 @@ def in_place_depthwise(graph: Graph, steps: list[Step]) -> list[Step]:
                 step = replace(step, kernel=in_place)
         result.append(step)
     return result
-
-
-def choose_variants(steps: list[Step], isas: frozenset[str]) -> list[Step]:
-    """Each step on the first kernel of its family that the target runs and that applies."""
-    return [step if step.kernel is None else
-            replace(step, kernel=kernels.choose(step.kernel.family, step.layer, isas))
-            for step in steps]
 
 
 def leaner_variant(step: Step) -> Step | None:

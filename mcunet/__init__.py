@@ -20,13 +20,13 @@ _checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_checkout, "setup.cfg")) and \
         _os.path.isfile(_os.path.join(_checkout, "codegen", "__init__.py")):
     __path__.append(_checkout)  # noqa: F821 (a package's __path__)
-__all__ = ["compile", "simulate", "CompiledModel", "McunetError", "__version__"]
+__all__ = ["compile", "simulate", "tune_kernels", "CompiledModel", "McunetError", "__version__"]
 
 
 def __getattr__(name: str):
     # The API is loaded on first use, so that `import mcunet.graph` (and every module's
     # `from mcunet import __version__`) stays light and free of import cycles.
-    if name in ("compile", "simulate"):
+    if name in ("compile", "simulate", "tune_kernels"):
         from . import api
         return getattr(api, name)
     if name == "CompiledModel":

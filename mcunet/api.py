@@ -22,7 +22,8 @@ import numpy as np
 from .boards import BOARDS, Board, core_target, get_board
 from .budget import Fit, fit, not_fitting, resolve
 from .codegen.library import DEFAULT_ARITHMETIC, DEFAULT_NAME, LibraryOptions
-from .compiler import CompiledModel, compile_model
+from .boards.tune import tune_graph
+from .compiler import CompiledModel, compile_model, load_graph
 from .errors import McunetError
 from .footprint import cache_folder
 from .patch import DEFAULT_MAX_OVERHEAD
@@ -38,7 +39,8 @@ def compile(model: str | Path, *, board: str | Board | None = None,
             sram: str | int | None = None, flash: str | int | None = None,
             max_overhead: float = DEFAULT_MAX_OVERHEAD, name: str = DEFAULT_NAME,
             arena_section: str | None = None, external_arena: bool = False,
-            lib_version: str = "1.0.0", arithmetic: str = DEFAULT_ARITHMETIC) -> CompiledModel:
+            lib_version: str = "1.0.0", arithmetic: str = DEFAULT_ARITHMETIC,
+            tune: bool = False) -> CompiledModel:
     """Compile an int8 .tflite file for a board or a target core.
 
     board: a name from `mcunet boards` (its core's kernels, its free SRAM and flash as the
@@ -53,8 +55,12 @@ def compile(model: str | Path, *, board: str | Board | None = None,
     KWS_ARENA_BYTES, kws_model.h); arena_section: a linker section for the arena;
     external_arena: the firmware passes the arena (name_set_arena); lib_version: the
     library's version in its build files; arithmetic: "reference" (bit-exact with TFLite's
-    reference kernels) or "tflm" (with TF Lite Micro's; docs/arithmetic.md).
+    reference kernels) or "tflm" (with TF Lite Micro's; docs/arithmetic.md); tune: first
+    measure each layer's kernel candidates on the emulated board of the core
+    (`tune_kernels`).
     Raises McunetError on bad input or when the model does not fit the budget."""
+    if tune:
+        tune_kernels(model, board=board, target=target, arithmetic=arithmetic)
     compiled = compile_unchecked(model, board=board, target=target, patch=patch, sram=sram,
                                  flash=flash, max_overhead=max_overhead, name=name,
                                  arena_section=arena_section, external_arena=external_arena,
@@ -129,6 +135,18 @@ def compile_unchecked(model: str | Path, *, board: str | Board | None = None,
         compiled = compile_model(model, patch=patch, target=target, max_overhead=max_overhead,
                                  options=options)
     return dataclasses.replace(compiled, budget=budget)
+
+
+def tune_kernels(model: str | Path, *, board: str | Board | None = None,
+         target: str | Target | None = None, arithmetic: str = DEFAULT_ARITHMETIC):
+    """Measure each layer's kernel candidates (variants and blockings) on the emulated board
+    of the core (mps2-an386 for a Cortex-M4, ...; mcunet.boards.tune) and cache the fastest
+    by layer signature: every later compile for that core uses them. Layers the cache holds
+    are not measured again. Returns the TuneReport (the measured choices beside the cost
+    model's)."""
+    b = get_board(board) if isinstance(board, str) else board
+    core = b.core if b is not None else get_target(target).name
+    return tune_graph(load_graph(model), core, LibraryOptions(arithmetic=arithmetic))
 
 
 def simulate(model: CompiledModel | str | Path, inputs: np.ndarray | Sequence[np.ndarray], *,

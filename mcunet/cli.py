@@ -23,7 +23,8 @@ from .evaluate import DEFAULT_BOARD_ROWS, confusion_table
 from .evaluate import evaluate as run_evaluation
 from .host import build_host, load_inputs
 from .outdir import check_dir, check_file, make_dir, record
-from .options import library_kwargs, library_options, memory_options
+from .options import (ARITHMETIC_NAMES, arithmetic_option, library_kwargs, library_options,
+                      memory_options, tune_first, tune_option)
 from .plot import html_report, memory_png, write_png
 from .progress import plural, progress
 from .report import (compile_report, inspect_table, io_lines, layer_estimates, plan_table,
@@ -148,13 +149,16 @@ def plan(model, patch, max_overhead, arithmetic, sram, flash, board, target, as_
               help="MODEL is a Keras model (.keras, .h5) or a SavedModel: quantise it to int8 "
                    "first, calibrated on this .npy of float inputs or dataset (fashion-mnist, a "
                    "folder of class folders, an .npz)")
+@tune_option
 def compile_cmd(model, out_dir, patch, max_overhead, arithmetic, sram, flash, board, target,
-                lib_name, arena_section, external_arena, lib_version, arduino, calibration):
+                lib_name, arena_section, external_arena, lib_version, arduino, calibration, tune):
     """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html):
     sources, a CMakeLists.txt and a PlatformIO library.json."""
     start = time.perf_counter()
     check_dir(out_dir, "--out")
     model = str(api.resolve_model(model, calibration))
+    if tune:
+        tune_first(model, board, target, arithmetic)
     compiled = _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic,
                         **library_kwargs(lib_name, arena_section, external_arena, lib_version))
     library = compiled.library()
@@ -277,10 +281,11 @@ def quantize(model, calibration, out_path, io_type, samples, input_range):
                    f"{DEFAULT_BOARD_ROWS} on a board)")
 @click.option("--input-range", default="0,1", show_default=True, help=INPUT_RANGE_HELP)
 @click.option("--patch", default="auto", show_default=True, help="as for compile")
+@arithmetic_option
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="write accuracy and confusion matrix as JSON")
 def evaluate(model, dataset, board, target, float_model, calibration, limit, input_range, patch,
-             json_path):
+             arithmetic, json_path):
     """Top-1 accuracy of MODEL on a labelled dataset, as the generated C computes it (on the
     host, or on an emulated board), with a confusion matrix."""
     lo_hi = _range(input_range)
@@ -289,7 +294,7 @@ def evaluate(model, dataset, board, target, float_model, calibration, limit, inp
         model = api.quantize(model, calibration or dataset, input_range=lo_hi)
     elif calibration is not None:
         raise McunetError("--calibration is for a Keras MODEL; this one is a .tflite already")
-    compiled = api.compile(model, board=board, target=target, patch=patch)
+    compiled = api.compile(model, board=board, target=target, patch=patch, arithmetic=arithmetic)
     b = get_board(board) if board else None
     if b is not None and not b.emulated:
         raise McunetError(f"evaluate runs on the host or an emulated board; {b.name} is a real "
@@ -300,18 +305,18 @@ def evaluate(model, dataset, board, target, float_model, calibration, limit, inp
                             input_range=lo_hi)
     click.echo(f"top-1 {100 * result.top1:.2f}% of {plural(result.rows, result.split + ' image')} "
                f"on {result.where} (int8, the generated C"
-               f"{', bit-exact with TFLite' if result.reference_agrees else ''}) in "
+               f"{', bit-exact with ' + ARITHMETIC_NAMES[arithmetic] if result.reference_agrees else ''}) in "
                f"{time.perf_counter() - start:.1f} s")
     if result.reference_agrees is False:
-        click.echo("warning: the generated code's outputs differ from TFLite's reference "
-                   "kernels on these images (a bug in mcunet; please report it)")
+        click.echo(f"warning: the generated code's outputs differ from {ARITHMETIC_NAMES[arithmetic]} "
+                   "on these images (a bug in mcunet; please report it)")
     if result.float_top1 is not None:
         click.echo(f"top-1 {100 * result.float_top1:.2f}% for the float model "
                    f"({100 * (result.top1 - result.float_top1):+.2f} points from int8)")
     click.echo(confusion_table(result))
     if json_path:
-        Path(json_path).write_text(json.dumps({"model": str(model), **result.to_json()},
-                                              indent=2))
+        Path(json_path).write_text(json.dumps({"model": str(model), "arithmetic": arithmetic,
+                                               **result.to_json()}, indent=2))
         click.echo(f"wrote {json_path}")
 
 

@@ -13,7 +13,7 @@ from .budget import Budget
 from .codegen import kernels
 from .codegen.library import Library, LibraryOptions, render_library
 from .codegen.lower import lower_graph
-from .codegen.rewrites import (choose_variants, fuse_residual_adds, in_place_depthwise,
+from .codegen.rewrites import (fuse_residual_adds, in_place_depthwise,
                                leaner_variant)
 from .footprint import Footprint
 from .frontend import read_tflite
@@ -31,6 +31,8 @@ from .tiling import NotTileable, PatchStage, cuts, locate
 from .work import MARGIN, work as steps_work
 from .step import ARM_DSP, ConstArray, Step
 from .target import Target, get_target
+from .costmodel import core_of
+from .tune import Choices, choose_candidates, measurements
 
 PATCH_CHOICES = ("auto", "none", "RxC@LAYER")
 AUTO_MIN_SAVING = 0.02  # a patch stage must save this share of the peak to be worth its code
@@ -413,25 +415,31 @@ def estimate_work(layer_steps: list[Step], steps: list[Step], stages: Sequence[P
 def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None = None,
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
                   sram_budget: int | None = None,
-                  options: LibraryOptions = LibraryOptions()) -> CompiledModel:
+                  options: LibraryOptions = LibraryOptions(),
+                  choices: Choices | None = None) -> CompiledModel:
     """patch: 'auto' (patch-based and streamed sections where they lower the peak), 'none'
     or explicit sections ('RxC@LAYER', 'stream@FIRST-LAST', ...: mcunet.patch.parse_patch).
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
     instruction sets choose the kernel variants (the DSP ones on ARMv7E-M). sram_budget:
     with 'auto', the fastest plan whose arena fits it (layer by layer wherever that fits),
     rather than the smallest. options: the C library's names, arena placement and arithmetic
-    (TFLite's reference or TF Lite Micro's)."""
+    (TFLite's reference or TF Lite Micro's). choices: how each layer's kernel variant and
+    blocking are picked (mcunet.tune; default: measured where the target core's tune cache has
+    the layer, else the registry's rule)."""
     target = get_target(target)
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph, options.arithmetic)
     steps = fuse_residual_adds(graph, steps)
 
-    def finish_steps(s: list[Step]) -> list[Step]:
+    if choices is None:
+        choices = Choices(measurements(core_of(target.name)))
+
+    def finish_steps(s: list[Step], g: Graph = graph) -> list[Step]:
         # In-place depthwise first: the DSP variants include in-place ones.
-        s = in_place_depthwise(graph, s)
+        s = in_place_depthwise(g, s)
         if ARM_DSP in target.isas:
             s = plane_depthwise_in_patches(len(graph.tensors), s)
-        return choose_variants(s, target.isas)
+        return choose_candidates(s, target.isas, choices)
 
     layer_steps = finish_steps(list(steps))
     if spec == "none":
@@ -440,7 +448,7 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     if spec != "auto":
         specs = spec if isinstance(spec, tuple) else (spec,)
         pgraph, psteps, stages = apply_regions(graph, steps, specs)
-        psteps = finish_steps(psteps)
+        psteps = finish_steps(psteps, pgraph)
         estimate_work(layer_steps, psteps, stages)
         ordered, plan, placed = plan_lean(pgraph, psteps, stages)
         return _finish(pgraph, ordered, consts, plan, target, placed, options)
@@ -456,7 +464,7 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
         if not candidate:
             continue
         pgraph, psteps, stages = apply_regions(graph, steps, candidate)
-        psteps = finish_steps(psteps)
+        psteps = finish_steps(psteps, pgraph)
         estimate_work(layer_steps, psteps, stages)
         ordered, plan, placed = plan_lean(pgraph, psteps, stages, hints=hints)
         plans.append((pgraph, ordered, plan, placed))
@@ -479,6 +487,7 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
 def compile_model(path: str | Path, patch: str = "auto", target: Target | str | None = None,
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
                   sram_budget: int | None = None,
-                  options: LibraryOptions = LibraryOptions()) -> CompiledModel:
+                  options: LibraryOptions = LibraryOptions(),
+                  choices: Choices | None = None) -> CompiledModel:
     return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead,
-                         sram_budget=sram_budget, options=options)
+                         sram_budget=sram_budget, options=options, choices=choices)

@@ -13,7 +13,7 @@ from .boards.firmware import run_on_board
 from .errors import McunetError
 from .host import build_host, quantize_rows
 from .progress import counted
-from .reference import reference_outputs
+from .reference import expected_outputs
 from .search.data import load_dataset, model_inputs
 from .search.export import load_keras
 
@@ -78,7 +78,8 @@ def evaluate(compiled, tflite: Path, dataset: str, *, board=None, limit: int | N
     np.add.at(confusion, (split.y, pred), 1)
     agrees = None
     if check:
-        ref = reference_outputs(Path(tflite).read_bytes(), [q])[0].reshape(n, -1)
+        ref = expected_outputs(Path(tflite).read_bytes(), [q],
+                               compiled.options.arithmetic)[0].reshape(n, -1)
         agrees = bool(np.array_equal(ref, y))
     float_top1 = None
     if float_model is not None:

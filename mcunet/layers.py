@@ -15,7 +15,7 @@ stay as they are (`{{ fused_add.op }}`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 
 class Flattened:
@@ -24,7 +24,14 @@ class Flattened:
 
 @dataclass(frozen=True)
 class Layer:
-    """Base of the per-family parameter records."""
+    """Base of the per-family parameter records. `tuning`: the blocking a kernel variant was
+    given by the tuner or the cost model (its record's `tunables`, as (name, value) pairs);
+    empty for the variant's own default. The registry's size functions read it, so a kernel's
+    blocking and its scratch cannot disagree."""
+    tuning: tuple[tuple[str, int], ...] = field(default=(), kw_only=True)
+
+    def tuned(self, name: str) -> int | None:
+        return dict(self.tuning).get(name)
 
     def template_vars(self) -> dict:
         result: dict = {}

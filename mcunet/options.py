@@ -37,6 +37,10 @@ ARITHMETIC_HELP = ("whose integer arithmetic the generated code reproduces bit f
                    "RELU6, RELU and MUL differ; docs/arithmetic.md); --check compares with it")
 
 
+# What each --arithmetic is bit-exact with, in words.
+ARITHMETIC_NAMES = {"reference": "TFLite's reference kernels", "tflm": "TF Lite Micro"}
+
+
 def arithmetic_option(fn):
     """--arithmetic: plan, compile, simulate, build, run and deploy."""
     return click.option("--arithmetic", type=click.Choice(ARITHMETICS),
@@ -82,3 +86,22 @@ def library_options(fn):
 def library_kwargs(lib_name, arena_section, external_arena, lib_version) -> dict:
     return {"name": lib_name, "arena_section": arena_section, "external_arena": external_arena,
             "lib_version": lib_version}
+
+
+def tune_option(fn):
+    """--tune: compile, build and run."""
+    return click.option("--tune", is_flag=True,
+                        help="measure each layer's kernel variants and blockings on the emulated "
+                             "board of the core first and keep the fastest (cached by layer: "
+                             "later compiles for that core use them; docs/boards.md)")(fn)
+
+
+
+def tune_first(model, board=None, target=None, arithmetic: str = DEFAULT_ARITHMETIC) -> None:
+    """What --tune does before a command compiles: measure, say what was found."""
+    from . import api
+    from .progress import progress
+
+    with progress("tuning the kernels on the emulated board"):
+        report = api.tune_kernels(model, board=board, target=target, arithmetic=arithmetic)
+    click.echo(report.summary())

@@ -275,7 +275,7 @@ class Planner:
             pg, new_steps, stage = stream_section(g, self.steps, edge.sec, edge.spec)
         else:
             pg, new_steps, stage = patch_section(g, self.steps, edge.sec, edge.spec)
-        local = self.finish(new_steps[stage.start:stage.end])
+        local = self.finish(new_steps[stage.start:stage.end], pg)
         if stage.kind == "stream":
             extra = stream_overlaps(pg, local, 0, len(local), stage.whole, [stage.t])
         else:

@@ -92,6 +92,9 @@ class Kernel:
     scratch: Scratch | None = None
     overlap: OverlapRule = NoOverlap()
     constants: Callable[[Layer], dict] = _no_constants  # the variant's own template values
+    # The blockings the tuner may try for a layer: name -> values (the layer's `tuning` picks
+    # one; mcunet.tune). Empty: the variant has one form.
+    tunables: Callable[[Layer], dict[str, tuple[int, ...]]] = _no_constants
 
     def scratch_bytes(self, layer: Layer) -> int:
         if self.scratch is None:

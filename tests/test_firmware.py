@@ -398,3 +398,26 @@ def test_bench_shapes_runs_a_slice_bit_exact(capsys):
     assert float(per_mac) == pytest.approx(int(insn.replace(",", "")) / int(macs.replace(",", "")),
                                            abs=1e-3)
     assert "bit-exact 1 of 1" in out and "median" in out
+
+
+@pytest.mark.parametrize("profile", [False, True])
+def test_model_of_views_only_runs_on_the_board(tmp_path, profile):
+    """A RESHAPE alone: NAME_invoke calls no kernel and may need no stack at all, which the
+    harness must not take for a stack that ran past its paint (and a profile build has no
+    steps to record)."""
+    from .modelgen import ModelBuilder
+
+    m = ModelBuilder()
+    x = m.input((1, 4, 4, 2), "int8", scale=0.1, zero_point=3)
+    shape = m.const(np.array([1, 32], dtype=np.int32))
+    y = m.tensor((1, 32), "int8", scale=0.1, zero_point=3)
+    m.op("RESHAPE", [x, shape], [y])
+    m.output(y)
+    path = tmp_path / "reshape.tflite"
+    path.write_bytes(m.build())
+    model = compile_model(path, patch="none", target="cortex-m4")
+    inputs = random_inputs(model.graph, 2, seed=1)
+    result = run_on_board(model, get_board("mps2-an386"), inputs, profile=profile)
+    assert np.array_equal(result.outputs[0], reference_outputs(path.read_bytes(), inputs)[0])
+    assert result.layers == []
+    assert result.ram["kernel_stack_bytes"] <= result.ram["kernel_stack_bound_bytes"]

@@ -24,7 +24,7 @@ LAYER_NAMES = {CORE: "core", CODEGEN: "codegen", DRIVER: "driver", SUBSYSTEM: "b
 CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "validate",
                 "passes", "memory", "overlaps", "schedule", "patch", "stream", "tiling", "quant",
                 "shapes", "analysis"}
-DRIVER_MODULES = {"compiler", "selection", "work", "target", "budget", "host", "check",
+DRIVER_MODULES = {"compiler", "tune", "selection", "work", "target", "budget", "host", "check",
                   "reference", "report", "plot", "outdir", "footprint", "progress", "costmodel",
                   "costmodel_table"}
 INTERFACE_MODULES = {"cli", "api", "__main__", "options", "evaluate", "mcunet.boards.cli",

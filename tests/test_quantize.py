@@ -123,6 +123,18 @@ def test_evaluate_on_the_host(small_cnn, tmp_path):
     assert "true \\ predicted" in r.stdout and "top-1" in r.stdout
 
 
+def test_evaluate_with_tflm_arithmetic_checks_against_tflite_micro(small_cnn, tmp_path):
+    out = tmp_path / "cnn.tflite"
+    assert run_cli("quantize", small_cnn, "--calibration", "fashion-mnist", "--out",
+                   out).returncode == 0
+    r = run_cli("evaluate", out, "--dataset", "fashion-mnist", "--limit", "200",
+                "--arithmetic", "tflm", "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert e["arithmetic"] == "tflm" and e["bit_exact_with_tflite"] is True
+    assert "bit-exact with TF Lite Micro" in r.stdout and 0.5 < e["top1"] <= 1
+
+
 @needs_qemu
 def test_evaluate_gives_the_same_top1_on_the_emulated_m4(small_cnn, tmp_path):
     out = tmp_path / "cnn.tflite"

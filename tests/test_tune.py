@@ -1,0 +1,163 @@
+"""Per-layer kernel choice (mcunet.tune, --tune): every candidate computes the same bytes,
+a tune measures each on the emulated M4 and later compiles use its choice from the cache."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mcunet.boards import get_board
+from mcunet.boards.firmware import run_on_board
+from mcunet.boards.tune import tune_graph
+from mcunet.codegen import kernels
+from mcunet.codegen.library import LibraryOptions
+from mcunet.compiler import compile_graph, load_graph
+from mcunet.frontend import parse_tflite
+from mcunet.host import build_host, random_inputs
+from mcunet.passes import run_passes
+from mcunet.reference import reference_outputs
+from mcunet.target import get_target
+from mcunet.tune import Candidate, Choices, Measurements, cache_path, candidates, signature
+
+from .conftest import run_cli
+from .netgen import MBConvNet
+
+M4 = get_target("cortex-m4")
+
+
+@pytest.fixture
+def tune_cache(tmp_path, monkeypatch):
+    """A tune cache of the test's own."""
+    monkeypatch.setenv("MCUNET_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def small_net(path) -> None:
+    """Odd widths, a 5x5 depthwise block with a skip, and a head."""
+    path.write_bytes(MBConvNet(20, 7, ((3, 5, 7, 2, 1), (4, 3, 13, 1, 2)), 18, seed=4).build("tn"))
+
+
+def test_candidates_give_each_blocking_its_own_scratch_and_block(tmp_path):
+    path = tmp_path / "n.tflite"
+    small_net(path)
+    model = compile_graph(load_graph(path), patch="none", target=M4, choices=Choices())
+    conv = next(s for s in model.steps if s.kernel is kernels.CONV2D_S8_DSP)
+    options = candidates(conv, M4.isas)
+    keys = [Candidate.of(o).key for o in options]
+    assert keys[0] == "conv2d_s8_dsp" and keys[-1] == "conv2d_s8"  # the rule's first, portable last
+    blocks = {o.kernel.constants(o.layer)["P"] for o in options if o.kernel is kernels.CONV2D_S8_DSP}
+    assert blocks == set(kernels.CONV_DSP_BLOCKS)
+    for o in options:
+        if o.kernel is kernels.CONV2D_S8_DSP:
+            p = o.kernel.constants(o.layer)["P"]
+            assert o.kernel.overlap.block(o.layer) == p
+            w = o.layer.window
+            assert o.kernel.scratch.bytes(o.layer) == 2 * p * w.kh * w.kw * w.ic
+    # The signature ignores the blocking: every candidate is the same layer.
+    assert len({signature(o) for o in options}) == 1
+
+
+def test_every_forced_candidate_is_bit_exact_on_the_host(tmp_path):
+    path = tmp_path / "n.tflite"
+    small_net(path)
+    data = path.read_bytes()
+    graph = run_passes(parse_tflite(data))
+    base = compile_graph(graph, patch="none", target=M4, choices=Choices())
+    options = {signature(s): candidates(s, M4.isas) for s in base.steps if s.kernel is not None}
+    rounds = max(len(o) for o in options.values())
+    assert rounds >= 5  # the DSP conv's four blocks and the portable conv
+    inputs = random_inputs(base.graph, 2, seed=1)
+    ref = reference_outputs(data, inputs)
+    for r in range(rounds):
+        force = {sig: Candidate.of(o[min(r, len(o) - 1)]).key for sig, o in options.items()}
+        model = compile_graph(graph, patch="none", target=M4, choices=Choices(force=force))
+        used = {Candidate.of(s).key for s in model.steps if s.kernel is not None}
+        assert set(force.values()) & used, "the forced candidates were not compiled"
+        ours, _ = build_host(model, extra_flags=["-O1"]).run(inputs)
+        for mine, want in zip(ours, ref):
+            assert np.array_equal(mine, want), f"round {r}: {np.count_nonzero(mine != want)} differ"
+
+
+def test_measurements_choose_the_fewest_instructions_once_all_were_tried(tmp_path):
+    path = tmp_path / "n.tflite"
+    small_net(path)
+    model = compile_graph(load_graph(path), patch="none", target=M4, choices=Choices())
+    conv = next(s for s in model.steps if s.kernel is kernels.CONV2D_S8_DSP)
+    options = candidates(conv, M4.isas)
+    m = Measurements("cortex-m4")
+    for k, o in enumerate(options[:-1]):
+        m.record(o, 1000 - k)
+    assert m.best(conv, options) is None  # the portable one was not tried
+    m.record(options[-1], None)  # tried, never ran alone
+    assert Candidate.of(m.best(conv, options)) == Candidate.of(options[-2])
+    m.record(options[-1], 5)
+    assert m.best(conv, options).kernel is kernels.CONV2D_S8
+    m.record(options[-1], None)  # a later "not alone" keeps the count
+    assert m.best(conv, options).kernel is kernels.CONV2D_S8
+
+
+def test_tune_on_the_m4_is_cached_and_used(tmp_path, tune_cache):
+    path = tmp_path / "n.tflite"
+    small_net(path)
+    graph = load_graph(path)
+    report = tune_graph(graph, "cortex-m4", LibraryOptions())
+    assert report.board == "mps2-an386" and report.rounds >= 5 and report.layers
+    cached = json.loads(cache_path("cortex-m4").read_text())["layers"]
+    for layer in report.layers:
+        counts = layer["counts"]
+        assert layer["best"] == min(counts, key=counts.get)
+        assert all(v > 0 for v in counts.values())
+    # Every conv's blockings were measured, and differ (the measurement sees them).
+    conv = [r for r in report.layers if r["kernel"] == kernels.CONV]
+    assert conv and all(len(set(r["counts"].values())) > 1 for r in conv)
+    # A second tune measures nothing; a compile takes the measured best of every layer.
+    again = tune_graph(graph, "cortex-m4", LibraryOptions())
+    assert again.rounds == 0 and not again.layers and "before (cache)" in again.summary()
+    model = compile_graph(graph, patch="none", target=M4)
+    chosen = set()
+    for s in model.steps:
+        if s.kernel is None or signature(s) not in cached:
+            continue
+        counts = {k: v for k, v in cached[signature(s)].items() if v is not None}
+        assert Candidate.of(s).key == min(counts, key=counts.get)
+        chosen.add(signature(s))
+    assert len(chosen) == len(report.layers)  # (two layers of one signature: one measurement)
+    # The tuned firmware is bit-exact on the board.
+    inputs = random_inputs(model.graph, 1, seed=2)
+    result = run_on_board(model, get_board("mps2-an386"), inputs)
+    for mine, want in zip(result.outputs, reference_outputs(path.read_bytes(), inputs)):
+        assert np.array_equal(mine, want)
+
+
+def test_cache_name_follows_the_kernel_templates(tune_cache, monkeypatch):
+    from mcunet import tune
+
+    first = cache_path("cortex-m4")
+    monkeypatch.setattr(tune, "_templates_digest", lambda: "0" * 16)
+    assert cache_path("cortex-m4") != first
+
+
+def test_cli_tune_needs_a_cortex_m_target(tmp_path, tune_cache):
+    path = tmp_path / "n.tflite"
+    small_net(path)
+    proc = run_cli("compile", path, "--out", tmp_path / "lib", "--tune")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --tune needs a Cortex-M target with an emulated board; host has none "
+        "(give --board or --target cortex-m0plus|m3|m4|m7|m33)"]
+    proc = run_cli("run", "--project", tmp_path, "--tune")
+    assert proc.returncode == 2 and "--tune" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_compile_with_tune_reports_the_agreement(tmp_path, tune_cache):
+    path = tmp_path / "n.tflite"
+    small_net(path)
+    proc = run_cli("compile", path, "--target", "cortex-m4", "--patch", "none", "--out",
+                   tmp_path / "lib", "--tune")
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("tuned "))
+    assert "on mps2-an386" in line and "the registry rule's pick on" in line
+    proc = run_cli("compile", path, "--target", "cortex-m4", "--patch", "none", "--out",
+                   tmp_path / "lib", "--tune")
+    assert proc.returncode == 0 and "measured on mps2-an386 before (cache)" in proc.stdout
