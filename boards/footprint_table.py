@@ -18,7 +18,6 @@ TABLE = {
             'depthwise_conv_s8': {'stack': 140, 'code': (-411.9, 0.4696), 'helpers': ('__aeabi_lmul',)},  # 330 seen
             'dequantize_s8_f32': {'stack': 72, 'code': (40.0, 0.0000), 'helpers': ('__aeabi_fmul', '__aeabi_i2f')},  # 2 seen
             'fully_connected_s8': {'stack': 148, 'code': (-336.8, 0.5050), 'helpers': ('__aeabi_lmul', '__clzsi2')},  # 98 seen
-            'hard_swish_s8': {'stack': 32, 'code': (300.0, 0.0000), 'helpers': ()},  # 2 seen
             'lut_s8': {'stack': 8, 'code': (24.0, 0.0000), 'helpers': ()},  # 4 seen
             'max_pool_s8': {'stack': 64, 'code': (153.9, 0.0000), 'helpers': ()},  # 31 seen
             'mean_s8': {'stack': 80, 'code': (-1832.7, 2.4545), 'helpers': ('__aeabi_lmul',)},  # 50 seen
@@ -48,7 +47,6 @@ TABLE = {
             'depthwise_conv_s8': {'stack': 104, 'code': (213.4, 0.1051), 'helpers': ()},  # 330 seen
             'dequantize_s8_f32': {'stack': 24, 'code': (44.0, 0.0000), 'helpers': ('__aeabi_fmul', '__aeabi_i2f')},  # 2 seen
             'fully_connected_s8': {'stack': 80, 'code': (-464.1, 0.5340), 'helpers': ()},  # 98 seen
-            'hard_swish_s8': {'stack': 16, 'code': (260.0, 0.0000), 'helpers': ()},  # 2 seen
             'lut_s8': {'stack': 0, 'code': (28.0, 0.0000), 'helpers': ()},  # 4 seen
             'max_pool_s8': {'stack': 64, 'code': (113.8, 0.0000), 'helpers': ()},  # 31 seen
             'mean_s8': {'stack': 16, 'code': (-318.3, 0.5714), 'helpers': ()},  # 50 seen
@@ -76,7 +74,6 @@ TABLE = {
             'dequantize_s8_f32': {'stack': 0, 'code': (40.0, 0.0000), 'helpers': ()},  # 2 seen
             'fully_connected_s8_dsp': {'stack': 104, 'code': (-713.8, 0.6430), 'helpers': ()},  # 17 seen
             'fully_connected_s8_dsp_col': {'stack': 96, 'code': (-1075.2, 0.7118), 'helpers': ()},  # 81 seen
-            'hard_swish_s8': {'stack': 16, 'code': (260.0, 0.0000), 'helpers': ()},  # 2 seen
             'lut_s8': {'stack': 0, 'code': (28.0, 0.0000), 'helpers': ()},  # 4 seen
             'max_pool_s8': {'stack': 64, 'code': (115.6, 0.0000), 'helpers': ()},  # 31 seen
             'mean_s8': {'stack': 16, 'code': (-318.3, 0.5714), 'helpers': ()},  # 50 seen
@@ -102,7 +99,6 @@ TABLE = {
             'dequantize_s8_f32': {'stack': 0, 'code': (40.0, 0.0000), 'helpers': ()},  # 2 seen
             'fully_connected_s8_dsp': {'stack': 112, 'code': (-725.4, 0.6274), 'helpers': ()},  # 17 seen
             'fully_connected_s8_dsp_col': {'stack': 88, 'code': (-1054.3, 0.6984), 'helpers': ()},  # 81 seen
-            'hard_swish_s8': {'stack': 24, 'code': (260.0, 0.0000), 'helpers': ()},  # 2 seen
             'lut_s8': {'stack': 0, 'code': (28.0, 0.0000), 'helpers': ()},  # 4 seen
             'max_pool_s8': {'stack': 64, 'code': (112.0, 0.0000), 'helpers': ()},  # 31 seen
             'mean_s8': {'stack': 16, 'code': (-197.7, 0.4286), 'helpers': ()},  # 50 seen
@@ -128,7 +124,6 @@ TABLE = {
             'dequantize_s8_f32': {'stack': 0, 'code': (40.0, 0.0000), 'helpers': ()},  # 2 seen
             'fully_connected_s8_dsp': {'stack': 104, 'code': (-710.9, 0.6418), 'helpers': ()},  # 17 seen
             'fully_connected_s8_dsp_col': {'stack': 96, 'code': (-1075.7, 0.7119), 'helpers': ()},  # 81 seen
-            'hard_swish_s8': {'stack': 16, 'code': (260.0, 0.0000), 'helpers': ()},  # 2 seen
             'lut_s8': {'stack': 0, 'code': (28.0, 0.0000), 'helpers': ()},  # 4 seen
             'max_pool_s8': {'stack': 64, 'code': (115.4, 0.0000), 'helpers': ()},  # 31 seen
             'mean_s8': {'stack': 16, 'code': (-318.3, 0.5714), 'helpers': ()},  # 50 seen

@@ -132,7 +132,6 @@ QUANTIZE_FLOAT = "quantize float"
 REQUANTIZE = "requantize"
 DEQUANTIZE = "dequantize"
 LUT = "table lookup"
-HARD_SWISH = "hard swish"
 RELU = "relu"
 
 
@@ -188,7 +187,6 @@ QUANTIZE_F32_S8 = _k("quantize_f32_s8", QUANTIZE_FLOAT)
 REQUANTIZE_S8 = _k("requantize_s8", REQUANTIZE, overlap=Elementwise())
 DEQUANTIZE_S8_F32 = _k("dequantize_s8_f32", DEQUANTIZE)
 LUT_S8 = _k("lut_s8", LUT, overlap=Elementwise())
-HARD_SWISH_S8 = _k("hard_swish_s8", HARD_SWISH, overlap=Elementwise())
 RELU_S8 = _k("relu_s8", RELU, overlap=Elementwise())
 
 # Each family's variants, best first; the last is the portable one.
@@ -197,7 +195,7 @@ for _kernel in (CONV2D_S8_DSP, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
                 FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
                 ADD_S8, MUL_S8, SOFTMAX_S8, MEAN_S8, PAD_S8, CONCAT_S8, QUANTIZE_F32_S8,
-                REQUANTIZE_S8, DEQUANTIZE_S8_F32, LUT_S8, HARD_SWISH_S8, RELU_S8):
+                REQUANTIZE_S8, DEQUANTIZE_S8_F32, LUT_S8, RELU_S8):
     FAMILIES[_kernel.family] = FAMILIES.get(_kernel.family, ()) + (_kernel,)
 
 KERNELS: dict[str, Kernel] = {k.name: k for ks in FAMILIES.values() for k in ks}

@@ -346,18 +346,6 @@ class LutLayer(Layer):
 
 
 @dataclass(frozen=True)
-class HardSwishLayer(Layer):
-    """HARD_SWISH in TFLite's 16-bit fixed point: Q15 multipliers and their exponents."""
-    size: int
-    input_zero_point: int
-    output_zero_point: int
-    output_multiplier: int
-    output_exponent: int
-    reluish_multiplier: int
-    reluish_exponent: int
-
-
-@dataclass(frozen=True)
 class ReluLayer(Layer):
     """RELU, RELU6, RELU_N1_TO_1 (`kind`): requantise (skipped when `identity`), clamp."""
     kind: str

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from .errors import McunetError
 from .graph import Graph
 from .memory import Overlap
-from .layers import (AddLayer, ConcatLayer, ConvLayer, HardSwishLayer, LutLayer, MulLayer,
+from .layers import (AddLayer, ConcatLayer, ConvLayer, LutLayer, MulLayer,
                      Region, ReluLayer, RequantizeLayer, Windowed)
 from .step import Step, TensorArg
 
@@ -29,7 +29,7 @@ WINDOW = "window"  # conv, depthwise, pooling (a conv may carry a fused residual
 FLAT = "flat"  # elementwise: ADD, MUL (same shapes), activations, requantisation
 CONCAT = "concat"  # concatenation along channels
 
-FLAT_LAYERS = (AddLayer, MulLayer, ReluLayer, LutLayer, HardSwishLayer, RequantizeLayer)
+FLAT_LAYERS = (AddLayer, MulLayer, ReluLayer, LutLayer, RequantizeLayer)
 
 
 class NotTileable(McunetError):

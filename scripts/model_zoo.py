@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The benchmark models beside MLPerf Tiny, as full-int8 .tflite files:
 
-- Keras' MobileNet(0.25, 128) and MobileNetV2(0.35, 96) (`MODELS`): random weights (no
+- Keras' MobileNet (0.25 at 128 px, 0.5 at 96), MobileNetV2 (0.35 at 96, 0.5 at 128) and
+  MobileNetV3-small (0.75 at 96, 1.0 at 128) (`MODELS`): random weights (no
   download), batch-norm statistics calibrated on one random batch so activations keep a usable
   scale; converted with TF's converter and a random representative set. Needs the [tf] extra.
 - generated networks (`NETWORKS`): MBConv networks (MobileNetV2 / ProxylessNAS / MCUNet style)
@@ -33,6 +34,10 @@ from tests.netgen import MBConvNet, ResNet  # noqa: E402
 MODELS = {
     "keras_mobilenet_025_128": ("MobileNet", (128, 128, 3), 0.25, 0),
     "keras_mobilenetv2_035_96": ("MobileNetV2", (96, 96, 3), 0.35, 1),
+    "keras_mobilenet_050_96": ("MobileNet", (96, 96, 3), 0.5, 2),
+    "keras_mobilenetv2_050_128": ("MobileNetV2", (128, 128, 3), 0.5, 3),
+    "keras_mobilenetv3s_075_96": ("MobileNetV3Small", (96, 96, 3), 0.75, 4),
+    "keras_mobilenetv3s_100_128": ("MobileNetV3Small", (128, 128, 3), 1.0, 5),
 }
 
 

@@ -1,5 +1,6 @@
-"""Elementwise int8 activations: LOGISTIC (a 256-entry table), HARD_SWISH (16-bit fixed
-point) and the standalone RELU family (requantise, then clamp)."""
+"""Elementwise int8 activations: LOGISTIC, TANH and HARD_SWISH (256-entry tables built at
+compile time: TFLite's float32 LUTPopulate, and its 16-bit fixed point evaluated per input
+value) and the standalone RELU family (requantise, then clamp)."""
 from __future__ import annotations
 
 import ctypes
@@ -9,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from mcunet.graph import Op, Tensor
-from mcunet.layers import HardSwishLayer, LutLayer, ReluLayer
+from mcunet.layers import LutLayer, ReluLayer
 from mcunet.quant import (INT8_MAX, INT8_MIN, activation_range, quantize_multiplier,
                           quantize_value, round_half_away)
 from mcunet.step import Step, TensorArg
@@ -135,6 +136,66 @@ def hard_swish_params(in_scale: float, out_scale: float) -> dict:
             "reluish_multiplier": downscale_multiplier(relu_q), "reluish_exponent": relu_exp}
 
 
+def _wrap16(v: int) -> int:
+    """A C cast to int16_t (two's complement)."""
+    return ((v + 32768) & 0xFFFF) - 32768
+
+
+def _div_pow2_toward_zero(v: int, exponent: int) -> int:
+    """C's v / (1 << exponent): the quotient truncated toward zero."""
+    q = abs(v) >> exponent
+    return q if v >= 0 else -q
+
+
+def _rounding_high_mul16(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16."""
+    if a == b == -32768:
+        return 32767
+    ab = a * b
+    return _wrap16(_div_pow2_toward_zero(ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14)), 15))
+
+
+def _high_mul16(a: int, b: int) -> int:
+    """TFLite's SaturatingDoublingHighMul on int16 (no rounding nudge)."""
+    if a == b == -32768:
+        return 32767
+    return _wrap16(_div_pow2_toward_zero(a * b, 15))
+
+
+def _rounding_divide_by_pot16(x: int, exponent: int) -> int:
+    """gemmlowp's RoundingDivideByPOT as TFLite instantiates it on int16: for exponents of 16
+    and more the mask (1 << e) - 1 truncated to int16 is -1, so nonnegative x give 1 and
+    negative x give -1 (TFLite does exactly this)."""
+    mask = -1 if exponent >= 16 else (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if (x & mask) > threshold else 0)
+
+
+def hard_swish_table(params: dict, in_zp: int, out_zp: int) -> np.ndarray:
+    """The int8 output of TFLite's reference HARD_SWISH (reference_ops::HardSwish, 16-bit
+    fixed point) for each input value v, at v + 128: the kernel is a function of one byte, so
+    the compile evaluates its integer steps once per value and the C looks them up."""
+    out_m, out_e = params["output_multiplier"], params["output_exponent"]
+    relu_m, relu_e = params["reluish_multiplier"], params["reluish_exponent"]
+    table = np.empty(256, dtype=np.int8)
+    for v in range(-128, 128):
+        hires = _wrap16((v - in_zp) * 128)
+        preshift = _rounding_high_mul16(hires, out_m)
+        reluish = hires
+        if relu_e > 0:  # a saturating shift left by relu_e - 1, the multiply, then by 1
+            reluish = max(-32768, min(32767, reluish << (relu_e - 1)))
+        reluish = _rounding_high_mul16(reluish, relu_m)
+        if relu_e > 0:
+            reluish = max(-32768, min(32767, reluish << 1))
+        elif relu_e < 0:
+            reluish = _wrap16(_rounding_divide_by_pot16(reluish, -relu_e))
+        reluish = (reluish + 32768) >> 1  # [-1, 1] -> [0, 1]
+        scaled = _high_mul16(reluish, preshift)
+        out = _wrap16(_rounding_divide_by_pot16(scaled, -out_e) + out_zp)  # zero point in int16
+        table[v + 128] = min(127, max(-128, out))
+    return table
+
+
 @lowers("HARD_SWISH")
 def lower_hard_swish(op: Op, ctx: LowerContext) -> Step:
     x, out = _int8_io(op, ctx)
@@ -142,9 +203,7 @@ def lower_hard_swish(op: Op, ctx: LowerContext) -> Step:
     if params["output_exponent"] > 0:  # TFLite's Prepare fails on this too
         raise unsupported(op, f"input scale / output scale = {x.quant.s / out.quant.s:g} is too "
                               "large (TFLite requires input scale / (128 * output scale) < 1)")
-    layer = HardSwishLayer(size=out.size, input_zero_point=x.quant.zp,
-                           output_zero_point=out.quant.zp, **params)
-    return Step(op, kernels.portable(kernels.HARD_SWISH), layer, _io_args(op))
+    return lut_step(op, ctx, hard_swish_table(params, x.quant.zp, out.quant.zp))
 
 
 # --- RELU, RELU6, RELU_N1_TO_1 ---------------------------------------------------------------
