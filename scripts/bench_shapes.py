@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Instructions per MAC on the emulated Cortex-M4 over a corpus of 33 network shapes, beyond
+"""Instructions per MAC on the emulated Cortex-M4 over a corpus of 37 network shapes, beyond
 the four MLPerf Tiny models (issue 11: the worst conv network at most 1.6, the median at most
 1.3, every output bit-exact with TFLite's reference kernels).
 
@@ -12,8 +12,9 @@ The corpus (every network a .tflite, so TFLite's reference can check it):
   - 3 small random networks of odd shapes (tests/netgen.random_net: branches, concatenations,
     pooling, SAME and VALID windows on odd sizes);
   - the benchmark zoo (scripts/model_zoo.py): seven MBConv networks, two ResNets (one of odd
-    widths) and, where they are cached or TensorFlow is installed, Keras' MobileNet(0.25, 128)
-    and MobileNetV2(0.35, 96).
+    widths) and, where they are cached or TensorFlow is installed, Keras' MobileNet (0.25 at
+    128 px, 0.5 at 96), MobileNetV2 (0.35 at 96, 0.5 at 128) and MobileNetV3-small (0.75 at 96,
+    1.0 at 128: hard-swish, squeeze-and-excitation MULs).
 
 Per network, one random row runs on the board (firmware built with PlatformIO, QEMU counting
 instructions); its outputs are compared with TFLite's reference byte for byte. The table gives
