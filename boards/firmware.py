@@ -147,6 +147,20 @@ def traced_steps(model) -> list[dict]:
     return spans
 
 
+def spans_alone(model) -> list:
+    """Per span of a profile build (traced_steps' order): its step when the span holds that
+    step alone, None when it holds several (a patch stage's)."""
+    found, pending = [], []
+    for s in model.steps:
+        if s.kernel is None:
+            continue
+        pending.append(s)
+        for _ in s.traced:
+            found.append(pending[0] if len(pending) == 1 else None)
+            pending = []
+    return found
+
+
 @dataclass
 class RunResult:
     board: str

@@ -22,7 +22,7 @@ from mcunet.host import random_inputs
 from mcunet.tune import Candidate, Choices, Measurements, candidates, estimated_best, signature
 
 from . import Board, get_board
-from .firmware import run_on_board
+from .firmware import run_on_board, spans_alone
 
 
 @dataclass
@@ -63,20 +63,6 @@ def tuning_board(target_name: str) -> Board:
     return get_board(MEASURED_ON[core])
 
 
-def _measured_steps(model) -> list:
-    """The steps a profile build measures alone, in the order of its spans (None for a span of
-    several steps)."""
-    found, pending = [], []
-    for s in model.steps:
-        if s.kernel is None:
-            continue
-        pending.append(s)
-        for _ in s.traced:
-            found.append(pending[0] if len(pending) == 1 else None)
-            pending = []
-    return found
-
-
 def tune_graph(graph, target_name: str, options, progress=None) -> TuneReport:
     """Measure every layer of the graph whose candidates the cache does not hold yet."""
     board = tuning_board(target_name)
@@ -103,7 +89,7 @@ def tune_graph(graph, target_name: str, options, progress=None) -> TuneReport:
         if progress:
             progress(f"tune: run {r + 1} of {rounds} on {board.name}")
         result = run_on_board(model, board, inputs, profile=True)
-        for step, span in zip(_measured_steps(model), result.layers):
+        for step, span in zip(spans_alone(model), result.layers):
             if step is not None and signature(step) in pending:
                 cache.record(step, span["instructions"])
     for opts in pending.values():

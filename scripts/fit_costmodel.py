@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 def measure(items, board_names, data_path: Path) -> list[dict]:
     """One record per single-step span: core, kernel, features, instructions."""
     from mcunet.boards import get_board
-    from mcunet.boards.firmware import run_on_board
+    from mcunet.boards.firmware import run_on_board, spans_alone
     from mcunet.compiler import compile_graph
     from mcunet.costmodel import features
     from mcunet.host import random_inputs
@@ -59,19 +59,12 @@ def measure(items, board_names, data_path: Path) -> list[dict]:
                 except Exception as exc:  # a corpus network the toolchain cannot take
                     print(f"  {board.name} {key}: {exc}", file=sys.stderr)
                     continue
-                steps = [s for s in model.steps if s.kernel is not None]
-                spans = iter(result.layers)
-                pending = []
-                for s in steps:
-                    pending.append(s)
-                    for _ in s.traced:
-                        span = next(spans)
-                        if len(pending) == 1:
-                            records.append({"board": board.name, "core": board.core,
-                                            "model": key, "kernel": s.kernel.name,
-                                            "features": features(s, model.graph),
-                                            "instructions": span["instructions"]})
-                        pending = []
+                for s, span in zip(spans_alone(model), result.layers):
+                    if s is not None:
+                        records.append({"board": board.name, "core": board.core,
+                                        "model": key, "kernel": s.kernel.name,
+                                        "features": features(s, model.graph),
+                                        "instructions": span["instructions"]})
                 records.append({"board": board.name, "model": key, "kernel": None,
                                 "instructions": result.instructions})
                 data_path.write_text(json.dumps(records))
@@ -83,16 +76,9 @@ def measure(items, board_names, data_path: Path) -> list[dict]:
 
 def single_steps(model) -> list:
     """The steps a profile build measures alone (a span of one step), in order."""
-    found, pending = [], []
-    for s in model.steps:
-        if s.kernel is None:
-            continue
-        pending.append(s)
-        for _ in s.traced:
-            if len(pending) == 1:
-                found.append(s)
-            pending = []
-    return found
+    from mcunet.boards.firmware import spans_alone
+
+    return [s for s in spans_alone(model) if s is not None]
 
 
 def with_features(records: list[dict], items) -> list[dict]:

@@ -38,12 +38,17 @@ def small_net(path) -> None:
     path.write_bytes(MBConvNet(20, 7, ((3, 5, 7, 2, 1), (4, 3, 13, 1, 2)), 18, seed=4).build("tn"))
 
 
-def test_candidates_give_each_blocking_its_own_scratch_and_block(tmp_path):
+def first_conv(tmp_path):
+    """The small net's first DSP conv (by the rule) and its candidates on the M4."""
     path = tmp_path / "n.tflite"
     small_net(path)
     model = compile_graph(load_graph(path), patch="none", target=M4, choices=Choices())
     conv = next(s for s in model.steps if s.kernel is kernels.CONV2D_S8_DSP)
-    options = candidates(conv, M4.isas)
+    return conv, candidates(conv, M4.isas)
+
+
+def test_candidates_give_each_blocking_its_own_scratch_and_block(tmp_path):
+    conv, options = first_conv(tmp_path)
     keys = [Candidate.of(o).key for o in options]
     assert keys[0] == "conv2d_s8_dsp" and keys[-1] == "conv2d_s8"  # the rule's first, portable last
     blocks = {o.kernel.constants(o.layer)["P"] for o in options if o.kernel is kernels.CONV2D_S8_DSP}
@@ -80,11 +85,7 @@ def test_every_forced_candidate_is_bit_exact_on_the_host(tmp_path):
 
 
 def test_measurements_choose_the_fewest_instructions_once_all_were_tried(tmp_path):
-    path = tmp_path / "n.tflite"
-    small_net(path)
-    model = compile_graph(load_graph(path), patch="none", target=M4, choices=Choices())
-    conv = next(s for s in model.steps if s.kernel is kernels.CONV2D_S8_DSP)
-    options = candidates(conv, M4.isas)
+    conv, options = first_conv(tmp_path)
     m = Measurements("cortex-m4")
     for k, o in enumerate(options[:-1]):
         m.record(o, 1000 - k)
