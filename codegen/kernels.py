@@ -86,15 +86,21 @@ def shares_loads_3x3(layer: DepthwiseLayer) -> bool:
     return (w.kh, w.kw, w.sh, w.sw) == (3, 3, 1, 1)
 
 
+def plane_width(layer: DepthwiseLayer) -> int:
+    """A DSP plane row with its padding, wide enough for the input row and for the last
+    4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, the others read each
+    kernel row in groups of 4 taps."""
+    w = layer.window
+    last = w.ow + 3 if shares_loads_3x3(layer) else (w.ow - 1) * w.sw + 4 * ((w.kw + 3) // 4)
+    return max(last, w.iw + w.pad_left)
+
+
 def padded_plane(layer: DepthwiseLayer) -> tuple[int, int]:
-    """The DSP plane with its padding, tall and wide enough for the whole input and for the
-    last 4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, the others read
-    each kernel row in groups of 4 taps."""
+    """The in-place DSP plane with its padding, tall enough for the whole input (the kernel
+    copies a channel's whole plane before it overwrites the channel)."""
     w = layer.window
     ph = max((w.oh - 1) * w.sh + w.kh, w.ih + w.pad_top)
-    last = w.ow + 3 if shares_loads_3x3(layer) else (w.ow - 1) * w.sw + 4 * ((w.kw + 3) // 4)
-    pw = max(last, w.iw + w.pad_left)
-    return ph, pw
+    return ph, plane_width(layer)
 
 
 def padded_plane_bytes(layer: DepthwiseLayer) -> int:
@@ -105,6 +111,51 @@ def padded_plane_bytes(layer: DepthwiseLayer) -> int:
 def _plane_constants(layer: DepthwiseLayer) -> dict:
     ph, pw = padded_plane(layer)
     return {"plane_h": ph, "plane_w": pw}
+
+
+DW_BAND_BYTES = 1024  # the non-aliased DSP depthwise's plane: bands of rows up to this size
+
+
+def depthwise_dsp_plane_path(layer: DepthwiseLayer) -> bool:
+    """The DSP depthwise takes the plane path (channel by channel, a band of rows of the
+    channel in scratch) where its output does not overlap its input and the stride and
+    dilation are 1; otherwise it reads the input directly (a channel of an output row at a
+    time: with a stride of 2 the copy would cost more than it saves)."""
+    w = layer.window
+    return (w.sh, w.sw, w.dh, w.dw) == (1, 1, 1, 1)
+
+
+def band_rows(layer: DepthwiseLayer) -> int:
+    """Output rows per band of the plane path: as many as fit DW_BAND_BYTES (at least one),
+    all of them where they do. Each band copies kh - sh input rows that the previous band
+    copied too."""
+    w = layer.window
+    pw = plane_width(layer)
+    return max(1, min(w.oh, (DW_BAND_BYTES - w.kh * pw) // (w.sh * pw) + 1))
+
+
+def band_plane(layer: DepthwiseLayer) -> tuple[int, int]:
+    """The plane path's band: (rows, width) of int8, with the padding."""
+    w = layer.window
+    return (band_rows(layer) - 1) * w.sh + w.kh, plane_width(layer)
+
+
+def depthwise_dsp_scratch(layer: DepthwiseLayer) -> int:
+    """An output row staged (when the output overlaps the input), or the plane path's band,
+    whichever is larger: the scratch is sized before the planner says which path runs."""
+    w = layer.window
+    staged = w.ow * w.oc
+    if not depthwise_dsp_plane_path(layer):
+        return staged
+    bh, bw = band_plane(layer)
+    return max(staged, bh * bw)
+
+
+def _depthwise_dsp_constants(layer: DepthwiseLayer) -> dict:
+    if not depthwise_dsp_plane_path(layer):
+        return {"plane_path": False}
+    bh, bw = band_plane(layer)
+    return {"plane_path": True, "band": band_rows(layer), "plane_h": bh, "plane_w": bw}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,9 +193,12 @@ CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 
 DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
                            applies=depthwise_dsp_applies,
-                           # A pixel's outputs are staged until its window was read.
-                           scratch=Scratch("staged", "int8_t", lambda layer: layer.window.ic),
-                           overlap=RasterOrder())
+                           # An output row staged until its windows were read (output over
+                           # the input), or a band of a channel plane (not over it).
+                           scratch=Scratch("staged", "int8_t", depthwise_dsp_scratch),
+                           # Rows are written after every window of the row was read, and
+                           # nothing is read while they are written: out_block = 1 holds.
+                           overlap=RasterOrder(), constants=_depthwise_dsp_constants)
 DEPTHWISE_CONV_S8 = _k("depthwise_conv_s8", DEPTHWISE, overlap=RasterOrder())
 
 DEPTHWISE_CONV_INPLACE_S8_DSP = _k("depthwise_conv_inplace_s8_dsp", DEPTHWISE_IN_PLACE,
