@@ -117,45 +117,63 @@ DW_BAND_BYTES = 1024  # the non-aliased DSP depthwise's plane: bands of rows up 
 
 
 def depthwise_dsp_plane_path(layer: DepthwiseLayer) -> bool:
-    """The DSP depthwise takes the plane path (channel by channel, a band of rows of the
-    channel in scratch) where its output does not overlap its input and the stride and
-    dilation are 1; otherwise it reads the input directly (a channel of an output row at a
-    time: with a stride of 2 the copy would cost more than it saves)."""
+    """The DSP depthwise works channel by channel from a band of rows of a channel plane in
+    scratch (undilated windows at stride 1, or rows of 5 taps or more); the others read the
+    input directly (at a stride of 2 a 3-tap row would copy more than it saves)."""
     w = layer.window
-    return (w.sh, w.sw, w.dh, w.dw) == (1, 1, 1, 1)
+    return (w.dh, w.dw) == (1, 1) and ((w.sh, w.sw) == (1, 1) or w.kw >= 5)
+
+
+def _band_fitting(layer: DepthwiseLayer, staged: bool) -> int:
+    """Output rows per band: as many as fit DW_BAND_BYTES (at least one), with their outputs
+    staged too where `staged`."""
+    w = layer.window
+    pw = plane_width(layer)
+    per_row = w.sh * pw + (w.ow * w.oc if staged else 0)
+    fixed = (w.kh - w.sh) * pw
+    return max(1, min(w.oh, (DW_BAND_BYTES - fixed) // per_row))
 
 
 def band_rows(layer: DepthwiseLayer) -> int:
-    """Output rows per band of the plane path: as many as fit DW_BAND_BYTES (at least one),
-    all of them where they do. Each band copies kh - sh input rows that the previous band
-    copied too."""
-    w = layer.window
-    pw = plane_width(layer)
-    return max(1, min(w.oh, (DW_BAND_BYTES - w.kh * pw) // (w.sh * pw) + 1))
+    """Output rows per band of the plane path where the output does not overlap the input.
+    Each band copies kh - sh input rows that the previous band copied too."""
+    return _band_fitting(layer, staged=False)
 
 
-def band_plane(layer: DepthwiseLayer) -> tuple[int, int]:
-    """The plane path's band: (rows, width) of int8, with the padding."""
+def staged_band_rows(layer: DepthwiseLayer) -> int:
+    """Output rows per band where the output overlaps the input: the band's outputs are
+    staged after its plane and written once every channel of the band was computed (and
+    nothing is read while they are written, so out_block = 1 holds: every later read is of a
+    later band's windows)."""
+    return _band_fitting(layer, staged=True)
+
+
+def band_plane(layer: DepthwiseLayer, rows: int) -> tuple[int, int]:
+    """A band's plane for `rows` output rows: (rows, width) of int8, with the padding."""
     w = layer.window
-    return (band_rows(layer) - 1) * w.sh + w.kh, plane_width(layer)
+    return (rows - 1) * w.sh + w.kh, plane_width(layer)
 
 
 def depthwise_dsp_scratch(layer: DepthwiseLayer) -> int:
-    """An output row staged (when the output overlaps the input), or the plane path's band,
-    whichever is larger: the scratch is sized before the planner says which path runs."""
+    """The larger of the two paths' needs (the scratch is sized before the planner says
+    whether the output overlaps the input): a band plane, or a band plane and the band's
+    outputs staged; dilated windows stage one output row."""
     w = layer.window
-    staged = w.ow * w.oc
     if not depthwise_dsp_plane_path(layer):
-        return staged
-    bh, bw = band_plane(layer)
-    return max(staged, bh * bw)
+        return w.ow * w.oc
+    bh, bw = band_plane(layer, band_rows(layer))
+    r = staged_band_rows(layer)
+    sh_, sw_ = band_plane(layer, r)
+    return max(bh * bw, sh_ * sw_ + r * w.ow * w.oc)
 
 
 def _depthwise_dsp_constants(layer: DepthwiseLayer) -> dict:
     if not depthwise_dsp_plane_path(layer):
         return {"plane_path": False}
-    bh, bw = band_plane(layer)
-    return {"plane_path": True, "band": band_rows(layer), "plane_h": bh, "plane_w": bw}
+    b, r = band_rows(layer), staged_band_rows(layer)
+    return {"plane_path": True, "plane_w": plane_width(layer),
+            "band": b, "plane_h": band_plane(layer, b)[0],
+            "staged_band": r, "staged_plane_h": band_plane(layer, r)[0]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,11 +211,9 @@ CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 
 DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
                            applies=depthwise_dsp_applies,
-                           # An output row staged until its windows were read (output over
-                           # the input), or a band of a channel plane (not over it).
+                           # A band plane, and its outputs staged where the output overlaps
+                           # the input (written after the band's windows were all read).
                            scratch=Scratch("staged", "int8_t", depthwise_dsp_scratch),
-                           # Rows are written after every window of the row was read, and
-                           # nothing is read while they are written: out_block = 1 holds.
                            overlap=RasterOrder(), constants=_depthwise_dsp_constants)
 DEPTHWISE_CONV_S8 = _k("depthwise_conv_s8", DEPTHWISE, overlap=RasterOrder())
 
