@@ -92,15 +92,21 @@ def shares_loads_3x3(layer: DepthwiseLayer) -> bool:
     return (w.kh, w.kw, w.sh, w.sw) == (3, 3, 1, 1)
 
 
+def plane_width(layer: DepthwiseLayer) -> int:
+    """A DSP plane row with its padding, wide enough for the input row and for the last
+    4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, the others read each
+    kernel row in groups of 4 taps."""
+    w = layer.window
+    last = w.ow + 3 if shares_loads_3x3(layer) else (w.ow - 1) * w.sw + 4 * ((w.kw + 3) // 4)
+    return max(last, w.iw + w.pad_left)
+
+
 def padded_plane(layer: DepthwiseLayer) -> tuple[int, int]:
-    """The DSP plane with its padding, tall and wide enough for the whole input and for the
-    last 4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, the others read
-    each kernel row in groups of 4 taps."""
+    """The in-place DSP plane with its padding, tall enough for the whole input (the kernel
+    copies a channel's whole plane before it overwrites the channel)."""
     w = layer.window
     ph = max((w.oh - 1) * w.sh + w.kh, w.ih + w.pad_top)
-    last = w.ow + 3 if shares_loads_3x3(layer) else (w.ow - 1) * w.sw + 4 * ((w.kw + 3) // 4)
-    pw = max(last, w.iw + w.pad_left)
-    return ph, pw
+    return ph, plane_width(layer)
 
 
 def padded_plane_bytes(layer: DepthwiseLayer) -> int:
@@ -111,6 +117,69 @@ def padded_plane_bytes(layer: DepthwiseLayer) -> int:
 def _plane_constants(layer: DepthwiseLayer) -> dict:
     ph, pw = padded_plane(layer)
     return {"plane_h": ph, "plane_w": pw}
+
+
+DW_BAND_BYTES = 1024  # the non-aliased DSP depthwise's plane: bands of rows up to this size
+
+
+def depthwise_dsp_plane_path(layer: DepthwiseLayer) -> bool:
+    """The DSP depthwise works channel by channel from a band of rows of a channel plane in
+    scratch (undilated windows at stride 1, or rows of 5 taps or more); the others read the
+    input directly (at a stride of 2 a 3-tap row would copy more than it saves)."""
+    w = layer.window
+    return (w.dh, w.dw) == (1, 1) and ((w.sh, w.sw) == (1, 1) or w.kw >= 5)
+
+
+def _band_fitting(layer: DepthwiseLayer, staged: bool) -> int:
+    """Output rows per band: as many as fit DW_BAND_BYTES (at least one), with their outputs
+    staged too where `staged`."""
+    w = layer.window
+    pw = plane_width(layer)
+    per_row = w.sh * pw + (w.ow * w.oc if staged else 0)
+    fixed = (w.kh - w.sh) * pw
+    return max(1, min(w.oh, (DW_BAND_BYTES - fixed) // per_row))
+
+
+def band_rows(layer: DepthwiseLayer) -> int:
+    """Output rows per band of the plane path where the output does not overlap the input.
+    Each band copies kh - sh input rows that the previous band copied too."""
+    return _band_fitting(layer, staged=False)
+
+
+def staged_band_rows(layer: DepthwiseLayer) -> int:
+    """Output rows per band where the output overlaps the input: the band's outputs are
+    staged after its plane and written once every channel of the band was computed (and
+    nothing is read while they are written, so out_block = 1 holds: every later read is of a
+    later band's windows)."""
+    return _band_fitting(layer, staged=True)
+
+
+def band_plane(layer: DepthwiseLayer, rows: int) -> tuple[int, int]:
+    """A band's plane for `rows` output rows: (rows, width) of int8, with the padding."""
+    w = layer.window
+    return (rows - 1) * w.sh + w.kh, plane_width(layer)
+
+
+def depthwise_dsp_scratch(layer: DepthwiseLayer) -> int:
+    """The larger of the two paths' needs (the scratch is sized before the planner says
+    whether the output overlaps the input): a band plane, or a band plane and the band's
+    outputs staged; dilated windows stage one output row."""
+    w = layer.window
+    if not depthwise_dsp_plane_path(layer):
+        return w.ow * w.oc
+    bh, bw = band_plane(layer, band_rows(layer))
+    r = staged_band_rows(layer)
+    sh_, sw_ = band_plane(layer, r)
+    return max(bh * bw, sh_ * sw_ + r * w.ow * w.oc)
+
+
+def _depthwise_dsp_constants(layer: DepthwiseLayer) -> dict:
+    if not depthwise_dsp_plane_path(layer):
+        return {"plane_path": False}
+    b, r = band_rows(layer), staged_band_rows(layer)
+    return {"plane_path": True, "plane_w": plane_width(layer),
+            "band": b, "plane_h": band_plane(layer, b)[0],
+            "staged_band": r, "staged_plane_h": band_plane(layer, r)[0]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,9 +217,10 @@ CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 
 DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
                            applies=depthwise_dsp_applies,
-                           # A pixel's outputs are staged until its window was read.
-                           scratch=Scratch("staged", "int8_t", lambda layer: layer.window.ic),
-                           overlap=RasterOrder())
+                           # A band plane, and its outputs staged where the output overlaps
+                           # the input (written after the band's windows were all read).
+                           scratch=Scratch("staged", "int8_t", depthwise_dsp_scratch),
+                           overlap=RasterOrder(), constants=_depthwise_dsp_constants)
 DEPTHWISE_CONV_S8 = _k("depthwise_conv_s8", DEPTHWISE, overlap=RasterOrder())
 
 DEPTHWISE_CONV_INPLACE_S8_DSP = _k("depthwise_conv_inplace_s8_dsp", DEPTHWISE_IN_PLACE,

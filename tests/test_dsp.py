@@ -238,6 +238,23 @@ def test_fully_connected_dsp(rows, depth, units, per_channel, in_s, in_zp, out_g
         assert_dsp_bit_exact(m.build(), seed=seed, expect={"fully_connected_s8_dsp_col"})
 
 
+@pytest.mark.parametrize("h,w,c,padding,stride,k", [
+    (12, 12, 6, "SAME", 2, 3), (13, 11, 5, "VALID", 2, 3), (12, 12, 6, "SAME", 2, 5),
+    (10, 9, 7, "SAME", 1, 3), (12, 12, 6, "SAME", 2, 7), (11, 13, 3, "SAME", 1, 5)])
+def test_depthwise_dsp_output_over_its_input(h, w, c, padding, stride, k):
+    """The DSP depthwise with its output placed over its input (few channels, so not in
+    place): the band plane with its outputs staged (stride 1, 5x5/7x7) and the direct path
+    with an output row staged (3x3 stride 2), border columns and rows unrolled; the planner
+    must have overlapped them, bit-exact under the sanitizers."""
+    data = _depthwise_model(h, w, c, padding, -3, 4, "NONE", c, stride=stride, k=k)
+    compiled = assert_dsp_bit_exact(data, rows=3, seed=c, sanitize=True,
+                                    expect={"depthwise_conv_s8_dsp"})
+    step = next(s for s in compiled.steps if s.kernel and s.kernel.name == "depthwise_conv_s8_dsp")
+    (i, o), plan, g = (step.inputs[0].tid, step.outputs[0].tid), compiled.plan, compiled.graph
+    a0, b0 = plan.tensor_offset(i), plan.tensor_offset(o)
+    assert a0 < b0 + g.t(o).nbytes and b0 < a0 + g.t(i).nbytes, "the output was not placed over the input"
+
+
 @pytest.mark.parametrize("c,k", [(1, 3), (3, 5), (6, 3), (7, 3), (7, 7)])
 def test_depthwise_dsp_channels_not_in_fours_with_the_input_still_live(c, k):
     """The DSP depthwise where the input is read again afterwards (a residual ADD), so the
