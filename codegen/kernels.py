@@ -27,7 +27,7 @@ from mcunet.step import ARM_DSP, InPlace, Elementwise, Kernel, PORTABLE, RasterO
 # Named predicates and sizes, shared by dispatch and the scratch sizes
 
 CONV_SMALL_K = 256  # windows up to this many values are computed three or four pixels at a time
-CONV_UNROLLED_GROUPS = 8  # dot products of up to this many groups of four are written out
+CONV_UNROLLED_GROUPS = 16  # dot products of up to this many groups of four are written out
 
 
 def conv_window_values(layer: ConvLayer) -> int:
@@ -58,10 +58,10 @@ def conv_dsp_unrolled(layer: ConvLayer) -> bool:
 
 def conv_dsp_pixels(layer: ConvLayer) -> int:
     """Pixels whose windows share each weight load in the DSP conv: three or four for
-    the small windows written out step by step, three where a loop's pointers take
-    registers too (with four gcc spills accumulators on every step), two beyond
-    CONV_SMALL_K values."""
-    if conv_dsp_unrolled(layer):
+    windows of up to 8 values (two groups, written out), three up to CONV_SMALL_K values
+    (with four, 8 accumulators, 4 weight halves and the pointers outrun the registers: gcc
+    spills on every group), two beyond."""
+    if conv_padded_window(layer) <= 8:
         return pixels_per_block(layer.window.oh * layer.window.ow)
     if conv_window_values(layer) <= CONV_SMALL_K:
         return 3

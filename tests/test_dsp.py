@@ -310,10 +310,11 @@ CONV_PATHS = [
     (9, 9, 1, 1, 2, 1, "VALID", 16, 7),    # pointwise stride 2, odd channel count
     (11, 10, 3, 3, 2, 1, "SAME", 3, 8),    # a first conv: 27 values (28 with the zero)
     (7, 9, 10, 4, 1, 1, "SAME", 1, 6),     # KWS-like 10x4 on one channel: 40 values
-    (8, 7, 3, 3, 1, 1, "SAME", 4, 5),      # 36 values: the loop, an odd group last
+    (8, 7, 3, 3, 1, 1, "SAME", 4, 5),      # 36 values: 9 groups written out
+    (7, 8, 3, 3, 1, 1, "SAME", 9, 4),      # 81 values: one turn of the loop, 5 groups after
     (9, 9, 3, 3, 1, 1, "SAME", 14, 5),     # 126 values, channels off the fours: words per row
     (10, 9, 3, 3, 1, 2, "SAME", 7, 3),     # dilated: the taps of a row are not side by side
-    (6, 6, 1, 1, 1, 1, "VALID", 300, 3),   # 300 values: P = 2
+    (6, 6, 1, 1, 1, 1, "VALID", 300, 3),   # 300 values: P = 2, 4 turns and 11 groups after
 ]
 
 
@@ -322,8 +323,9 @@ CONV_PATHS = [
 def test_conv2d_dsp_paths(h, w, kh, kw, stride, dilation, padding, c, oc, act, out_zp):
     """The DSP conv's layouts: windows padded to groups of four (the filter then carries
     (-K) % 4 zero bytes after its last channel), the small windows written out, the loop's
-    odd last group, windows whose groups cross taps or kernel rows; with the requantisation
-    that drops its negative terms where a ReLU's bound is at or above the output offset."""
+    turns and the groups after them, windows whose groups cross taps or kernel rows; with the
+    requantisation that drops its negative terms where a ReLU's bound is at or above the
+    output offset."""
     oh = out_size(h, kh, stride, dilation, padding)
     ow = out_size(w, kw, stride, dilation, padding)
     win = dict(h=h, w=w, kh=kh, kw=kw, sh=stride, sw=stride, dh=dilation, dw=dilation,
