@@ -337,3 +337,29 @@ def test_conv2d_dsp_paths(h, w, kh, kw, stride, dilation, padding, c, oc, act, o
     filt = next(a for a in step.args if getattr(a, "name", None) == "filter")
     values = next(a.values for a in compiled.consts if a.symbol == filt.symbol)
     assert len(values) == oc * k + (-k) % 4 and not values[oc * k:].any()
+
+
+def test_fused_add_in_a_patch_stage_is_bit_exact():
+    """A residual ADD fused into a DSP conv of a patch stage, whose output rows are not
+    contiguous (out_row != ow): the kernel used to declare an output pointer that only its
+    staged path left unused, and gcc's -Werror stopped the build (found by
+    scripts/fit_costmodel.py on its corpus). Built for the M4's board, it matches the
+    portable kernels layer by layer, byte for byte."""
+    import sys
+    from pathlib import Path
+
+    from mcunet.boards import get_board
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from corpus import search_networks
+
+    _, graph = search_networks(5, 0)[4]
+    compiled = compile_graph(graph, patch="auto", target=get_board("mps2-an386").target)
+    fused = [s for s in compiled.steps if s.kernel and s.kernel.name == "conv2d_s8_dsp"
+             and s.layer.fused_add is not None and s.layer.window.out_row != s.layer.window.ow]
+    assert fused
+    inputs = random_inputs(compiled.graph, 2, 3)
+    ours, _ = build_host(compiled, extra_flags=["-O1"]).run(inputs)
+    portable, _ = build_host(compile_graph(graph, patch="none", target="host")).run(inputs)
+    for mine, ref in zip(ours, portable):
+        assert np.array_equal(mine, ref)
