@@ -27,11 +27,20 @@ from mcunet.step import ARM_DSP, InPlace, Elementwise, Kernel, PORTABLE, RasterO
 # Named predicates and sizes, shared by dispatch and the scratch sizes
 
 CONV_SMALL_K = 256  # windows up to this many values are computed three or four pixels at a time
+CONV_UNROLLED_GROUPS = 16  # dot products of up to this many groups of four are written out
 
 
 def conv_window_values(layer: ConvLayer) -> int:
     w = layer.window
     return w.kh * w.kw * w.ic
+
+
+def conv_padded_window(layer: ConvLayer) -> int:
+    """The window's values rounded up to whole groups of four: the DSP conv's dot products
+    run over these, the values past the window (zero in `col`) times the filter's next bytes
+    (codegen/ops/conv.py pads the filter with zero bytes for the last channel's)."""
+    k = conv_window_values(layer)
+    return k + (-k) % 4
 
 
 def pixels_per_block(npix: int) -> int:
@@ -44,22 +53,33 @@ def pixels_per_block(npix: int) -> int:
 CONV_DSP_BLOCKS = (1, 2, 3, 4)  # the pixel blocks the tuner tries
 
 
+def conv_dsp_unrolled(layer: ConvLayer) -> bool:
+    """The DSP conv's dot products written out step by step (no loop, every offset a
+    constant): windows of up to 4 * CONV_UNROLLED_GROUPS values."""
+    return conv_padded_window(layer) <= 4 * CONV_UNROLLED_GROUPS
+
+
 def conv_dsp_pixels(layer: ConvLayer) -> int:
     """Pixels whose windows share each weight load in the DSP conv: the tuned block, else
-    three or four while the windows stay small, two beyond."""
+    three or four for windows of up to 8 values (two groups, written out), three up to
+    CONV_SMALL_K values (with four, 8 accumulators, 4 weight halves and the pointers outrun
+    the registers: gcc spills on every group), two beyond."""
     tuned = layer.tuned("P")
     if tuned is not None:
         return tuned
-    if conv_window_values(layer) <= CONV_SMALL_K:
+    if conv_padded_window(layer) <= 8:
         return pixels_per_block(layer.window.oh * layer.window.ow)
+    if conv_window_values(layer) <= CONV_SMALL_K:
+        return 3
     return 2
 
 
 def conv_dsp_col_bytes(layer: ConvLayer) -> int:
-    """P pixels' windows as int16; with a fused ADD, then the P pixels' sums (staged until
-    every residual value of the block was read: the sum may then lie over the residual)."""
+    """P pixels' padded windows as int16; with a fused ADD, then the P pixels' sums (staged
+    until every residual value of the block was read: the sum may then lie over the
+    residual)."""
     staged = conv_dsp_pixels(layer) * layer.window.oc if layer.fused_add is not None else 0
-    return 2 * conv_dsp_pixels(layer) * conv_window_values(layer) + staged
+    return 2 * conv_dsp_pixels(layer) * conv_padded_window(layer) + staged
 
 
 def one_filter_per_channel(layer: DepthwiseLayer) -> bool:
@@ -211,7 +231,8 @@ def _k(name: str, family: str, **kw) -> Kernel:
 CONV2D_S8_DSP = _k("conv2d_s8_dsp", CONV, isa=ARM_DSP,
                    scratch=Scratch("col", "int16_t", conv_dsp_col_bytes),
                    overlap=RasterOrder(block=conv_dsp_pixels),
-                   constants=lambda layer: {"P": conv_dsp_pixels(layer)},
+                   constants=lambda layer: {"P": conv_dsp_pixels(layer),
+                                            "unrolled": conv_dsp_unrolled(layer)},
                    tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
 CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 

@@ -3,8 +3,8 @@ estimated from its kernel record and its layer's shape, and the whole model's la
 clock.
 
 Per core and kernel, instructions = c . features(step): a non-negative combination of
-counts that the kernels' loops run over (MACs, and MACs per pixel block of the DSP
-convolution; output values, which each pay a requantisation; input values and channel
+counts that the kernels' loops run over (MACs, MACs per pixel block of the DSP
+convolution and the MACs of its windows that loop rather than being written out; output values, which each pay a requantisation; input values and channel
 planes copied; windows expanded; fused ADDs; calls). The coefficients are fitted
 (scripts/fit_costmodel.py, into mcunet/costmodel_table.py) to the instructions counted on
 QEMU's emulated MPS2 boards over a corpus of the search space's networks and random layer
@@ -27,7 +27,7 @@ CYCLES_PER_INSTRUCTION = 1.0  # the assumption behind the latency (a lower bound
 
 FEATURES = ("calls", "macs", "macs_per_block", "out", "in", "pixels", "im2col", "channels",
             "plane_area", "pair_out", "tap_groups", "channel_taps", "valid_taps", "row_taps",
-            "rq_general", "fused", "taps")
+            "rq_general", "fused", "taps", "looped_macs")
 
 
 def _out_in(step: Step, graph_sizes) -> tuple[int, int]:
@@ -56,9 +56,14 @@ def features(step: Step, graph) -> dict[str, float]:
     out, inp = _out_in(step, lambda tid: graph.t(tid).size)
     f["out"], f["in"] = float(out), float(inp)
     layer = step.layer
-    block = step.kernel.constants(layer).get("P")
+    constants = step.kernel.constants(layer)
+    block = constants.get("P")
     if block:
         f["macs_per_block"] = step.macs / block
+    if constants.get("unrolled") is False:
+        # The DSP conv's windows too long to be written out whole: its dot products loop
+        # (pointers and their increments; the short ones have every offset a constant).
+        f["looped_macs"] = float(step.macs)
     if isinstance(layer, Windowed):
         w = layer.window
         f["pixels"] = float(w.oh * w.ow)

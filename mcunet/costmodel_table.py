@@ -6,6 +6,7 @@ Refitted with --only: fully_connected_s8, fully_connected_s8_dsp,
 fully_connected_s8_dsp_col, to 231 spans of 40 networks.
 Fitted with --merge, the other cores kept: cortex-m33 (mps2-an505), to 1524 single-step
 spans of 124 networks.
+Refitted with --only: conv2d_s8_dsp, to 549 spans of 16 networks.
 Refitted with --only: fully_connected_s8_dsp, fully_connected_s8_dsp_col (four groups a
 turn), to 231 spans of 40 networks on the M4, M7 and M33."""
 
@@ -26,7 +27,7 @@ TABLE = {
     'cortex-m4': {
         'add_s8': {'calls': 3362},
         'average_pool_s8': {'calls': 173.654, 'valid_taps': 4.40148},
-        'conv2d_s8_dsp': {'calls': 90.9845, 'macs': 0.975783, 'macs_per_block': 0.812921, 'out': 18.7213, 'im2col': 3.36215, 'rq_general': 5.83887, 'fused': 61.7067},
+        'conv2d_s8_dsp': {'calls': 620.285, 'macs': 0.903905, 'macs_per_block': 0.318792, 'out': 14.2288, 'pixels': 16.9442, 'im2col': 0.00590972, 'row_taps': 1.27582, 'rq_general': 8.29581, 'fused': 28.9178, 'looped_macs': 0.0324481},
         'depthwise_conv_inplace_s8_dsp': {'in': 1.93156, 'channels': 19.5818, 'pair_out': 53.5786, 'tap_groups': 4.35152, 'channel_taps': 14.7169, 'row_taps': 7.91854},
         'depthwise_conv_s8': {'macs': 2.89452, 'valid_taps': 2.48469, 'row_taps': 37.6776},
         'depthwise_conv_s8_dsp': {'macs': 3.16985, 'in': 0.518632, 'pixels': 4.09227, 'channels': 28.9963, 'row_taps': 5.14803},
@@ -40,7 +41,7 @@ TABLE = {
     'cortex-m7': {
         'add_s8': {'calls': 3395},
         'average_pool_s8': {'calls': 255.233, 'valid_taps': 4.35576},
-        'conv2d_s8_dsp': {'calls': 139.967, 'macs': 1.33853, 'out': 17.9399, 'im2col': 2.94312, 'valid_taps': 0.00799785, 'rq_general': 4.9816, 'fused': 67.4978},
+        'conv2d_s8_dsp': {'calls': 589.449, 'macs': 0.903176, 'macs_per_block': 0.319705, 'out': 13.6377, 'pixels': 17.3461, 'im2col': 0.0781097, 'row_taps': 1.75432, 'rq_general': 8.40044, 'fused': 28.6493, 'looped_macs': 0.032583},
         'depthwise_conv_inplace_s8_dsp': {'in': 2.01904, 'channels': 19.3126, 'pair_out': 53.3349, 'tap_groups': 4.23008, 'channel_taps': 14.2019, 'row_taps': 8.2031},
         'depthwise_conv_s8': {'macs': 2.46469, 'valid_taps': 2.47845, 'row_taps': 41.0539},
         'depthwise_conv_s8_dsp': {'macs': 3.11496, 'in': 0.0532897, 'channels': 35.6828, 'row_taps': 5.78812},
@@ -55,7 +56,7 @@ TABLE = {
     'cortex-m33': {
         'add_s8': {'calls': 72.6826, 'out': 58.4336},
         'average_pool_s8': {'calls': 177.096, 'valid_taps': 4.27614},
-        'conv2d_s8_dsp': {'calls': 51.4598, 'macs': 0.989743, 'macs_per_block': 0.765473, 'out': 17.9819, 'pixels': 6.05695, 'im2col': 3.31891, 'valid_taps': 0.00546577, 'rq_general': 6.3581, 'fused': 60.978},
+        'conv2d_s8_dsp': {'calls': 620.272, 'macs': 0.90365, 'macs_per_block': 0.319522, 'out': 14.2296, 'pixels': 16.9441, 'im2col': 0.00593272, 'row_taps': 1.27544, 'rq_general': 8.29591, 'fused': 28.9181, 'looped_macs': 0.0324575},
         'depthwise_conv_inplace_s8_dsp': {'in': 0.626178, 'channels': 12.8972, 'pair_out': 54.7956, 'tap_groups': 2.64169, 'channel_taps': 14.4709, 'row_taps': 11.7152},
         'depthwise_conv_s8': {'macs': 2.96961, 'valid_taps': 2.42962, 'row_taps': 38.6706},
         'depthwise_conv_s8_dsp': {'macs': 3.01462, 'in': 0.369046, 'pixels': 9.59988, 'channels': 21.0598, 'row_taps': 5.94243},

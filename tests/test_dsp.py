@@ -319,3 +319,64 @@ def test_fused_add_sum_below_its_residual_is_bit_exact(below):
     ours, _ = build_host(moved, extra_flags=["-O1"]).run(inputs)
     for mine, ref in zip(ours, reference_outputs(data, inputs)):
         assert np.array_equal(mine, ref), f"{np.count_nonzero(mine != ref)} values differ"
+
+
+# (h, w, kh, kw, stride, dilation, padding, c, oc): one case for each path of the DSP conv.
+CONV_PATHS = [
+    (9, 8, 1, 1, 1, 1, "VALID", 8, 16),    # pointwise, 2 groups written out, P = 4
+    (9, 9, 1, 1, 2, 1, "VALID", 16, 7),    # pointwise stride 2, odd channel count
+    (11, 10, 3, 3, 2, 1, "SAME", 3, 8),    # a first conv: 27 values (28 with the zero)
+    (7, 9, 10, 4, 1, 1, "SAME", 1, 6),     # KWS-like 10x4 on one channel: 40 values
+    (8, 7, 3, 3, 1, 1, "SAME", 4, 5),      # 36 values: 9 groups written out
+    (7, 8, 3, 3, 1, 1, "SAME", 9, 4),      # 81 values: one turn of the loop, 5 groups after
+    (9, 9, 3, 3, 1, 1, "SAME", 14, 5),     # 126 values, channels off the fours: words per row
+    (10, 9, 3, 3, 1, 2, "SAME", 7, 3),     # dilated: the taps of a row are not side by side
+    (6, 6, 1, 1, 1, 1, "VALID", 300, 3),   # 300 values: P = 2, 4 turns and 11 groups after
+]
+
+
+@pytest.mark.parametrize("h,w,kh,kw,stride,dilation,padding,c,oc", CONV_PATHS)
+@pytest.mark.parametrize("act,out_zp", [("NONE", 5), ("RELU", -128), ("RELU", 17)])
+def test_conv2d_dsp_paths(h, w, kh, kw, stride, dilation, padding, c, oc, act, out_zp):
+    """The DSP conv's layouts: windows padded to groups of four (the filter then carries
+    (-K) % 4 zero bytes after its last channel), the small windows written out, the loop's
+    turns and the groups after them, windows whose groups cross taps or kernel rows; with the
+    requantisation that drops its negative terms where a ReLU's bound is at or above the
+    output offset."""
+    oh = out_size(h, kh, stride, dilation, padding)
+    ow = out_size(w, kw, stride, dilation, padding)
+    win = dict(h=h, w=w, kh=kh, kw=kw, sh=stride, sw=stride, dh=dilation, dw=dilation,
+               padding=padding, oh=oh, ow=ow)
+    data = conv2d_model(win, c, oc, 0.05, -7, 1.0, out_zp, act, seed=h * oc + c)
+    compiled = assert_dsp_bit_exact(data, rows=3, seed=c, expect={"conv2d_s8_dsp"})
+    step = next(s for s in compiled.steps if s.kernel and s.kernel.name == "conv2d_s8_dsp")
+    k = kh * kw * c
+    filt = next(a for a in step.args if getattr(a, "name", None) == "filter")
+    values = next(a.values for a in compiled.consts if a.symbol == filt.symbol)
+    assert len(values) == oc * k + (-k) % 4 and not values[oc * k:].any()
+
+
+def test_fused_add_in_a_patch_stage_is_bit_exact():
+    """A residual ADD fused into a DSP conv of a patch stage, whose output rows are not
+    contiguous (out_row != ow): the kernel used to declare an output pointer that only its
+    staged path left unused, and gcc's -Werror stopped the build (found by
+    scripts/fit_costmodel.py on its corpus). Built for the M4's board, it matches the
+    portable kernels layer by layer, byte for byte."""
+    import sys
+    from pathlib import Path
+
+    from mcunet.boards import get_board
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from corpus import search_networks
+
+    _, graph = search_networks(5, 0)[4]
+    compiled = compile_graph(graph, patch="auto", target=get_board("mps2-an386").target)
+    fused = [s for s in compiled.steps if s.kernel and s.kernel.name == "conv2d_s8_dsp"
+             and s.layer.fused_add is not None and s.layer.window.out_row != s.layer.window.ow]
+    assert fused
+    inputs = random_inputs(compiled.graph, 2, 3)
+    ours, _ = build_host(compiled, extra_flags=["-O1"]).run(inputs)
+    portable, _ = build_host(compile_graph(graph, patch="none", target="host")).run(inputs)
+    for mine, ref in zip(ours, portable):
+        assert np.array_equal(mine, ref)

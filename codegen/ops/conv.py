@@ -14,8 +14,9 @@ from .. import kernels
 from ..lower import LowerContext, lowers, unsupported
 
 
-def _weights(op: Op, ctx: LowerContext, channels: int):
-    """(filter, bias, multiplier, shift) constant args of a conv or depthwise layer, and the
+def _weights(op: Op, ctx: LowerContext, channels: int, pad: int = 0):
+    """(filter, bias, multiplier, shift) constant args of a conv or depthwise layer (the
+    filter flat, followed by `pad` zero bytes), and the
     range of the shifts as template parameters (the DSP kernels requantise with fewer
     instructions when every shift lies in [-31, -2])."""
     x, w = ctx.t(op.inputs[0]), ctx.t(op.inputs[1])
@@ -34,7 +35,8 @@ def _weights(op: Op, ctx: LowerContext, channels: int):
     # A channel with multiplier 0 outputs its zero point whatever its shift: give it the
     # shift -2 so it does not keep the layer off the DSP kernels' fast requantisation.
     shift = np.where(mult == 0, -2, shift).astype(np.int32)
-    return [ctx.const("filter", w.data.astype(np.int8), "filter"),
+    filt = np.concatenate([w.data.astype(np.int8).reshape(-1), np.zeros(pad, np.int8)])
+    return [ctx.const("filter", filt, "filter"),
             ctx.const("bias", bias, "bias"), ctx.const("multiplier", mult, "multiplier"),
             ctx.const("shift", shift, "shift")], \
         {"shift_min": int(np.min(shift)), "shift_max": int(np.max(shift))}
@@ -79,7 +81,10 @@ def lower_conv2d(op: Op, ctx: LowerContext) -> Step:
         raise unsupported(op, f"grouped convolution ({window.ic} input channels, filter "
                               f"depth {ic}) is not supported")
     _check_symmetric(op, ctx)
-    consts, shifts = _weights(op, ctx, oc)
+    # The DSP kernel reads each channel's weights in words of four, the last word running
+    # into the next channel's (times zeros in its scratch): (-K) % 4 zero bytes after the
+    # last channel keep that word inside the array (at most 3 bytes of flash).
+    consts, shifts = _weights(op, ctx, oc, pad=-(kh * kw * ic) % 4)
     layer = ConvLayer(window, **_io_params(op, ctx), **shifts)  # a residual ADD may fuse later
     return Step(op, kernels.portable(kernels.CONV), layer, _io_args(op, consts),
                 macs=op_macs(ctx.graph, op))
