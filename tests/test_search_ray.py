@@ -1,0 +1,138 @@
+"""The search on Ray (search/distributed.py): a tiny search on a local two-node cluster (Ray's
+own test cluster), with one worker killed while it evaluates a candidate, finishes with a model
+that fits; the same seed on the same workers gives the same model byte for byte; and the CLI's
+--ray errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from ray.cluster_utils import Cluster
+
+from mcunet.compiler import compile_model
+from mcunet.search.budget import default_patch
+
+from .conftest import run_cli
+from .test_search_pipeline import TINY, _tiny_config
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # A head that runs no tasks and two nodes of one CPU each: two workers.
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    session = c.head_node.get_session_dir_path()
+    yield c
+    strays = [pid for pid, cmd in _processes() if f"--session-dir={session}" in cmd]
+    c.shutdown()
+    for pid in strays:  # the nodes' dashboard agents can outlive Cluster.shutdown
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _processes():
+    """(pid, command line) of every process."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            yield int(entry.name), cmd
+
+
+def _task_processes(name: str) -> list[int]:
+    """Pids of the Ray workers running a task of this function now (Ray titles a busy worker
+    process ray::FUNCTION)."""
+    found = []
+    for pid, cmd in _processes():
+        if cmd.startswith(f"ray::{name}"):
+            found.append(pid)
+    return found
+
+
+def _search(cluster, out, **kw):
+    from mcunet.search.pipeline import run_search
+
+    return run_search(_tiny_config(out, ray=cluster.address, **kw), progress=False,
+                      log=lambda *a: None)
+
+
+def test_ray_search_survives_a_killed_worker_and_reproduces(cluster, tmp_path):
+    result = {}
+
+    def run():
+        try:
+            result["meta"] = _search(cluster, tmp_path / "killed")
+        except BaseException as exc:  # reported by the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and thread.is_alive() and time.time() < deadline:
+        pids = _task_processes("_evaluate_task")
+        if pids:
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    thread.join(timeout=300)
+    assert killed is not None, "no worker was seen evaluating a candidate"
+    assert not thread.is_alive(), "the search did not finish"
+    assert "error" not in result, repr(result.get("error"))
+    meta = result["meta"]
+    out = tmp_path / "killed"
+
+    # It fits, by mcunet's own plan of the exported model.
+    m = meta["measured"]
+    assert m["fits"] and m["peak_sram_bytes"] <= 16 * 1024 and m["flash_bytes"] <= 64 * 1024
+    compiled = compile_model(out / "model.tflite", patch=default_patch())
+    assert compiled.peak_sram_bytes <= 16 * 1024 and compiled.flash_bytes <= 64 * 1024
+    # Two workers ran it; the top three candidates were fine-tuned and the best kept.
+    assert meta["distributed"]["tasks_at_once"] == 2
+    top = meta["distributed"]["finetuned"]
+    assert len(top) == 3 and len({t["arch_key"] for t in top}) == 3
+    assert meta["arch_key"] in {t["arch_key"] for t in top}
+    assert max(t["val_accuracy"] for t in top) == \
+        next(t["val_accuracy"] for t in top if t["arch_key"] == meta["arch_key"])
+    for i in range(3):
+        assert (out / f"finetune-{i}" / "finetune-ckpt.index").is_file()
+
+    # The same seed on the same two workers, nothing killed: the same search, byte for byte.
+    again = _search(cluster, tmp_path / "again")
+    assert (tmp_path / "again" / "model.tflite").read_bytes() == (out / "model.tflite").read_bytes()
+    first = json.loads((out / "state.json").read_text())
+    second = json.loads((tmp_path / "again" / "state.json").read_text())
+    assert first["evolution"] == second["evolution"] and first["stage1"] == second["stage1"]
+    assert again["measured"]["val_accuracy_int8"] == m["val_accuracy_int8"]
+
+
+def test_ray_cli_errors(tmp_path):
+    args = ["search", *TINY, "--out", tmp_path / "a"]
+    r = run_cli(*args, "--ray", "127.0.0.1:1")
+    assert r.returncode == 2 and r.stderr.startswith("error: --ray 127.0.0.1:1: cannot reach"), r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    r = run_cli(*args, "--ray", "nonsense")
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr and "Traceback" not in r.stderr
+    # Without Ray installed (an import of it that fails, as on a machine without the extra).
+    fake = tmp_path / "noray"
+    fake.mkdir()
+    (fake / "ray.py").write_text("raise ImportError('No module named ray')\n")
+    r = run_cli(*args, "--ray", "auto", env={"PYTHONPATH": str(fake)})
+    assert r.returncode == 2 and "pip install 'mcunet[ray]'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    # Without --ray nothing imports Ray.
+    r = subprocess.run([sys.executable, "-c", "import sys, mcunet.cli, mcunet.search.cli, "
+                        "mcunet.search.pipeline, mcunet.search.evolution; "
+                        "print('ray' in sys.modules)"], capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr
