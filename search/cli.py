@@ -62,6 +62,10 @@ def search_options(fn):
                      show_default=True, help="CPUs of one Ray task (its TensorFlow threads)"),
         click.option("--ray-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
                      help="GPUs of one Ray task (where the workers have them)"),
+        click.option("--ray-replicas", type=click.IntRange(min=1), default=None,
+                     help="with --ray: supernet replicas for data-parallel training (default: as "
+                          "many tasks as the cluster runs at once); a seed reproduces its search "
+                          "with the same number"),
         click.option("--finetune-top", type=click.IntRange(min=1), default=3, show_default=True,
                      help="with --ray: fine-tune this many of the best candidates in parallel "
                           "and keep the best on validation"),
@@ -74,7 +78,7 @@ def search_options(fn):
 
 def _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out, supernet_steps,
             finetune_steps, generations, population, train_subset, max_macs, ray=None,
-            ray_cpus=1.0, ray_gpus=0.0, finetune_top=3):
+            ray_cpus=1.0, ray_gpus=0.0, finetune_top=3, ray_replicas=None):
     from .budget import parse_count
     from .pipeline import SearchConfig
 
@@ -89,7 +93,8 @@ def _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out, sup
                         supernet_steps=supernet_steps, finetune_steps=finetune_steps,
                         generations=generations, population=population,
                         train_subset=train_subset, max_macs=parse_count(max_macs),
-                        ray=ray, ray_cpus=ray_cpus, ray_gpus=ray_gpus, finetune_top=finetune_top)
+                        ray=ray, ray_cpus=ray_cpus, ray_gpus=ray_gpus, finetune_top=finetune_top,
+                        ray_replicas=ray_replicas)
 
 
 def _summary(meta: dict, out: Path) -> list[str]:
@@ -118,14 +123,14 @@ def _summary(meta: dict, out: Path) -> list[str]:
 @search_options
 def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resume,
            supernet_steps, finetune_steps, generations, population, train_subset, max_macs, ray,
-           ray_cpus, ray_gpus, finetune_top, quiet):
+           ray_cpus, ray_gpus, finetune_top, ray_replicas, quiet):
     """Search a network for a dataset under an SRAM/flash budget (TinyNAS), train it and
     write it as an int8 .tflite."""
     from .pipeline import run_search
 
     cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
                   supernet_steps, finetune_steps, generations, population, train_subset, max_macs,
-                  ray, ray_cpus, ray_gpus, finetune_top)
+                  ray, ray_cpus, ray_gpus, finetune_top, ray_replicas)
     meta = run_search(cfg, resume=resume, progress=not quiet, log=click.echo)
     click.echo("\n".join(_summary(meta, Path(out))))
 
@@ -142,7 +147,7 @@ def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resu
 @search_options
 def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_budget, seed,
                       resume, supernet_steps, finetune_steps, generations, population,
-                      train_subset, max_macs, ray, ray_cpus, ray_gpus, finetune_top, quiet):
+                      train_subset, max_macs, ray, ray_cpus, ray_gpus, finetune_top, ray_replicas, quiet):
     """Search, compile, build and run on a board: dataset and budget in, running firmware out.
     With no arguments: Fashion-MNIST, 32 KB SRAM / 128 KB flash, on an emulated Cortex-M4."""
     from .pipeline import run_search
@@ -152,7 +157,7 @@ def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_b
     # The budget is --sram/--flash (a small MCU's, by default); the board gives the clock.
     cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
                   supernet_steps, finetune_steps, generations, population, train_subset, max_macs,
-                  ray, ray_cpus, ray_gpus, finetune_top)
+                  ray, ray_cpus, ray_gpus, finetune_top, ray_replicas)
     if cfg.sram_bytes > target.sram_bytes or cfg.flash_bytes > target.flash_bytes:
         raise McunetError(f"the budget ({cfg.sram_bytes} B SRAM, {cfg.flash_bytes} B flash) is "
                           f"more than {target.name} offers the model ({target.sram_bytes} B, "

@@ -158,7 +158,162 @@ class RayEngine:
         return list(self.ray.get(refs))
 
 
+    # -- data-parallel supernet training -----------------------------------------------------
+
+    def supernet_trainer(self, space, seed: int, train, resolution: int, folder,
+                         workers: int | None = None) -> "SupernetTrainer":
+        return SupernetTrainer(self, space, seed, train, resolution, folder,
+                               workers or self.workers())
+
+
+class SupernetTrainer:
+    """Synchronous data-parallel training of the supernet on Ray actors, one replica each.
+
+    Every step, each replica computes the sandwich rule's gradients on its shard of the batch
+    (the step's batch split in `world` contiguous parts), the driver averages them (weighted
+    by shard size, summed in rank order) and every replica applies the same update, so the
+    replicas' weights stay equal and the training is a function of the seed and the number of
+    replicas. Batch-norm statistics are each shard's (as data-parallel training without
+    synchronised batch norm); the moving averages are replica 0's, and matter little: every
+    candidate is recalibrated before it is evaluated. Replica 0 checkpoints (weights and
+    optimizer state, the in-process format) into the storage folder, which every replica must
+    reach; a replica that dies makes the driver start them all again from the last
+    checkpoint (TASK_RETRIES times), which gives what an uninterrupted run gives.
+
+    train() has train_supernet's arguments and result, so the pipeline's time-budgeted plan
+    (speed probe, deadline) drives either."""
+
+    def __init__(self, engine: RayEngine, space, seed, train, resolution, folder, world: int):
+        self.engine, self.ray = engine, engine.ray
+        self.space, self.seed, self.resolution, self.folder = space, seed, resolution, str(folder)
+        self.world = world
+        self.train_ref = engine.put("supernet-train", train)
+        self.actor_cls = self.ray.remote(num_cpus=engine.cpus, num_gpus=engine.gpus,
+                                         max_restarts=0)(_SupernetWorker)
+        self.workers: list = []
+        self.restarts = 0
+
+    def _start(self, lr: float) -> None:
+        self.close()
+        self.workers = [self.actor_cls.remote(self.space, self.seed, rank, self.world,
+                                              self.train_ref, self.resolution, self.folder, lr,
+                                              self.engine.threads)
+                        for rank in range(self.world)]
+        self.lr = lr
+
+    def close(self) -> None:
+        for w in self.workers:
+            self.ray.kill(w)
+        self.workers = []
+
+    def _all(self, method: str, *args):
+        return self.ray.get([getattr(w, method).remote(*args) for w in self.workers])
+
+    def train(self, data, resolution, steps, seed, folder, lr: float = 3e-3, warmup: int = 50,
+              stop_at: int | None = None, progress=None, checkpoint_every: int = 50,
+              x_cache=None, deadline=None) -> dict:
+        errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError)
+        while True:
+            try:
+                if not self.workers or self.lr != lr:
+                    self._start(lr)
+                return self._train(steps, lr, warmup, stop_at, progress, checkpoint_every,
+                                   deadline)
+            except errors as exc:
+                self.close()
+                self.restarts += 1
+                if self.restarts > TASK_RETRIES:
+                    raise McunetError(f"data-parallel supernet training: replicas died "
+                                      f"{self.restarts} times ({exc.__class__.__name__}); "
+                                      "see the Ray logs (ray status, /tmp/ray/session_latest)") \
+                        from None
+
+    def _train(self, steps, lr, warmup, stop_at, progress, checkpoint_every, deadline) -> dict:
+        import time
+
+        import numpy as np
+
+        from .train import _stop, cosine_lr
+
+        start = self._all("restore")[0]
+        loss = acc = float("nan")
+        t0 = time.perf_counter()
+        end = _stop(steps, stop_at)
+        step, update = start, (None, 0.0)
+        while step < end:
+            if deadline:
+                steps = end = deadline.total(step, steps)
+            rate = cosine_lr(step, steps, lr, warmup)
+            outs = self._all("step", *update, step, 0)
+            n = sum(o[0] for o in outs)
+            grads = [sum(o[3][i] * np.float32(o[0] / n) for o in outs) for i in range(len(outs[0][3]))]
+            loss = float(sum(o[1] * o[0] for o in outs) / n)
+            acc = float(sum(o[2] * o[0] for o in outs) / n)
+            update = (self.ray.put(grads), rate)
+            if progress:
+                progress(step + 1, steps, loss, acc)
+            if (step + 1) % checkpoint_every == 0 or step + 1 == end:
+                self._all("step", *update, None, step + 1)  # apply, then replica 0 saves
+                update = (None, 0.0)
+            step += 1
+        return {"steps": steps, "first": start, "last": max(start, end), "loss": loss,
+                "train_accuracy": acc, "seconds": time.perf_counter() - t0,
+                "replicas": self.world}
+
+
 # -- the tasks (module-level, so a worker imports them by name) -----------------------------------
+
+
+class _SupernetWorker:
+    """One replica of the supernet (a Ray actor): its shard's gradients, the shared update."""
+
+    def __init__(self, space, seed, rank, world, train, resolution, folder, lr, threads):
+        from pathlib import Path
+
+        from .data import prepare
+        from .train import Checkpointer, setup_tf
+
+        setup_tf(threads)
+        import tensorflow as tf
+
+        from .supernet import Supernet
+
+        self.tf = tf
+        self.net = Supernet(space, seed=seed)
+        self.opt = tf.keras.optimizers.Adam(lr)
+        self.opt.build(self.net.trainable)
+        self.ck = Checkpointer(Path(folder), "supernet", vars=list(self.net.vars.values()),
+                               opt=self.opt)
+        self.x, self.y = prepare(train.x, resolution), train.y
+        self.seed, self.rank, self.world = seed, rank, world
+        self.grads = self.net.grad_fn(2)
+
+    def restore(self) -> int:
+        return self.ck.restore()
+
+    def step(self, grads, rate, step, save):
+        """Apply the averaged gradients (if any) at learning rate `rate`, checkpoint `save`
+        steps (replica 0), then the gradients of `step`'s shard: (images, loss, accuracy,
+        gradients)."""
+        import numpy as np
+
+        from .supernet import arch_config, sandwich
+        from .train import BATCH, batch_indices
+
+        if grads is not None:
+            self.opt.learning_rate.assign(rate)
+            self.opt.apply_gradients(zip([self.tf.constant(g) for g in grads], self.net.trainable))
+        if save and self.rank == 0:
+            self.ck.save(save)
+        if step is None:
+            return None
+        idx = batch_indices(len(self.y), BATCH, self.seed, step)
+        shard = np.array_split(idx, self.world)[self.rank]
+        cfgs = [arch_config(self.net.space, self.net.lay, a)
+                for a in sandwich(self.net.space, step, self.seed)]
+        loss, acc, grads = self.grads(self.x[shard], self.y[shard], cfgs)
+        return len(shard), float(loss), float(acc), [g.numpy() for g in grads]
+
 
 _NET: dict = {}  # one supernet per worker process, by weights key
 

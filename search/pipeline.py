@@ -72,6 +72,7 @@ class SearchConfig:
     ray_cpus: float = 1.0  # resources of one Ray task
     ray_gpus: float = 0.0
     finetune_top: int = 3  # with Ray: the best this many candidates are fine-tuned in parallel
+    ray_replicas: int | None = None  # with Ray: supernet replicas (None: one per task slot)
 
     @property
     def target(self) -> Target:
@@ -88,7 +89,7 @@ class SearchConfig:
     def fingerprint(self) -> dict:
         """What must not change between a run and its --resume."""
         d = asdict(self)
-        for k in ("out", "time_budget_s", "ray", "ray_cpus", "ray_gpus"):
+        for k in ("out", "time_budget_s", "ray", "ray_cpus", "ray_gpus", "ray_replicas"):
             d.pop(k)
         if self.ray:  # a distributed search proposes and fine-tunes differently
             d["engine"] = "ray"
@@ -312,6 +313,13 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
 
     # -- supernet -------------------------------------------------------------------------------
     plan = state.get("plan", {})
+    resumed = bool(state.get("supernet_done"))
+    trainer = None
+    if engine is not None and not state.get("supernet_done"):
+        trainer = engine.supernet_trainer(sub, cfg.seed, train, res, out, cfg.ray_replicas)
+        log(f"supernet: data-parallel on {trainer.world} Ray replica"
+            f"{'s' if trainer.world != 1 else ''}")
+    fit = trainer.train if trainer is not None else partial(train_supernet, net)
     if not state.get("supernet_done"):
         total = cfg.supernet_steps or plan.get("supernet_steps")
         with _bar(total, "supernet", progress) as bar:
@@ -319,7 +327,7 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
             warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
             if total is None:  # measure the speed (after tracing), then fix the plan
                 per_step = _seconds_per_step(partial(
-                    train_supernet, net, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                    fit, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
                     progress=tick, x_cache=x_train), 4)
                 seconds = SUPERNET_SHARE * clock.left
                 total = max(PROBE_STEPS + 4, int(seconds / per_step))
@@ -331,14 +339,19 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
                 bar.refresh()
             deadline = None if cfg.supernet_steps else \
                 Deadline(time.perf_counter() + plan["supernet_until_s"] - clock.spent)
-            result = train_supernet(net, train, res, total, cfg.seed, out, warmup=warmup,
-                                    progress=tick, x_cache=x_train, deadline=deadline)
+            try:
+                result = fit(train, res, total, cfg.seed, out, warmup=warmup,
+                             progress=tick, x_cache=x_train, deadline=deadline)
+            finally:
+                if trainer is not None:
+                    trainer.close()  # the replicas' CPUs go to the evaluation's tasks
             plan["supernet_steps"] = result["steps"]
         state.data["supernet"] = result
         state["supernet_done"] = True
         save_time()
-    else:
-        train_supernet(net, train, res, 0, cfg.seed, out, warmup=1)  # restores the weights
+        log(f"supernet: {result['steps']} steps, {result['seconds']:.0f} s")
+    if resumed or trainer is not None:  # the weights from the checkpoint
+        train_supernet(net, train, res, 0, cfg.seed, out, warmup=1)
 
     # -- evolution ------------------------------------------------------------------------------
     def fitness(arch: Arch) -> float:

@@ -63,7 +63,8 @@ def _task_processes(name: str) -> list[int]:
 def _search(cluster, out, **kw):
     from mcunet.search.pipeline import run_search
 
-    return run_search(_tiny_config(out, ray=cluster.address, **kw), progress=False,
+    return run_search(_tiny_config(out, ray=cluster.address, supernet_steps=8, **kw),
+                      progress=False,
                       log=lambda *a: None)
 
 
@@ -78,16 +79,18 @@ def test_ray_search_survives_a_killed_worker_and_reproduces(cluster, tmp_path):
 
     thread = threading.Thread(target=run)
     thread.start()
-    killed = None
+    # Kill a supernet replica while it trains, then a worker while it evaluates a candidate.
+    killed = []
+    targets = ["_SupernetWorker", "_evaluate_task"]
     deadline = time.time() + 300
-    while killed is None and thread.is_alive() and time.time() < deadline:
-        pids = _task_processes("_evaluate_task")
+    while targets and thread.is_alive() and time.time() < deadline:
+        pids = _task_processes(targets[0])
         if pids:
-            killed = pids[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(targets.pop(0))
+        time.sleep(0.02)
     thread.join(timeout=300)
-    assert killed is not None, "no worker was seen evaluating a candidate"
+    assert killed == ["_SupernetWorker", "_evaluate_task"], killed
     assert not thread.is_alive(), "the search did not finish"
     assert "error" not in result, repr(result.get("error"))
     meta = result["meta"]
@@ -98,8 +101,10 @@ def test_ray_search_survives_a_killed_worker_and_reproduces(cluster, tmp_path):
     assert m["fits"] and m["peak_sram_bytes"] <= 16 * 1024 and m["flash_bytes"] <= 64 * 1024
     compiled = compile_model(out / "model.tflite", patch=default_patch())
     assert compiled.peak_sram_bytes <= 16 * 1024 and compiled.flash_bytes <= 64 * 1024
-    # Two workers ran it; the top three candidates were fine-tuned and the best kept.
+    # Two workers ran it (two supernet replicas, started again once); the top three candidates were fine-tuned and the best kept.
     assert meta["distributed"]["tasks_at_once"] == 2
+    state = json.loads((out / "state.json").read_text())
+    assert state["supernet"]["replicas"] == 2 and state["supernet"]["steps"] == 8
     top = meta["distributed"]["finetuned"]
     assert len(top) == 3 and len({t["arch_key"] for t in top}) == 3
     assert meta["arch_key"] in {t["arch_key"] for t in top}
@@ -136,3 +141,55 @@ def test_ray_cli_errors(tmp_path):
                         "mcunet.search.pipeline, mcunet.search.evolution; "
                         "print('ray' in sys.modules)"], capture_output=True, text=True)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_data_parallel_replicas_apply_the_same_averaged_update(tmp_path):
+    """The data-parallel scheme without Ray (its replicas as plain objects, the driver's loop
+    as is): one replica trains what the in-process training trains; two replicas keep equal
+    weights, different from one replica's (each normalises its own shard); replica 0's
+    checkpoint holds them."""
+    import numpy as np
+
+    from mcunet.search.data import load_dataset
+    from mcunet.search.distributed import SupernetTrainer, _SupernetWorker
+    from mcunet.search.space import SearchSpace, Stage
+    from mcunet.search.supernet import Supernet
+    from mcunet.search.train import setup_tf, train_supernet
+
+    setup_tf()
+    space = SearchSpace(stages=(Stage(8, 1, 1), Stage(16, 1, 2)), width_choices=(1.0,),
+                        resolution_choices=(16,))
+    data = load_dataset("fashion-mnist").train.subset(300, 0)
+
+    class Local(SupernetTrainer):  # the replicas in this process
+        def __init__(self, world, folder):
+            self.ray = type("R", (), {"put": staticmethod(lambda v: v)})
+            self.workers = [_SupernetWorker(space, 0, r, world, data, 16, str(folder), 3e-3, 2)
+                            for r in range(world)]
+            self.world = world
+
+        def _all(self, method, *args):
+            return [getattr(w, method)(*args) for w in self.workers]
+
+    def weights(net):
+        return {k: v.numpy() for k, v in net.vars.items() if v.trainable}
+
+    ref = Supernet(space, seed=0)
+    train_supernet(ref, data, 16, 5, 0, tmp_path / "ref", warmup=1)
+    runs = {}
+    for name, world in (("one", 1), ("two", 2)):
+        trainer = Local(world, tmp_path / name)
+        result = trainer._train(5, 3e-3, 1, None, None, 50, None)
+        assert result["last"] == 5 and result["replicas"] == world
+        w = [weights(r.net) for r in trainer.workers]
+        assert all(np.array_equal(w[0][k], other[k]) for other in w[1:] for k in w[0])
+        restored = Supernet(space, seed=0)  # from replica 0's checkpoint, as the driver does
+        train_supernet(restored, data, 16, 0, 0, tmp_path / name, warmup=1)
+        assert all(np.array_equal(weights(restored)[k], w[0][k]) for k in w[0])
+        runs[name] = w[0]
+    moved = max(float(np.abs(weights(ref)[k] - weights(Supernet(space, seed=0))[k]).max())
+                for k in runs["one"])
+    assert moved > 1e-3
+    assert max(float(np.abs(runs["one"][k] - weights(ref)[k]).max()) for k in runs["one"]) \
+        < 0.1 * moved
+    assert not all(np.array_equal(runs["two"][k], runs["one"][k]) for k in runs["two"])
