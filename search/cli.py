@@ -147,7 +147,8 @@ def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resu
 @search_options
 def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_budget, seed,
                       resume, supernet_steps, finetune_steps, generations, population,
-                      train_subset, max_macs, ray, ray_cpus, ray_gpus, finetune_top, ray_replicas, quiet):
+                      train_subset, max_macs, ray, ray_cpus, ray_gpus, finetune_top, ray_replicas,
+                      quiet):
     """Search, compile, build and run on a board: dataset and budget in, running firmware out.
     With no arguments: Fashion-MNIST, 32 KB SRAM / 128 KB flash, on an emulated Cortex-M4."""
     from .pipeline import run_search
@@ -165,6 +166,9 @@ def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_b
     from .pipeline import State
     state = State(out) if resume and (out / "state.json").exists() else None
     if state is not None and state.get("done") and (out / "model.json").exists():
+        if cfg.ray and cfg.max_macs is None and state.get("config", {}).get("max_macs"):
+            from dataclasses import replace  # the cap a --ray search measured
+            cfg = replace(cfg, max_macs=state["config"]["max_macs"])
         if state.get("config") != cfg.fingerprint():
             raise McunetError(f"{out} holds a search with other settings (dataset, budget, seed or "
                               f"board); resume it with the same ones, or run its model with "

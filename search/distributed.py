@@ -78,6 +78,7 @@ class RayEngine:
         self._plan = ray.remote(_plan_task).options(**opts)
         self._evaluate = ray.remote(_evaluate_task).options(**opts)
         self._finetune = ray.remote(_finetune_task).options(**opts)
+        self._throughput = ray.remote(_throughput_task).options(**opts)
         self.threads = threads
         self._weights = None  # (key, ObjectRef) of the supernet's weights
         self._refs: dict = {}
@@ -157,6 +158,31 @@ class RayEngine:
                 for arch, folder in zip(archs, folders)]
         return list(self.ray.get(refs))
 
+
+    # -- the compute cap ---------------------------------------------------------------------
+
+    def measure_cap(self, time_budget_s: float, steps: int = 12,
+                    warmup: int = 4) -> tuple[int, dict]:
+        """The compute cap (MACs) for the workers' speed: the in-process cap
+        (MACS_PER_BUDGET_SECOND, sized for two CPU cores training about REFERENCE_MACS_IMAGES
+        / MACs images a second) scaled by the training speed of one task, measured on a probe
+        network by every task slot at once (the slowest counts: each fine-tuned candidate
+        trains on one task). Returns (cap, what was measured)."""
+        from .budget import measure
+        from .pipeline import MACS_PER_BUDGET_SECOND, REFERENCE_MACS_IMAGES
+        from .space import default_space
+
+        space = default_space()
+        arch = space.largest(1.0, 28)
+        macs = measure(space, arch).macs
+        n = self.workers()
+        rates = self.ray.get([self._throughput.remote(space, arch, self.threads, steps, warmup)
+                              for _ in range(n)])
+        per_task = min(rates)
+        scale = per_task * macs / REFERENCE_MACS_IMAGES
+        cap = int(MACS_PER_BUDGET_SECOND * time_budget_s * scale)
+        return cap, {"probe_macs": macs, "images_per_second": [round(r, 1) for r in rates],
+                     "scale": round(scale, 3), "max_macs": cap}
 
     # -- data-parallel supernet training -----------------------------------------------------
 
@@ -287,6 +313,12 @@ class _SupernetWorker:
         self.x, self.y = prepare(train.x, resolution), train.y
         self.seed, self.rank, self.world = seed, rank, world
         self.grads = self.net.grad_fn(2)
+        trainable = self.net.trainable
+
+        @tf.function
+        def apply(grads):
+            self.opt.apply_gradients(zip(grads, trainable))
+        self.apply = apply
 
     def restore(self) -> int:
         return self.ck.restore()
@@ -302,7 +334,7 @@ class _SupernetWorker:
 
         if grads is not None:
             self.opt.learning_rate.assign(rate)
-            self.opt.apply_gradients(zip([self.tf.constant(g) for g in grads], self.net.trainable))
+            self.apply([self.tf.constant(g) for g in grads])
         if save and self.rank == 0:
             self.ck.save(save)
         if step is None:
@@ -331,6 +363,42 @@ def _supernet(space, seed: int, key: str, weights: dict, threads: int):
         _NET.clear()
         _NET.update(key=key, net=net)
     return _NET["net"]
+
+
+def _throughput_task(space, arch, threads, steps: int = 12, warmup: int = 4) -> float:
+    """Training images a second of arch on this worker (random data, the fine-tuning's step)."""
+    import time
+
+    import numpy as np
+
+    from .train import BATCH, setup_tf
+
+    setup_tf(threads)
+    import tensorflow as tf
+
+    from .keras_net import build_keras
+
+    model = build_keras(space, arch)
+    opt = tf.keras.optimizers.Adam(1e-3)
+    loss_obj = tf.keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_obj(y, model(x, training=True))
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                model.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, arch.resolution, arch.resolution, space.in_channels), np.float32)
+    y = rng.integers(0, space.num_classes, BATCH).astype(np.int32)
+    for _ in range(warmup):
+        step(x, y).numpy()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(x, y).numpy()
+    return BATCH * steps / (time.perf_counter() - start)
 
 
 def _plan_task(space, target, requests):

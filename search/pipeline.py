@@ -37,6 +37,9 @@ PROBE_STEPS = 8
 # CPU cores. So that fine-tuning gets several epochs of a 60k-image dataset within the time
 # budget, the search caps MACs at this many per second of budget (900 s: 2.7 M MACs).
 MACS_PER_BUDGET_SECOND = 3000
+# The speed that cap is sized for: training images a second times MACs (2 cores). With --ray the
+# cap is scaled by one task's measured speed against it (RayEngine.measure_cap).
+REFERENCE_MACS_IMAGES = 1.4e9
 
 
 def patch_plans(time_budget_s: float) -> int:
@@ -239,7 +242,7 @@ def _check_resume(cfg: SearchConfig, resume: bool) -> None:
 
 def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) -> dict:
     from .data import load_dataset, prepare
-    from .evolution import EvolutionState, evolve, evolve_batched, rank
+    from .evolution import EvolutionState, evolve, evolve_batched
     from .export import int8_accuracy, io_quant, to_int8_tflite, write_model
     from .plot import pareto_plot
     from .space_opt import optimise_space
@@ -250,6 +253,16 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
     _check_resume(cfg, resume)
     out.mkdir(parents=True, exist_ok=True)
     state = State(out)
+    if engine is not None and cfg.max_macs is None:  # the cap follows the workers' speed
+        if resume and state.get("config", {}).get("max_macs"):
+            cfg = replace(cfg, max_macs=state["config"]["max_macs"])
+        else:
+            cap, measured = engine.measure_cap(cfg.time_budget_s)
+            log(f"compute cap: {cap / 1e6:.2f} M MACs (a task trains {measured['scale']:.2f}x "
+                f"the speed the in-process cap of {MACS_PER_BUDGET_SECOND} MACs per second "
+                "of budget is sized for)")
+            cfg = replace(cfg, max_macs=cap)
+            state.data["throughput"] = measured
     if resume and state.get("config") != cfg.fingerprint():
         raise McunetError(f"{out} holds a search with other settings; resume it with the same "
                           f"dataset, budget and seed ({state.get('config')})")
@@ -491,7 +504,8 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
     if engine is not None:
         meta["distributed"] = {"engine": "ray", "tasks_at_once": engine.workers(),
                                "cpus_per_task": cfg.ray_cpus, "gpus_per_task": cfg.ray_gpus,
-                               "finetuned": state["finetune"]["top"]}
+                               "finetuned": state["finetune"]["top"],
+                               "throughput": state.get("throughput")}
     meta["seconds"] = round(clock.spent, 1)
     write_model(out, tflite, meta)
     state.data["done"] = True

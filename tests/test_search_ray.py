@@ -193,3 +193,48 @@ def test_data_parallel_replicas_apply_the_same_averaged_update(tmp_path):
     assert max(float(np.abs(runs["one"][k] - weights(ref)[k]).max()) for k in runs["one"]) \
         < 0.1 * moved
     assert not all(np.array_equal(runs["two"][k], runs["one"][k]) for k in runs["two"])
+
+
+def test_compute_cap_follows_the_workers_speed(cluster):
+    """Without --max-macs, a Ray search's cap is the in-process one scaled by one task's
+    measured training speed (every task slot measures at once; the slowest counts)."""
+    import ray
+
+    from mcunet.search.distributed import RayEngine
+    from mcunet.search.pipeline import MACS_PER_BUDGET_SECOND, REFERENCE_MACS_IMAGES
+
+    engine = RayEngine(cluster.address)
+    try:
+        cap, measured = engine.measure_cap(600, steps=2, warmup=1)  # a short probe
+    finally:
+        engine.shutdown()
+    assert not ray.is_initialized()
+    rates = measured["images_per_second"]
+    assert len(rates) == 2 and all(r > 0 for r in rates)
+    scale = min(rates) * measured["probe_macs"] / REFERENCE_MACS_IMAGES
+    assert abs(cap - MACS_PER_BUDGET_SECOND * 600 * scale) <= 0.01 * cap + 1
+
+
+@pytest.mark.slow
+def test_killed_ray_driver_resumes_to_the_same_model(cluster, tmp_path):
+    """Kill the driver (`mcunet search --ray`) after the data-parallel supernet's first
+    checkpoint, --resume it on the same two workers: the same model as an uninterrupted run."""
+    args = [*TINY, "--supernet-steps", "60", "--seed", "5", "--ray", cluster.address]
+    full = run_cli("search", *args, "--out", tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    cmd = [sys.executable, "-m", "mcunet", "search", *args, "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpt = tmp_path / "cut" / "supernet-ckpt.index"
+    deadline = time.time() + 600
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = json.loads((tmp_path / "cut" / "state.json").read_text())
+    assert not state.get("supernet_done")
+    resumed = run_cli("search", *args, "--out", tmp_path / "cut", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut" / "model.tflite").read_bytes() == \
+        (tmp_path / "full" / "model.tflite").read_bytes()
