@@ -24,6 +24,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # The TensorFlow extra is for tests that build models with TF's converter (and for search);
-# compile, plan and simulate never import it.
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,tf]"
+# compile, plan and simulate never import it. The Ray extra is for `mcunet search --ray` and
+# its test (a local two-node cluster); the search without --ray never imports it.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,tf,ray]"
 echo "setup: ready (.venv/bin/mcunet)"

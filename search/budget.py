@@ -128,6 +128,40 @@ class CostCache:
             self.patched.add(key)
         return cost
 
+    def _wants_stages(self, key: str, cost: Cost, budget: Budget) -> bool:
+        return (self.patch == "auto" and key not in self.patched and not cost.fits(budget)
+                and cost.flash_bytes <= budget.flash_bytes
+                and (budget.max_macs is None or cost.macs <= budget.max_macs)
+                and len(self.patched) < self.patch_plans)
+
+    def plan_batch(self, archs: list[Arch], budget: Budget, plan_many, limit: int | None = None) -> None:
+        """Plan many architectures at once with plan_many (a list of (arch, patch, sram
+        budget) -> their Costs, in that order; Ray tasks in a distributed search), so that
+        calling this cache on them afterwards, in this order, gives what it would have
+        computed one by one: the layer-by-layer plans first, then the patch-based plans of
+        those that would get one (a decision that depends only on the layer-by-layer cost and
+        the count made before it), at most `limit` of them."""
+        todo, keys = [], set()
+        for arch in archs:
+            key = self.space.key(arch)
+            if key not in self.table and key not in keys:
+                keys.add(key)
+                todo.append(arch)
+        for arch, cost in zip(todo, plan_many([(a, "none", None) for a in todo])):
+            self.table[self.space.key(arch)] = cost
+        staged, made = [], 0
+        for arch in archs:
+            key = self.space.key(arch)
+            if (limit is None or made < limit) and key not in {self.space.key(a) for a in staged} \
+                    and self._wants_stages(key, self.table[key], budget) \
+                    and len(self.patched) + len(staged) < self.patch_plans:
+                staged.append(arch)
+                made += 1
+        for arch, cost in zip(staged, plan_many([(a, "auto", budget.sram_bytes) for a in staged])):
+            key = self.space.key(arch)
+            self.table[key] = min(self.table[key], cost, key=lambda c: c.peak_sram_bytes)
+            self.patched.add(key)
+
     def to_dict(self) -> dict:
         return {"patched": sorted(self.patched),
                 "table": {k: v.to_dict() for k, v in self.table.items()}}

@@ -54,6 +54,21 @@ def search_options(fn):
                      help="compute cap, e.g. 2.5M (auto: what the time budget can train)"),
         click.option("--train-subset", type=click.IntRange(min=1), default=None,
                      help="train on only this many images (quick trials)"),
+        click.option("--ray", "ray", default=None, metavar="auto|ADDRESS",
+                     help="distribute the search on a Ray cluster (pip install 'mcunet[ray]'): "
+                          "auto (the cluster this machine joined with `ray start`, else a "
+                          "local one) or the head's HOST:PORT; see docs/search.md"),
+        click.option("--ray-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                     show_default=True, help="CPUs of one Ray task (its TensorFlow threads)"),
+        click.option("--ray-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help="GPUs of one Ray task (where the workers have them)"),
+        click.option("--ray-replicas", type=click.IntRange(min=1), default=None,
+                     help="with --ray: supernet replicas for data-parallel training (default: as "
+                          "many tasks as the cluster runs at once); a seed reproduces its search "
+                          "with the same number"),
+        click.option("--finetune-top", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="with --ray: fine-tune this many of the best candidates in parallel "
+                          "and keep the best on validation"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]
     for opt in reversed(opts):
@@ -62,7 +77,8 @@ def search_options(fn):
 
 
 def _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out, supernet_steps,
-            finetune_steps, generations, population, train_subset, max_macs):
+            finetune_steps, generations, population, train_subset, max_macs, ray=None,
+            ray_cpus=1.0, ray_gpus=0.0, finetune_top=3, ray_replicas=None):
     from .budget import parse_count
     from .pipeline import SearchConfig
 
@@ -76,7 +92,9 @@ def _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out, sup
                         time_budget_s=time_budget, seed=seed, board=board,
                         supernet_steps=supernet_steps, finetune_steps=finetune_steps,
                         generations=generations, population=population,
-                        train_subset=train_subset, max_macs=parse_count(max_macs))
+                        train_subset=train_subset, max_macs=parse_count(max_macs),
+                        ray=ray, ray_cpus=ray_cpus, ray_gpus=ray_gpus, finetune_top=finetune_top,
+                        ray_replicas=ray_replicas)
 
 
 def _summary(meta: dict, out: Path) -> list[str]:
@@ -104,13 +122,15 @@ def _summary(meta: dict, out: Path) -> list[str]:
               help="folder for model.tflite, model.json, pareto.png and the checkpoints")
 @search_options
 def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resume,
-           supernet_steps, finetune_steps, generations, population, train_subset, max_macs, quiet):
+           supernet_steps, finetune_steps, generations, population, train_subset, max_macs, ray,
+           ray_cpus, ray_gpus, finetune_top, ray_replicas, quiet):
     """Search a network for a dataset under an SRAM/flash budget (TinyNAS), train it and
     write it as an int8 .tflite."""
     from .pipeline import run_search
 
     cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
-                  supernet_steps, finetune_steps, generations, population, train_subset, max_macs)
+                  supernet_steps, finetune_steps, generations, population, train_subset, max_macs,
+                  ray, ray_cpus, ray_gpus, finetune_top, ray_replicas)
     meta = run_search(cfg, resume=resume, progress=not quiet, log=click.echo)
     click.echo("\n".join(_summary(meta, Path(out))))
 
@@ -127,7 +147,8 @@ def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resu
 @search_options
 def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_budget, seed,
                       resume, supernet_steps, finetune_steps, generations, population,
-                      train_subset, max_macs, quiet):
+                      train_subset, max_macs, ray, ray_cpus, ray_gpus, finetune_top, ray_replicas,
+                      quiet):
     """Search, compile, build and run on a board: dataset and budget in, running firmware out.
     With no arguments: Fashion-MNIST, 32 KB SRAM / 128 KB flash, on an emulated Cortex-M4."""
     from .pipeline import run_search
@@ -136,7 +157,8 @@ def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_b
     target = get_board(board)
     # The budget is --sram/--flash (a small MCU's, by default); the board gives the clock.
     cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
-                  supernet_steps, finetune_steps, generations, population, train_subset, max_macs)
+                  supernet_steps, finetune_steps, generations, population, train_subset, max_macs,
+                  ray, ray_cpus, ray_gpus, finetune_top, ray_replicas)
     if cfg.sram_bytes > target.sram_bytes or cfg.flash_bytes > target.flash_bytes:
         raise McunetError(f"the budget ({cfg.sram_bytes} B SRAM, {cfg.flash_bytes} B flash) is "
                           f"more than {target.name} offers the model ({target.sram_bytes} B, "
@@ -144,6 +166,9 @@ def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_b
     from .pipeline import State
     state = State(out) if resume and (out / "state.json").exists() else None
     if state is not None and state.get("done") and (out / "model.json").exists():
+        if cfg.ray and cfg.max_macs is None and state.get("config", {}).get("max_macs"):
+            from dataclasses import replace  # the cap a --ray search measured
+            cfg = replace(cfg, max_macs=state["config"]["max_macs"])
         if state.get("config") != cfg.fingerprint():
             raise McunetError(f"{out} holds a search with other settings (dataset, budget, seed or "
                               f"board); resume it with the same ones, or run its model with "

@@ -126,6 +126,74 @@ def evolve(space: SearchSpace, budget: Budget, costs: CostCache,
     return state
 
 
+def evolve_batched(space: SearchSpace, budget: Budget, costs: CostCache,
+                   fitness_many: Callable[[list[Arch]], list[float]],
+                   plan_many: Callable, generations: int, population: int = 16,
+                   parents: int = 4, mutate_prob: float = 0.2, seed: int = 0,
+                   state: EvolutionState | None = None,
+                   on_generation: Callable[[EvolutionState], None] | None = None,
+                   on_candidate: Callable[[], None] | None = None,
+                   tries: int = 50) -> EvolutionState:
+    """evolve() for a distributed search: each generation's candidates are proposed in
+    batches (drawn from the generation's random stream without looking at their cost), a
+    batch is planned at once (CostCache.plan_batch with plan_many: Ray tasks), the fitting
+    new ones are taken in proposal order, and the generation's candidates are evaluated at
+    once by fitness_many (Ray tasks). Nothing depends on which task finishes first, so a seed
+    gives one result whatever the number of workers (not evolve()'s: its proposals stop at
+    the first that fits)."""
+    state = state or EvolutionState()
+    seen = {space.key(c.arch) for c in state.history}
+
+    def take(propose: Callable[[int], Arch], wanted: int) -> list[Arch]:
+        chosen: list[Arch] = []
+        drawn = 0
+        while len(chosen) < wanted and drawn < tries * wanted:
+            batch = [propose(drawn + j) for j in range(2 * (wanted - len(chosen)))]
+            drawn += len(batch)
+            costs.plan_batch(batch, budget, plan_many)
+            for arch in batch:
+                key = space.key(arch)
+                if len(chosen) < wanted and key not in seen and costs(arch, budget).fits(budget):
+                    seen.add(key)
+                    chosen.append(arch)
+        return chosen
+
+    while state.generation < generations:
+        gen = state.generation
+        rng = random.Random(f"{seed}/evolution/{gen}")
+        if not state.population:
+            archs = take(lambda i: space.sample(rng), population)
+            extra = space.smallest()
+            if space.key(extra) not in seen and costs(extra, budget).fits(budget):
+                seen.add(space.key(extra))
+                archs.append(extra)
+            keep = []
+        else:
+            keep = sorted(state.population, key=rank, reverse=True)[:parents]
+
+            def propose(i: int) -> Arch:
+                if i % 2 == 0 or len(keep) < 2:
+                    return space.mutate(rng.choice(keep).arch, rng, mutate_prob)
+                a, b = rng.sample(keep, 2)
+                return space.crossover(a.arch, b.arch, rng)
+            archs = take(propose, population - len(keep))
+        accuracies = fitness_many(archs) if archs else []
+        children = []
+        for arch, acc in zip(archs, accuracies):
+            cost = costs(arch, budget)
+            cand = Candidate(arch, acc, cost.peak_sram_bytes, cost.flash_bytes, cost.macs,
+                             cost.patch, gen)
+            state.history.append(cand)
+            children.append(cand)
+            if on_candidate:
+                on_candidate()
+        state.population = keep + children
+        state.generation = gen + 1
+        if on_generation:
+            on_generation(state)
+    return state
+
+
 def pareto_front(cands: list[Candidate]) -> list[Candidate]:
     """Candidates no other beats on both accuracy (higher) and peak SRAM (lower)."""
     front, best = [], -1.0

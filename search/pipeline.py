@@ -10,6 +10,7 @@ bit-identical reruns with the same seed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -36,6 +37,9 @@ PROBE_STEPS = 8
 # CPU cores. So that fine-tuning gets several epochs of a 60k-image dataset within the time
 # budget, the search caps MACs at this many per second of budget (900 s: 2.7 M MACs).
 MACS_PER_BUDGET_SECOND = 3000
+# The speed that cap is sized for: training images a second times MACs (2 cores). With --ray the
+# cap is scaled by one task's measured speed against it (RayEngine.measure_cap).
+REFERENCE_MACS_IMAGES = 1.4e9
 
 
 def patch_plans(time_budget_s: float) -> int:
@@ -66,6 +70,12 @@ class SearchConfig:
     recal_images: int = 500
     space: dict | None = None  # a SearchSpace as a dict (None: the default for the dataset)
     max_macs: int | None = None  # None: from the time budget (MACS_PER_BUDGET_SECOND)
+    # Distributed (search/distributed.py): a Ray address or "auto"; None: in-process.
+    ray: str | None = None
+    ray_cpus: float = 1.0  # resources of one Ray task
+    ray_gpus: float = 0.0
+    finetune_top: int = 3  # with Ray: the best this many candidates are fine-tuned in parallel
+    ray_replicas: int | None = None  # with Ray: supernet replicas (None: one per task slot)
 
     @property
     def target(self) -> Target:
@@ -82,8 +92,12 @@ class SearchConfig:
     def fingerprint(self) -> dict:
         """What must not change between a run and its --resume."""
         d = asdict(self)
-        for k in ("out", "time_budget_s"):
+        for k in ("out", "time_budget_s", "ray", "ray_cpus", "ray_gpus", "ray_replicas"):
             d.pop(k)
+        if self.ray:  # a distributed search proposes and fine-tunes differently
+            d["engine"] = "ray"
+        else:
+            d.pop("finetune_top")
         d["max_macs"] = self.budget.max_macs  # the cap, also when the time budget sets it
         return json.loads(json.dumps(d))  # as state.json stores it (tuples become lists)
 
@@ -155,11 +169,80 @@ def _ticker(bar, save_time=None, every: int = 50):
     return tick
 
 
+def _finetune_top(cfg, engine, state, evo, sub, net, x_recal, train, res, x_val_rank, val_rank,
+                  clock, save_time, log):
+    """With Ray: the best cfg.finetune_top distinct candidates fine-tuned in parallel (each
+    task from its own checkpoint folder, OUT/finetune-I), the best on validation kept (ties:
+    the better ranked). Returns (its candidate, its Keras model)."""
+    from .evolution import rank
+    from .train import finetune
+
+    out = Path(cfg.out)
+    top, keys = [], set()
+    for c in sorted(evo.history, key=rank, reverse=True):
+        if sub.key(c.arch) not in keys and len(top) < cfg.finetune_top:
+            keys.add(sub.key(c.arch))
+            top.append(c)
+    folders = [out / f"finetune-{i}" for i in range(len(top))]
+    weights = None
+    if not state.get("finetune_done"):
+        seconds = None
+        if not cfg.finetune_steps:
+            waves = -(-len(top) // engine.workers())
+            seconds = max(10.0, (clock.left - EXPORT_RESERVE_S) / waves)
+        results = engine.finetune_many(sub, cfg.seed, [c.arch for c in top], x_recal, train, res,
+                                       cfg.finetune_steps, seconds, [str(f) for f in folders],
+                                       x_val_rank, val_rank.y)
+        pick = max(range(len(top)), key=lambda i: (results[i]["val_accuracy"], -i))
+        weights = results[pick]["weights"]
+        state.data["finetune"] = {
+            **results[pick]["result"], "chosen": pick,
+            "top": [{"arch_key": sub.key(c.arch), "supernet_val_accuracy": c.accuracy,
+                     "val_accuracy": r["val_accuracy"], "steps": r["result"]["steps"]}
+                    for c, r in zip(top, results)]}
+        state["finetune_done"] = True
+        save_time()
+    pick = state["finetune"]["chosen"]
+    for i, t in enumerate(state["finetune"]["top"]):
+        log(f"fine-tune {i}: {t['arch_key']}: {100 * t['val_accuracy']:.2f}% validation (float)"
+            + (" (kept)" if i == pick else ""))
+    best = top[pick]
+    net.recalibrate(best.arch, x_recal)
+    model = net.to_keras(best.arch)
+    if weights is not None:
+        model.set_weights(weights)
+    else:  # resumed after the fine-tuning: its checkpoint
+        finetune(model, train, res, 0, cfg.seed, folders[pick], warmup=1)
+    return best, model
+
+
 def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
                log=print) -> dict:
     """Run (or resume) the search; returns the summary also written to OUT/model.json."""
+    engine = None
+    if cfg.ray:
+        _check_resume(cfg, resume)
+        from .distributed import RayEngine
+        engine = RayEngine(cfg.ray, cfg.ray_cpus, cfg.ray_gpus)
+    try:
+        return _run_search(cfg, resume, progress, log, engine)
+    finally:
+        if engine is not None:
+            engine.shutdown()
+
+
+def _check_resume(cfg: SearchConfig, resume: bool) -> None:
+    out = Path(cfg.out)
+    if out.exists() and (out / "state.json").exists() and not resume:
+        raise McunetError(f"{out} already holds a search; add --resume to continue it or choose "
+                          "another --out")
+    if resume and not (out / "state.json").exists():
+        raise McunetError(f"nothing to resume: {out} holds no search (state.json)")
+
+
+def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) -> dict:
     from .data import load_dataset, prepare
-    from .evolution import EvolutionState, evolve
+    from .evolution import EvolutionState, evolve, evolve_batched
     from .export import int8_accuracy, io_quant, to_int8_tflite, write_model
     from .plot import pareto_plot
     from .space_opt import optimise_space
@@ -167,13 +250,19 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
     from .train import Deadline, finetune, keras_accuracy, setup_tf, train_supernet
 
     out = Path(cfg.out)
-    if out.exists() and (out / "state.json").exists() and not resume:
-        raise McunetError(f"{out} already holds a search; add --resume to continue it or choose "
-                          "another --out")
-    if resume and not (out / "state.json").exists():
-        raise McunetError(f"nothing to resume: {out} holds no search (state.json)")
+    _check_resume(cfg, resume)
     out.mkdir(parents=True, exist_ok=True)
     state = State(out)
+    if engine is not None and cfg.max_macs is None:  # the cap follows the workers' speed
+        if resume and state.get("config", {}).get("max_macs"):
+            cfg = replace(cfg, max_macs=state["config"]["max_macs"])
+        else:
+            cap, measured = engine.measure_cap(cfg.time_budget_s)
+            log(f"compute cap: {cap / 1e6:.2f} M MACs (a task trains {measured['scale']:.2f}x "
+                f"the speed the in-process cap of {MACS_PER_BUDGET_SECOND} MACs per second "
+                "of budget is sized for)")
+            cfg = replace(cfg, max_macs=cap)
+            state.data["throughput"] = measured
     if resume and state.get("config") != cfg.fingerprint():
         raise McunetError(f"{out} holds a search with other settings; resume it with the same "
                           f"dataset, budget and seed ({state.get('config')})")
@@ -201,13 +290,20 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         f"{ds.num_classes} classes; budget {budget.sram_bytes / 1024:g} KB SRAM, "
         f"{budget.flash_bytes / 1024:g} KB flash, at most {budget.max_macs / 1e6:.2f} M MACs; "
         f"planner patch mode {default_patch()}")
+    if engine is not None:
+        log(engine.describe())
+
+    def plan_many(requests):
+        return engine.plan_many(costs.space, costs.target, requests)
 
     # -- stage 1: width and resolution ----------------------------------------------------------
     if "stage1" not in state.data:
         n = len(space.width_choices) * len(space.resolution_choices) * cfg.stage1_samples
         with _bar(n, "stage 1: space", progress) as bar:
+            prefetch = None if engine is None else \
+                (lambda archs, limit: costs.plan_batch(archs, budget, plan_many, limit))
             (width, res), stats = optimise_space(space, budget, costs, cfg.stage1_samples,
-                                                 cfg.seed, progress=bar.update)
+                                                 cfg.seed, progress=bar.update, prefetch=prefetch)
         state.data["costs"] = costs.to_dict()
         state["stage1"] = {"width": width, "resolution": res,
                            "pairs": [s.to_dict() for s in stats]}
@@ -230,6 +326,13 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
 
     # -- supernet -------------------------------------------------------------------------------
     plan = state.get("plan", {})
+    resumed = bool(state.get("supernet_done"))
+    trainer = None
+    if engine is not None and not state.get("supernet_done"):
+        trainer = engine.supernet_trainer(sub, cfg.seed, train, res, out, cfg.ray_replicas)
+        log(f"supernet: data-parallel on {trainer.world} Ray replica"
+            f"{'s' if trainer.world != 1 else ''}")
+    fit = trainer.train if trainer is not None else partial(train_supernet, net)
     if not state.get("supernet_done"):
         total = cfg.supernet_steps or plan.get("supernet_steps")
         with _bar(total, "supernet", progress) as bar:
@@ -237,7 +340,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
             warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
             if total is None:  # measure the speed (after tracing), then fix the plan
                 per_step = _seconds_per_step(partial(
-                    train_supernet, net, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                    fit, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
                     progress=tick, x_cache=x_train), 4)
                 seconds = SUPERNET_SHARE * clock.left
                 total = max(PROBE_STEPS + 4, int(seconds / per_step))
@@ -249,19 +352,43 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
                 bar.refresh()
             deadline = None if cfg.supernet_steps else \
                 Deadline(time.perf_counter() + plan["supernet_until_s"] - clock.spent)
-            result = train_supernet(net, train, res, total, cfg.seed, out, warmup=warmup,
-                                    progress=tick, x_cache=x_train, deadline=deadline)
+            try:
+                result = fit(train, res, total, cfg.seed, out, warmup=warmup,
+                             progress=tick, x_cache=x_train, deadline=deadline)
+            finally:
+                if trainer is not None:
+                    trainer.close()  # the replicas' CPUs go to the evaluation's tasks
             plan["supernet_steps"] = result["steps"]
         state.data["supernet"] = result
         state["supernet_done"] = True
         save_time()
-    else:
-        train_supernet(net, train, res, 0, cfg.seed, out, warmup=1)  # restores the weights
+        log(f"supernet: {result['steps']} steps, {result['seconds']:.0f} s")
+    if resumed or trainer is not None:  # the weights from the checkpoint
+        train_supernet(net, train, res, 0, cfg.seed, out, warmup=1)
 
     # -- evolution ------------------------------------------------------------------------------
     def fitness(arch: Arch) -> float:
         net.recalibrate(arch, x_recal)
         return net.accuracy(arch, x_val_rank, val_rank.y)
+
+    if engine is not None:  # the trained weights, once, for every task
+        weights = {k: v.numpy() for k, v in net.vars.items()}
+        digest = hashlib.sha256()
+        for k in sorted(weights):
+            digest.update(k.encode())
+            digest.update(np.ascontiguousarray(weights[k]).tobytes())
+        engine.set_supernet(digest.hexdigest(), weights)
+
+        def fitness_many(archs: list[Arch]) -> list[float]:
+            return engine.evaluate_many(sub, cfg.seed, archs, x_recal, x_val_rank, val_rank.y)
+
+        def run_evolution(generations, **kw):
+            return evolve_batched(sub, budget, costs, fitness_many, plan_many, generations,
+                                  cfg.population, seed=cfg.seed, **kw)
+    else:
+        def run_evolution(generations, **kw):
+            return evolve(sub, budget, costs, fitness, generations, cfg.population,
+                          seed=cfg.seed, **kw)
 
     evo = EvolutionState.from_dict(state["evolution"]) if state.get("evolution") else EvolutionState()
     if not state.get("evolution_done"):
@@ -282,10 +409,9 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
 
             plan.setdefault("evolution_start", clock.spent)
             if generations is None:
-                evo = evolve(sub, budget, costs, fitness, 1, cfg.population, seed=cfg.seed,
-                             state=evo, on_generation=on_gen, on_candidate=bar.update)
-            evo = evolve(sub, budget, costs, fitness, generations, cfg.population, seed=cfg.seed,
-                         state=evo, on_generation=on_gen, on_candidate=bar.update)
+                evo = run_evolution(1, state=evo, on_generation=on_gen, on_candidate=bar.update)
+            evo = run_evolution(generations, state=evo, on_generation=on_gen,
+                                on_candidate=bar.update)
         state["evolution_done"] = True
     best = evo.best
     if best is None:
@@ -295,9 +421,13 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         f"{best.peak_sram_bytes} B SRAM, {best.flash_bytes} B flash")
 
     # -- fine-tune ------------------------------------------------------------------------------
-    net.recalibrate(best.arch, x_recal)
-    model = net.to_keras(best.arch)
-    if not state.get("finetune_done"):
+    if engine is not None:
+        best, model = _finetune_top(cfg, engine, state, evo, sub, net, x_recal, train, res,
+                                    x_val_rank, val_rank, clock, save_time, log)
+    else:
+        net.recalibrate(best.arch, x_recal)
+        model = net.to_keras(best.arch)
+    if engine is None and not state.get("finetune_done"):
         total = cfg.finetune_steps or plan.get("finetune_steps")
         warmup = 30 if not cfg.finetune_steps else max(1, cfg.finetune_steps // 10)
         with _bar(total, "fine-tune", progress) as bar:
@@ -321,7 +451,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
         state.data["finetune"] = result
         state["finetune_done"] = True
         save_time()
-    else:
+    elif engine is None:
         finetune(model, train, res, 0, cfg.seed, out, warmup=1)  # restores the weights
 
     # -- export ---------------------------------------------------------------------------------
@@ -371,6 +501,11 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
                 (compiled.peak_sram_bytes, int8_val),
                 title=f"{ds.name}: {budget.sram_bytes // 1024} KB SRAM, "
                       f"{budget.flash_bytes // 1024} KB flash")
+    if engine is not None:
+        meta["distributed"] = {"engine": "ray", "tasks_at_once": engine.workers(),
+                               "cpus_per_task": cfg.ray_cpus, "gpus_per_task": cfg.ray_gpus,
+                               "finetuned": state["finetune"]["top"],
+                               "throughput": state.get("throughput")}
     meta["seconds"] = round(clock.spent, 1)
     write_model(out, tflite, meta)
     state.data["done"] = True

@@ -31,9 +31,11 @@ class PairStats:
 
 def optimise_space(space: SearchSpace, budget: Budget, costs: CostCache, samples: int = 12,
                    seed: int = 0,
-                   progress: Callable[[], None] | None = None) -> tuple[tuple[float, int], list[PairStats]]:
+                   progress: Callable[[], None] | None = None,
+                   prefetch: Callable | None = None) -> tuple[tuple[float, int], list[PairStats]]:
     """((width, resolution), stats of every pair). The budget's compute cap and latency count
-    like SRAM and flash: heavier models do not fit."""
+    like SRAM and flash: heavier models do not fit. prefetch(archs, patch_plans), if given,
+    plans a pair's samples at once beforehand (CostCache.plan_batch: the same costs)."""
     stats: list[PairStats] = []
     # Patch-based plans are few (a count, for reproducibility): stage 1 spends at most half of
     # them, spread evenly over the pairs, and leaves the rest to the evolution.
@@ -42,11 +44,14 @@ def optimise_space(space: SearchSpace, budget: Budget, costs: CostCache, samples
     for width in space.width_choices:
         for res in space.resolution_choices:
             rng = random.Random(f"{seed}/{width}/{res}")
+            archs = [space.sample(rng, width, res) for _ in range(samples)]
             fit_macs = []
             planned_before = len(costs.patched)
-            for _ in range(samples):
+            if prefetch:
+                prefetch(archs, per_pair)
+            for arch in archs:
                 left = per_pair - (len(costs.patched) - planned_before)
-                cost = costs(space.sample(rng, width, res), budget, patches_left=left)
+                cost = costs(arch, budget, patches_left=left)
                 if cost.fits(budget):
                     fit_macs.append(cost.macs)
                 if progress:

@@ -216,6 +216,32 @@ class Supernet:
         self._fns[key] = step
         return step
 
+    def grad_fn(self, n_sub: int):
+        """train_fn's step without the update, for data-parallel training: (loss, accuracy,
+        gradients) of a shard of the batch; every worker applies the averaged gradients."""
+        tf = self.tf
+        key = ("grad", n_sub)
+        if key in self._fns:
+            return self._fns[key]
+        x_spec, cfg_specs = self._signature(n_sub)
+
+        @tf.function(input_signature=[x_spec, tf.TensorSpec([None], tf.int32), cfg_specs])
+        def grads(x, y, cfgs):
+            with tf.GradientTape() as tape:
+                logits, _ = self.forward(x, cfgs[0], "train")
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+                teacher = tf.stop_gradient(tf.nn.softmax(logits))
+                total = loss
+                for cfg in cfgs[1:]:
+                    sub, _ = self.forward(x, cfg, "collect")
+                    total += tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(teacher, sub))
+            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y),
+                                         tf.float32))
+            return loss, acc, tape.gradient(total, self.trainable)
+
+        self._fns[key] = grads
+        return grads
+
     def _collect_fn(self):
         tf = self.tf
         if "collect" not in self._fns:

@@ -124,6 +124,47 @@ def test_stage1_spreads_its_patch_plans_and_leaves_half():
     assert 2 <= len(pairs) <= 4 and len(set(pairs)) == len(pairs), pairs
 
 
+def test_batched_planning_gives_the_one_by_one_costs():
+    """What a distributed search does (CostCache.plan_batch: all layer-by-layer plans, then
+    the patch-based ones, as Ray tasks) leaves the cache as planning one by one does: stage 1
+    picks the same pair with the same stats and the same plans, and evolve_batched's proposals
+    are deterministic whatever order the plans come back in."""
+    from mcunet.search.budget import measure
+    from mcunet.search.evolution import evolve_batched
+    from mcunet.search.space_opt import optimise_space
+
+    budget = Budget(6 * 1024, 1 << 20)
+    calls = []
+
+    def plan_many(requests):  # as the engine: every request planned, answered in order
+        calls.append([patch for _, patch, _ in requests])
+        done = [None] * len(requests)
+        for i in reversed(range(len(requests))):  # computed in another order
+            arch, patch, sram = requests[i]
+            done[i] = measure(SMALL, arch, patch, sram_budget=sram)
+        return done
+
+    one = CostCache(SMALL, patch_plans=8)
+    pair_one, stats_one = optimise_space(SMALL, budget, one, samples=4, seed=0)
+    many = CostCache(SMALL, patch_plans=8)
+    pair_many, stats_many = optimise_space(
+        SMALL, budget, many, samples=4, seed=0,
+        prefetch=lambda archs, limit: many.plan_batch(archs, budget, plan_many, limit))
+    assert (pair_one, stats_one) == (pair_many, stats_many)
+    assert one.patched == many.patched and one.table == many.table and one.patched
+    assert any("auto" in c for c in calls) and any("none" in c for c in calls)
+
+    def run():
+        costs = CostCache(SMALL, patch_plans=2)
+        state = evolve_batched(SMALL, Budget(12 * 1024, 1 << 20), costs,
+                               lambda archs: [a.resolution / 100 + sum(a.depths) / 10 for a in archs],
+                               plan_many, generations=2, population=6, seed=1)
+        return [(SMALL.key(c.arch), c.accuracy, c.peak_sram_bytes) for c in state.history]
+    history = run()
+    assert history == run() and len(history) >= 8
+    assert all(sram <= 12 * 1024 for _, _, sram in history)
+
+
 def test_sizes_parse():
     # One size parser for plan, compile, search and boards.
     assert parse_size("32KB") == 32768 and parse_size("1MB") == 1 << 20
