@@ -12,10 +12,9 @@ instructions and scratch.
   layer, and the search's candidates, get the choice without running anything.
 - **By rule** otherwise: the registry's order and each kernel's own blocking rule
   (`codegen.kernels.FAMILIES`, best first; the DSP conv's pixel block by
-  `pixels_per_block`). The fitted cost model (mcunet.costmodel) is not the default: it does
-  not see register spills, and on the MLPerf models its picks ran more instructions than the
-  rule's (VWW +2.2%, AD +2.2%; IC -6.3%). The tuner reports how often each agrees with the
-  measurement.
+  `conv_dsp_pixels`). The fitted cost model (mcunet.costmodel) is not the default: it does
+  not see register spills, and it agrees with the measurement less often than the rule
+  (scripts/bench_tune.py). The tuner reports how often each agrees with the measurement.
 
 The cache file's name holds a digest of the kernel templates: a change of any kernel makes
 the measurements before it mean nothing, and they are not read.
