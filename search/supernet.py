@@ -188,6 +188,24 @@ class Supernet:
                arch_config(self.space, self.lay, self.space.largest())]
         return x, [cfg] * n_cfg
 
+    def _sandwich_loss(self, x, y, cfgs):
+        """The sandwich rule's loss (inside a tape): the first (largest) sub-network against the
+        labels, the others against its predictions. (logits, its loss, the total)."""
+        tf = self.tf
+        logits, _ = self.forward(x, cfgs[0], "train")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        teacher = tf.stop_gradient(tf.nn.softmax(logits))
+        total = loss
+        for cfg in cfgs[1:]:
+            sub, _ = self.forward(x, cfg, "collect")
+            total += tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(teacher, sub))
+        return logits, loss, total
+
+    def _accuracy(self, logits, y):
+        tf = self.tf
+        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y),
+                                      tf.float32))
+
     def train_fn(self, optimizer, n_sub: int):
         """One sandwich step: n_sub sub-networks, the first (the largest) learns from the
         labels, the others from its predictions (in-place distillation)."""
@@ -200,18 +218,10 @@ class Supernet:
         @tf.function(input_signature=[x_spec, tf.TensorSpec([None], tf.int32), cfg_specs])
         def step(x, y, cfgs):
             with tf.GradientTape() as tape:
-                logits, _ = self.forward(x, cfgs[0], "train")
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-                teacher = tf.stop_gradient(tf.nn.softmax(logits))
-                total = loss
-                for cfg in cfgs[1:]:
-                    sub, _ = self.forward(x, cfg, "collect")
-                    total += tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(teacher, sub))
+                logits, loss, total = self._sandwich_loss(x, y, cfgs)
             grads = tape.gradient(total, self.trainable)
             optimizer.apply_gradients(zip(grads, self.trainable))
-            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y),
-                                         tf.float32))
-            return loss, acc
+            return loss, self._accuracy(logits, y)
 
         self._fns[key] = step
         return step
@@ -228,16 +238,8 @@ class Supernet:
         @tf.function(input_signature=[x_spec, tf.TensorSpec([None], tf.int32), cfg_specs])
         def grads(x, y, cfgs):
             with tf.GradientTape() as tape:
-                logits, _ = self.forward(x, cfgs[0], "train")
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-                teacher = tf.stop_gradient(tf.nn.softmax(logits))
-                total = loss
-                for cfg in cfgs[1:]:
-                    sub, _ = self.forward(x, cfg, "collect")
-                    total += tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(teacher, sub))
-            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y),
-                                         tf.float32))
-            return loss, acc, tape.gradient(total, self.trainable)
+                logits, loss, total = self._sandwich_loss(x, y, cfgs)
+            return loss, self._accuracy(logits, y), tape.gradient(total, self.trainable)
 
         self._fns[key] = grads
         return grads

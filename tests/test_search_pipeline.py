@@ -108,11 +108,9 @@ def test_search_cli_errors(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1
 
 
-@pytest.mark.slow
-def test_killed_search_resumes_to_the_same_model(tmp_path):
-    """Kill the CLI during supernet training, --resume it, and compare with an uninterrupted
-    run of the same seed: the models are byte-identical."""
-    args = [*TINY, "--supernet-steps", "60", "--seed", "5"]
+def assert_killed_search_resumes_to_the_same_model(args: list, tmp_path) -> None:
+    """Run `mcunet search ARGS` whole; run it again, kill it after the supernet's first
+    checkpoint, --resume it: the two models are byte-identical."""
     full = run_cli("search", *args, "--out", tmp_path / "full")
     assert full.returncode == 0, full.stderr
     cmd = [sys.executable, "-m", "mcunet", "search", *args, "--out", str(tmp_path / "cut")]
@@ -121,7 +119,7 @@ def test_killed_search_resumes_to_the_same_model(tmp_path):
     ckpt = tmp_path / "cut" / "supernet-ckpt.index"
     deadline = time.time() + 600
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert proc.poll() is None, "the search finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -131,3 +129,11 @@ def test_killed_search_resumes_to_the_same_model(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "cut" / "model.tflite").read_bytes() == \
         (tmp_path / "full" / "model.tflite").read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_to_the_same_model(tmp_path):
+    """Kill the CLI during supernet training, --resume it, and compare with an uninterrupted
+    run of the same seed: the models are byte-identical."""
+    assert_killed_search_resumes_to_the_same_model([*TINY, "--supernet-steps", "60", "--seed", "5"],
+                                                   tmp_path)

@@ -18,7 +18,7 @@ from mcunet.compiler import compile_model
 from mcunet.search.budget import default_patch
 
 from .conftest import run_cli
-from .test_search_pipeline import TINY, _tiny_config
+from .test_search_pipeline import TINY, _tiny_config, assert_killed_search_resumes_to_the_same_model
 
 
 @pytest.fixture(scope="module")
@@ -219,22 +219,5 @@ def test_compute_cap_follows_the_workers_speed(cluster):
 def test_killed_ray_driver_resumes_to_the_same_model(cluster, tmp_path):
     """Kill the driver (`mcunet search --ray`) after the data-parallel supernet's first
     checkpoint, --resume it on the same two workers: the same model as an uninterrupted run."""
-    args = [*TINY, "--supernet-steps", "60", "--seed", "5", "--ray", cluster.address]
-    full = run_cli("search", *args, "--out", tmp_path / "full")
-    assert full.returncode == 0, full.stderr
-    cmd = [sys.executable, "-m", "mcunet", "search", *args, "--out", str(tmp_path / "cut")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    ckpt = tmp_path / "cut" / "supernet-ckpt.index"
-    deadline = time.time() + 600
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "the search finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    state = json.loads((tmp_path / "cut" / "state.json").read_text())
-    assert not state.get("supernet_done")
-    resumed = run_cli("search", *args, "--out", tmp_path / "cut", "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert (tmp_path / "cut" / "model.tflite").read_bytes() == \
-        (tmp_path / "full" / "model.tflite").read_bytes()
+    assert_killed_search_resumes_to_the_same_model(
+        [*TINY, "--supernet-steps", "60", "--seed", "5", "--ray", cluster.address], tmp_path)
