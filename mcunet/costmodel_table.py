@@ -8,7 +8,9 @@ Fitted with --merge, the other cores kept: cortex-m33 (mps2-an505), to 1524 sing
 spans of 124 networks.
 Refitted with --only: conv2d_s8_dsp, to 549 spans of 16 networks.
 Refitted with --only: fully_connected_s8_dsp, fully_connected_s8_dsp_col (four groups a
-turn), to 231 spans of 40 networks on the M4, M7 and M33."""
+turn), to 231 spans of 40 networks on the M4, M7 and M33.
+Refitted with --only: depthwise_conv_s8_dsp, depthwise_conv_inplace_s8_dsp (the plane and
+band kernels), to 420 spans of 23 networks on the M4, M7 and M33."""
 
 TABLE = {
     'cortex-m3': {
@@ -28,9 +30,9 @@ TABLE = {
         'add_s8': {'calls': 3362},
         'average_pool_s8': {'calls': 173.654, 'valid_taps': 4.40148},
         'conv2d_s8_dsp': {'calls': 620.285, 'macs': 0.903905, 'macs_per_block': 0.318792, 'out': 14.2288, 'pixels': 16.9442, 'im2col': 0.00590972, 'row_taps': 1.27582, 'rq_general': 8.29581, 'fused': 28.9178, 'looped_macs': 0.0324481},
-        'depthwise_conv_inplace_s8_dsp': {'in': 1.93156, 'channels': 19.5818, 'pair_out': 53.5786, 'tap_groups': 4.35152, 'channel_taps': 14.7169, 'row_taps': 7.91854},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 1.08121, 'in': 7.23229, 'channels': 37.26, 'pair_out': 13.5054, 'tap_groups': 2.05594, 'channel_taps': 2.15797},
         'depthwise_conv_s8': {'macs': 2.89452, 'valid_taps': 2.48469, 'row_taps': 37.6776},
-        'depthwise_conv_s8_dsp': {'macs': 3.16985, 'in': 0.518632, 'pixels': 4.09227, 'channels': 28.9963, 'row_taps': 5.14803},
+        'depthwise_conv_s8_dsp': {'calls': 839.626, 'macs': 1.21175, 'in': 2.26172, 'channels': 248.525, 'valid_taps': 1.47282},
         'fully_connected_s8_dsp': {'calls': 24.4564, 'macs': 1.34212, 'out': 48.259, 'in': 2.2213},
         'max_pool_s8': {'calls': 79.3936, 'pixels': 5.74104, 'taps': 4.06775},
         'mean_s8': {'calls': 33.5256, 'out': 28.3861, 'in': 3.89987},
@@ -42,9 +44,9 @@ TABLE = {
         'add_s8': {'calls': 3395},
         'average_pool_s8': {'calls': 255.233, 'valid_taps': 4.35576},
         'conv2d_s8_dsp': {'calls': 589.449, 'macs': 0.903176, 'macs_per_block': 0.319705, 'out': 13.6377, 'pixels': 17.3461, 'im2col': 0.0781097, 'row_taps': 1.75432, 'rq_general': 8.40044, 'fused': 28.6493, 'looped_macs': 0.032583},
-        'depthwise_conv_inplace_s8_dsp': {'in': 2.01904, 'channels': 19.3126, 'pair_out': 53.3349, 'tap_groups': 4.23008, 'channel_taps': 14.2019, 'row_taps': 8.2031},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 1.08122, 'in': 7.2322, 'channels': 37.26, 'pair_out': 13.5055, 'tap_groups': 2.05592, 'channel_taps': 2.15795},
         'depthwise_conv_s8': {'macs': 2.46469, 'valid_taps': 2.47845, 'row_taps': 41.0539},
-        'depthwise_conv_s8_dsp': {'macs': 3.11496, 'in': 0.0532897, 'channels': 35.6828, 'row_taps': 5.78812},
+        'depthwise_conv_s8_dsp': {'calls': 839.548, 'macs': 1.21265, 'in': 2.26236, 'channels': 248.479, 'valid_taps': 1.47175},
         'fully_connected_s8_dsp': {'calls': 20.0475, 'macs': 1.33175, 'out': 50.3026, 'in': 2.25666},
         'max_pool_s8': {'calls': 78.4376, 'pixels': 5.75771, 'taps': 4.06833},
         'mean_s8': {'calls': 32.0403, 'out': 27.2067, 'in': 3.91704},
@@ -57,9 +59,9 @@ TABLE = {
         'add_s8': {'calls': 72.6826, 'out': 58.4336},
         'average_pool_s8': {'calls': 177.096, 'valid_taps': 4.27614},
         'conv2d_s8_dsp': {'calls': 620.272, 'macs': 0.90365, 'macs_per_block': 0.319522, 'out': 14.2296, 'pixels': 16.9441, 'im2col': 0.00593272, 'row_taps': 1.27544, 'rq_general': 8.29591, 'fused': 28.9181, 'looped_macs': 0.0324575},
-        'depthwise_conv_inplace_s8_dsp': {'in': 0.626178, 'channels': 12.8972, 'pair_out': 54.7956, 'tap_groups': 2.64169, 'channel_taps': 14.4709, 'row_taps': 11.7152},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 1.08099, 'in': 7.23237, 'channels': 37.2588, 'pair_out': 13.5094, 'tap_groups': 2.05627, 'channel_taps': 2.1594},
         'depthwise_conv_s8': {'macs': 2.96961, 'valid_taps': 2.42962, 'row_taps': 38.6706},
-        'depthwise_conv_s8_dsp': {'macs': 3.01462, 'in': 0.369046, 'pixels': 9.59988, 'channels': 21.0598, 'row_taps': 5.94243},
+        'depthwise_conv_s8_dsp': {'calls': 839.344, 'macs': 1.21212, 'in': 2.26203, 'channels': 248.415, 'valid_taps': 1.47242},
         'fully_connected_s8_dsp': {'calls': 24.4315, 'macs': 1.34195, 'out': 48.3079, 'in': 2.22214},
         'fully_connected_s8_dsp_col': {'macs': 1.28983, 'out': 47.5687, 'in': 4.10974},
         'max_pool_s8': {'calls': 69.2464, 'pixels': 5.87539, 'taps': 4.06851},
