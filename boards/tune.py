@@ -7,8 +7,8 @@ rounds as the longest candidate list, each layer's measured best is cached by it
 (mcunet.tune.Measurements), which every later compile for that core reads.
 
 Layers inside a patch stage or stream are measured as whole layers: a stage's steps run in
-one span between marks, so their tiles are not measured one by one; they take the cost
-model's choice (a stage tile's signature differs from the whole layer's).
+one span between marks, so their tiles are not measured one by one; they take the
+registry rule's choice (a stage tile's signature differs from the whole layer's).
 """
 from __future__ import annotations
 
@@ -108,6 +108,6 @@ def tune_graph(graph, target_name: str, options, progress=None) -> TuneReport:
                               "best": Candidate.of(best).key if best else None,
                               "rule": Candidate.of(opts[0]).key,
                               "estimated": Candidate.of(estimated_best(opts, base.graph, core)).key,
-                              "counts": dict(counts)})
+                              "counts": counts})
     report.layers = [r for r in report.layers if r["best"] is not None]
     return report

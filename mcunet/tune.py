@@ -51,16 +51,30 @@ class Candidate:
         return cls(step.kernel.name, step.layer.tuning if step.layer is not None else ())
 
 
+def _applicable(step: Step, isas: frozenset[str]):
+    """The family's kernels that the target runs and that apply to the layer (its tuning
+    cleared), in the registry's order, with that layer."""
+    base = replace(step.layer, tuning=())
+    return ((kernel, base) for kernel in kernels.FAMILIES[step.kernel.family]
+            if kernel.isa in isas and kernel.applies(base))
+
+
+def rule_choice(step: Step, isas: frozenset[str]) -> Step:
+    """The registry's rule: the first candidate (candidates(step, isas)[0]), found without
+    listing the others."""
+    if step.kernel is None or step.layer is None:
+        return step
+    kernel, base = next(_applicable(step, isas))  # the portable kernel always applies
+    return replace(step, kernel=kernel, layer=base)
+
+
 def candidates(step: Step, isas: frozenset[str]) -> list[Step]:
     """The step on each of its candidates, in the registry's order (the default first within
     a kernel: its blocking as the registry would choose it)."""
     if step.kernel is None or step.layer is None:
         return [step]
-    base = replace(step.layer, tuning=())
     result = []
-    for kernel in kernels.FAMILIES[step.kernel.family]:
-        if kernel.isa not in isas or not kernel.applies(base):
-            continue
+    for kernel, base in _applicable(step, isas):
         result.append(replace(step, kernel=kernel, layer=base))
         options = kernel.tunables(base)
         names = sorted(options)
@@ -167,14 +181,19 @@ class Choices:
 
 
 def choose_candidates(steps: list[Step], isas: frozenset[str], choices: Choices) -> list[Step]:
+    """Each step on its candidate. The candidates are listed only for a layer that `choices`
+    names (forced, or in the measurements): every other one takes the rule's, and compiles
+    plan many step lists (the search for stages), so this stays cheap."""
     result = []
     for step in steps:
-        options = candidates(step, isas)
-        if len(options) == 1:
-            result.append(options[0])
+        sig = signature(step) if step.kernel is not None and step.layer is not None and \
+            (choices.force or choices.measured is not None) else None
+        if sig is None or (sig not in choices.force and
+                           (choices.measured is None or sig not in choices.measured.layers)):
+            result.append(rule_choice(step, isas))
             continue
-        forced = choices.force.get(signature(step))
-        pick = next((o for o in options if Candidate.of(o).key == forced), None)
+        options = candidates(step, isas)
+        pick = next((o for o in options if Candidate.of(o).key == choices.force.get(sig)), None)
         if pick is None and choices.measured is not None:
             pick = choices.measured.best(step, options)
         result.append(pick or options[0])
