@@ -26,6 +26,11 @@ class LayerDiff:
     max_abs_diff: float
 
 
+def compared_with(arithmetic: str) -> str:
+    """What the generated code of an --arithmetic is bit-exact with, in words."""
+    return "TF Lite Micro's kernels" if arithmetic == "tflm" else "TFLite's reference kernels"
+
+
 @dataclass
 class CheckResult:
     rows: int
@@ -38,8 +43,7 @@ class CheckResult:
 
     @property
     def against(self) -> str:
-        return "TF Lite Micro's kernels" if self.arithmetic == "tflm" else \
-            "TFLite's reference kernels"
+        return compared_with(self.arithmetic)
 
     @property
     def exact(self) -> bool:

@@ -14,7 +14,7 @@ from . import __version__, api
 from .boards import cli as boards_cli
 from .boards import get_board
 from .budget import fit, not_fitting
-from .check import check_against_reference
+from .check import check_against_reference, compared_with
 from .codegen.lower import check_supported
 from .compiler import compile_model, load_graph
 from .costmodel import estimate
@@ -23,8 +23,8 @@ from .evaluate import DEFAULT_BOARD_ROWS, confusion_table
 from .evaluate import evaluate as run_evaluation
 from .host import build_host, load_inputs
 from .outdir import check_dir, check_file, make_dir, record
-from .options import (ARITHMETIC_NAMES, arithmetic_option, library_kwargs, library_options,
-                      memory_options, tune_first, tune_option)
+from .options import (arithmetic_option, library_kwargs, library_options, memory_options,
+                      tune_first, tune_option)
 from .plot import html_report, memory_png, write_png
 from .progress import plural, progress
 from .report import (compile_report, inspect_table, io_lines, layer_estimates, plan_table,
@@ -305,10 +305,10 @@ def evaluate(model, dataset, board, target, float_model, calibration, limit, inp
                             input_range=lo_hi)
     click.echo(f"top-1 {100 * result.top1:.2f}% of {plural(result.rows, result.split + ' image')} "
                f"on {result.where} (int8, the generated C"
-               f"{', bit-exact with ' + ARITHMETIC_NAMES[arithmetic] if result.reference_agrees else ''}) in "
+               f"{', bit-exact with ' + compared_with(arithmetic) if result.reference_agrees else ''}) in "
                f"{time.perf_counter() - start:.1f} s")
     if result.reference_agrees is False:
-        click.echo(f"warning: the generated code's outputs differ from {ARITHMETIC_NAMES[arithmetic]} "
+        click.echo(f"warning: the generated code's outputs differ from {compared_with(arithmetic)} "
                    "on these images (a bug in mcunet; please report it)")
     if result.float_top1 is not None:
         click.echo(f"top-1 {100 * result.float_top1:.2f}% for the float model "

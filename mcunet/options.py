@@ -37,10 +37,6 @@ ARITHMETIC_HELP = ("whose integer arithmetic the generated code reproduces bit f
                    "RELU6, RELU and MUL differ; docs/arithmetic.md); --check compares with it")
 
 
-# What each --arithmetic is bit-exact with, in words.
-ARITHMETIC_NAMES = {"reference": "TFLite's reference kernels", "tflm": "TF Lite Micro"}
-
-
 def arithmetic_option(fn):
     """--arithmetic: plan, compile, simulate, build, run and deploy."""
     return click.option("--arithmetic", type=click.Choice(ARITHMETICS),
