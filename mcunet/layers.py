@@ -199,7 +199,9 @@ class FullyConnectedLayer(Layer):
     (0 when per channel, as TFLite ignores it). The lowering folds the input offset's share
     into the bias, so input_offset is 0. fixed_point (--arithmetic tflm): TF Lite Micro's
     rescale instead, the fixed-point requantisation of conv layers (a Q31 multiplier and a
-    shift per unit or one pair, mcunet_requantize)."""
+    shift per unit or one pair, mcunet_requantize). near: the double rescale takes its fast
+    form (mcunet_round_scaled_near, quant.NearRescale), whose window and k the `near`
+    argument holds; False where the scales do not allow it."""
     batches: int
     units: int
     depth: int
@@ -210,6 +212,7 @@ class FullyConnectedLayer(Layer):
     act_min: int
     act_max: int
     fixed_point: bool = False
+    near: bool = False
 
 
 @dataclass(frozen=True)

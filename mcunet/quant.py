@@ -11,6 +11,7 @@ double-precision reference path) are collected in docs/arithmetic.md.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,6 +45,68 @@ def round_scaled(acc: int, mantissa: int, shift: int) -> int:
     r = math.floor(abs(Fraction(x)) + Fraction(1, 2))
     r = int(math.copysign(r, x)) if r else 0
     return r if -(1 << 31) <= r < (1 << 31) else -(1 << 31)
+
+
+# Where the output of a rescale still matters: an int8 output is clamp(round + offset) with
+# the offset in [-128, 127], so a rounded value of magnitude NEAR_RANGE or more clamps alike
+# whether it is exact or one off.
+NEAR_RANGE = 1 << 10
+
+
+@dataclass(frozen=True)
+class NearRescale:
+    """The fast form of round_scaled for a layer's scales, what mcunet_round_scaled_near takes:
+    acc * k[u] (32 x 32 -> 64 bits) approximates acc * scale[u] * 2^32; adding half rounds it
+    to an integer (the high word) and leaves g, the fraction of the sum (the low word), which
+    says where that rounding could differ from the exact one: within `window` of a half
+    (g + window < 2 * window, unsigned) the exact mcunet_round_scaled decides. Elsewhere the
+    fast integer equals round_scaled's wherever that has magnitude below NEAR_RANGE, and is
+    off by at most one beyond (where the int8 clamp hides it)."""
+    window: int           # in g units (2^-32 of the result); below 2^30
+    k: tuple[int, ...]    # per unit (or one): round(scale * 2^32), 1 .. 2^30
+
+    def words(self) -> tuple[int, ...]:
+        """The kernels' `near` argument: the window, then each k."""
+        return (self.window,) + self.k
+
+
+def near_rescale(scales: list[float]) -> NearRescale | None:
+    """NearRescale for these (double) scales, or None where the fast form does not hold: a
+    scale of 2^-2 or more (the product could leave int32 or round far off) or one so small
+    (below about 2^-21) that k's precision would make the window wide.
+
+    The window bounds |fast - exact| for results below NEAR_RANGE + 1 in magnitude, in exact
+    rationals: k's error (|k - scale 2^32| / 2^32 per unit of acc, with |acc| at most
+    (NEAR_RANGE + 1) (1 + 2^-52) / scale), plus the double's own rounding of the product
+    (relative 2^-53), plus one g unit for the truncation and one of margin."""
+    from fractions import Fraction
+
+    if not scales or any(not (0 < s < 0.25) for s in scales):
+        return None
+    bound = Fraction(NEAR_RANGE + 1) * (1 + Fraction(1, 1 << 52))
+    ks, error = [], Fraction(0)
+    for s in scales:
+        exact = Fraction(s) * (1 << 32)
+        k = round(exact)
+        if k == 0:
+            return None
+        ks.append(int(k))
+        error = max(error, bound / Fraction(s) * abs(k - exact) / (1 << 32))
+    error += bound / (1 << 53)
+    window = math.ceil(error * (1 << 32)) + 2
+    if window >= 1 << 30:
+        return None
+    return NearRescale(window, tuple(ks))
+
+
+def round_scaled_near(acc: int, k: int, window: int, mantissa: int, shift: int) -> int:
+    """What mcunet_round_scaled_near computes (the model its tests check): the fast rounding,
+    or round_scaled within the window."""
+    q = acc * k + (1 << 31)
+    g = q & 0xFFFFFFFF
+    if (g + window) % (1 << 32) < 2 * window:
+        return round_scaled(acc, mantissa, shift)
+    return q >> 32
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:

@@ -1,7 +1,8 @@
 """mcunet_round_scaled, the integer FULLY_CONNECTED rescale: for every int32 accumulator and
 double scale it gives round((double)acc * scale) exactly as TFLite's reference computes it
 (the double product, then round() with halves away from zero), near ties included; C under
-UBSan against Python's IEEE double arithmetic."""
+UBSan against Python's IEEE double arithmetic. Its fast form, mcunet_round_scaled_near, gives
+the same int8 output (clamp(r + offset)) for every offset and clamp."""
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 
 from mcunet.codegen.library import environment
-from mcunet.quant import double_parts, round_scaled
+from mcunet.quant import NEAR_RANGE, double_parts, near_rescale, round_scaled, round_scaled_near
 
 def reference(acc: int, scale: float) -> int:
     """TFLite's path in Python floats (IEEE double multiply), rounded exactly; INT32_MIN where
@@ -80,3 +81,73 @@ int main(void) {{
     expected = [reference(acc, s) for acc, s in all_cases]
     bad = [(c, g, e) for c, g, e in zip(all_cases, got, expected) if g != e]
     assert not bad, f"{len(bad)} of {len(all_cases)} differ, e.g. {bad[:3]}"
+
+
+def near_cases(seed: int = 0, n: int = 3000) -> list[tuple[int, float]]:
+    """cases() where the fast form applies, plus accumulators whose result lands on or a hair
+    from a half in the range that matters (|result| < NEAR_RANGE), and at the ends of int32."""
+    rng = np.random.default_rng(seed)
+    result = [(a, s) for a, s in cases(seed, n) if near_rescale([s])]
+    for _ in range(n):
+        scale = float(10.0 ** rng.uniform(-6.3, -0.61))
+        half = int(rng.integers(-NEAR_RANGE - 4, NEAR_RANGE + 4)) + 0.5
+        acc = int(half / scale) + int(rng.integers(-2, 3))
+        result.append((max(-(1 << 31), min((1 << 31) - 1, acc)), scale))
+        result.append((int(rng.choice([-(1 << 31), (1 << 31) - 1])), scale))
+    return result
+
+
+def clamped(r: int, offset: int) -> int:
+    """The kernels' int8 output of rescaled r (wrapping add, as mcunet_wrap_add)."""
+    v = (r + offset + (1 << 31)) % (1 << 32) - (1 << 31)
+    return max(-128, min(127, v))
+
+
+def test_near_rescale_holds_where_it_claims():
+    assert near_rescale([0.25]) is None and near_rescale([1e-9]) is None and near_rescale([]) is None
+    spread = near_rescale([0.1, 1e-5])  # the smaller scale's k is the less precise
+    assert spread is not None and spread.window > near_rescale([0.1]).window
+    for acc, scale in near_cases(2, 1500):
+        near = near_rescale([scale])
+        m, e = double_parts(scale)
+        exact = reference(acc, scale)
+        fast = round_scaled_near(acc, near.k[0], near.window, m, e)
+        if abs(exact) < NEAR_RANGE:
+            assert fast == exact, (acc, scale)
+        else:
+            assert abs(fast - exact) <= 1 and all(clamped(fast, o) == clamped(exact, o)
+                                                  for o in (-128, 0, 127)), (acc, scale)
+
+
+def test_c_near_matches_tflite_on_int8_outputs(tmp_path):
+    all_cases = near_cases(0)
+    offsets = (-128, -5, 0, 77, 127)
+    header = environment().get_template("mcunet_common.h.j2").render(
+        model_name="t", version="t", arena_bytes=4, flash_bytes=0, macs=0, inputs=[], outputs=[])
+    (tmp_path / "mcunet_common.h").write_text(header)
+    rows = ",\n".join(f"{{{acc}, {near.k[0]}, {near.window}u, {m}ULL, {e}}}" for acc, s in all_cases
+                      for near, (m, e) in [(near_rescale([s]), double_parts(s))])
+    (tmp_path / "t.c").write_text(f"""#include <stdio.h>
+#include "mcunet_common.h"
+static const struct {{ long long acc; int32_t k; uint32_t w; unsigned long long m; int e; }} c[] = {{ {rows} }};
+static const int offsets[] = {{ {", ".join(map(str, offsets))} }};
+int main(void) {{
+    for (unsigned i = 0; i < sizeof c / sizeof c[0]; ++i)
+        for (unsigned j = 0; j < sizeof offsets / sizeof offsets[0]; ++j) {{
+            const int32_t r = mcunet_round_scaled_near((int32_t)c[i].acc, c[i].k, c[i].w, c[i].m, c[i].e);
+            printf("%d\\n", (int)mcunet_clamp_s8(mcunet_wrap_add(r, offsets[j]), -128, 127));
+        }}
+    return 0;
+}}
+""")
+    exe = tmp_path / "t"
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                    "-fno-sanitize-recover=all", str(tmp_path / "t.c"), "-o", str(exe)],
+                   check=True, capture_output=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
+    assert run.stderr == ""
+    got = [int(v) for v in run.stdout.split()]
+    expected = [clamped(reference(acc, s), o) for acc, s in all_cases for o in offsets]
+    assert len(got) == len(expected)
+    bad = [(all_cases[i // len(offsets)], g, e) for i, (g, e) in enumerate(zip(got, expected)) if g != e]
+    assert not bad, f"{len(bad)} of {len(expected)} differ, e.g. {bad[:3]}"

@@ -6,7 +6,7 @@ import numpy as np
 from mcunet.analysis import op_macs
 from mcunet.graph import Op
 from mcunet.layers import ConvLayer, DepthwiseLayer, FullyConnectedLayer, Window
-from mcunet.quant import activation_range, conv_multipliers, double_parts
+from mcunet.quant import activation_range, conv_multipliers, double_parts, near_rescale
 from mcunet.shapes import window_padding
 from mcunet.step import Step, TensorArg
 
@@ -136,6 +136,7 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
     bias = ctx.t(op.inputs[2]).data.astype(np.int32) if len(op.inputs) > 2 and op.inputs[2] >= 0 \
         else np.zeros(units, dtype=np.int32)
     fixed_point = ctx.arithmetic == "tflm"
+    near = None
     if fixed_point:
         # TF Lite Micro: the Q31 multiplier and shift of input_scale * filter_scale /
         # output_scale in double (one per unit when per channel), MultiplyByQuantizedMultiplier.
@@ -146,11 +147,14 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
         # TFLite's reference path: round(acc * (input_scale * filter_scale / output_scale)) in
         # double, which the kernels reproduce in integers from the double's significand and
         # exponent.
-        parts = [double_parts(float(x.quant.s) * float(s) / float(out.quant.s))
-                 for s in w.quant.scale]
+        scales = [float(x.quant.s) * float(s) / float(out.quant.s) for s in w.quant.scale]
+        parts = [double_parts(s) for s in scales]
         rescale = np.array([m for m, _ in parts], dtype=np.uint64)
         shift = np.array([e for _, e in parts], dtype=np.int32)
         rescale_name = "mantissa"
+        # Its fast form where the scales allow (mcunet_round_scaled_near): one multiply per
+        # output, the exact rounding only near a half.
+        near = near_rescale(scales)
     # The per-channel reference ignores filter zero points.
     filter_offset = 0 if per_channel else -w.quant.zp
     io = _io_params(op, ctx)
@@ -162,9 +166,12 @@ def lower_fully_connected(op: Op, ctx: LowerContext) -> Step:
             - (1 << 31)).astype(np.int32)
     layer = FullyConnectedLayer(batches=x.size // depth, units=units, depth=depth,
                                 per_channel=per_channel, filter_offset=filter_offset,
-                                **dict(io, input_offset=0), fixed_point=fixed_point)
+                                **dict(io, input_offset=0), fixed_point=fixed_point,
+                                near=near is not None)
     consts = [ctx.const("filter", fc_filter_words(w.data.astype(np.int8)), "filter"),
               ctx.const("bias", bias, "bias"), ctx.const(rescale_name, rescale, rescale_name),
               ctx.const("shift", shift.astype(np.int32), "shift")]
+    if near:
+        consts.append(ctx.const("near", np.array(near.words(), dtype=np.int32), "near"))
     return Step(op, kernels.portable(kernels.FULLY_CONNECTED), layer, _io_args(op, consts),
                 macs=op_macs(ctx.graph, op))
