@@ -138,12 +138,10 @@ def write_table(table: dict, records: list[dict], only: set[str] | None = None,
         doc += textwrap.wrap(f"Fitted with --merge, the other cores kept: {cores}, to {spans} "
                              f"single-step spans of {models} networks.", 88)
         lines = ['"""' + doc[0]] + doc[1:-1] + [doc[-1] + '"""', "", "TABLE = {"]
-    elif only:  # the earlier fit's account stays, the refitted kernels' is added
+    elif only:  # the earlier fits' account stays (every refit's line), this one is added
         from mcunet import costmodel_table
 
         doc = costmodel_table.__doc__.strip().splitlines()
-        doc = doc[:next((i for i, line in enumerate(doc) if line.startswith("Refitted")),
-                        len(doc))]
         doc += textwrap.wrap(f"Refitted with --only: {', '.join(sorted(only))}, to {spans} "
                              f"spans of {models} networks.", 88)
         lines = ['"""' + doc[0]] + doc[1:-1] + [doc[-1] + '"""', "", "TABLE = {"]
