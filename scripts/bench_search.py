@@ -6,17 +6,94 @@
 For each SRAM budget (16, 32, 64, 128 KB; flash 128 KB) it prints stage 1's choice of width
 and resolution, how many sampled networks fit and their mean MACs; without --stage1-only it
 also runs `mcunet search` and prints the int8 test accuracy and the exported model's memory.
+
+    python scripts/bench_search.py --baselines [--budgets 4:32,8:64,32:128] [--seeds 0,1,2]
+                                   [--time-budget 900] [--out bench-search]
+
+compares the search with MCUNet's two baselines at each SRAM:flash budget (KB), each run with
+the same time budget and training recipe (search/train.py) on Fashion-MNIST: (a) MobileNetV2
+with its width and resolution scaled down until it fits (search/baselines.py: trained from
+scratch for the whole budget), (b) random search in the same space (the search with strategy
+"random": as many candidates, none bred), (c) mcunet's search. It prints, per budget and
+method, the int8 test accuracy of every seed, their mean and spread, and the search's margin
+over the better baseline (issue 15's target: at least 0.5 points). Every run is a process of
+its own with its folder under --out; a killed benchmark continues where it stopped.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+METHODS = ("mobilenetv2", "random", "mcunet")
+MARGIN_TARGET = 0.5  # points of int8 test accuracy over the better baseline
+
+
+def run_one(method: str, sram_kb: int, flash_kb: int, seed: int, time_budget: float,
+            out: Path) -> None:
+    """One run, in this process (the benchmark starts one process per run)."""
+    from mcunet.search.baselines import run_baseline
+    from mcunet.search.pipeline import SearchConfig, run_search
+
+    cfg = SearchConfig("fashion-mnist", sram_kb * 1024, flash_kb * 1024, str(out),
+                       time_budget_s=time_budget, seed=seed,
+                       strategy="random" if method == "random" else "evolution")
+    if method == "mobilenetv2":
+        run_baseline(cfg, progress=False)
+    else:
+        run_search(cfg, resume=(out / "state.json").exists(), progress=False)
+
+
+def baselines(args) -> None:
+    budgets = [tuple(int(v) for v in b.split(":")) for b in args.budgets.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = {}
+    for sram_kb, flash_kb in budgets:
+        for method in METHODS:
+            for seed in seeds:
+                out = Path(args.out) / f"{sram_kb}KB-{flash_kb}KB" / f"{method}-seed{seed}"
+                if not (out / "model.json").exists():
+                    print(f"{sram_kb} KB / {flash_kb} KB, {method}, seed {seed}: running "
+                          f"({args.time_budget:g} s)", flush=True)
+                    subprocess.run([sys.executable, __file__, "--run",
+                                    f"{method},{sram_kb},{flash_kb},{seed},{args.time_budget}",
+                                    "--out", str(out)], check=True)
+                meta = json.loads((out / "model.json").read_text())
+                results[(sram_kb, flash_kb, method, seed)] = meta
+    rows = []
+    print()
+    print(f"Fashion-MNIST, int8 test accuracy (%), {args.time_budget:g} s per run, seeds "
+          f"{args.seeds}:")
+    print(f"{'budget':>14}  {'method':<12} {'per seed':<24} {'mean':>6} {'spread':>7}  "
+          f"{'peak SRAM B':>11} {'M MACs':>7}")
+    for sram_kb, flash_kb in budgets:
+        means = {}
+        for method in METHODS:
+            metas = [results[(sram_kb, flash_kb, method, s)] for s in seeds]
+            accs = [100 * m["measured"]["test_accuracy_int8"] for m in metas]
+            means[method] = statistics.mean(accs)
+            spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            sram = max(m["measured"]["peak_sram_bytes"] for m in metas)
+            macs = statistics.mean(m["measured"]["macs"] for m in metas) / 1e6
+            print(f"{sram_kb:>5} KB/{flash_kb:>4} KB  {method:<12} "
+                  f"{' '.join(f'{a:.2f}' for a in accs):<24} {means[method]:6.2f} "
+                  f"{spread:7.2f}  {sram:11d} {macs:7.2f}")
+            rows.append({"sram_kb": sram_kb, "flash_kb": flash_kb, "method": method,
+                         "test_accuracy_int8": accs, "mean": means[method], "stdev": spread,
+                         "peak_sram_bytes": sram, "mean_macs": macs * 1e6,
+                         "arch_keys": [m["arch_key"] for m in metas]})
+        margin = means["mcunet"] - max(means["mobilenetv2"], means["random"])
+        verdict = "met" if margin >= MARGIN_TARGET else "not met"
+        print(f"{'':>14}  mcunet over the better baseline: {margin:+.2f} points "
+              f"(target +{MARGIN_TARGET}: {verdict})")
+    (Path(args.out) / "baselines.json").write_text(json.dumps(rows, indent=1))
 
 
 def main() -> None:
@@ -26,7 +103,20 @@ def main() -> None:
     ap.add_argument("--time-budget", type=float, default=900)
     ap.add_argument("--stage1-only", action="store_true")
     ap.add_argument("--out", default="bench-search")
+    ap.add_argument("--baselines", action="store_true",
+                    help="compare the search with scaled MobileNetV2 and random search")
+    ap.add_argument("--budgets", default="4:32,8:64,32:128",
+                    help="with --baselines: SRAM:flash budgets in KB")
+    ap.add_argument("--seeds", default="0,1,2", help="with --baselines")
+    ap.add_argument("--run", help=argparse.SUPPRESS)  # METHOD,SRAM,FLASH,SEED,TIME: one run
     args = ap.parse_args()
+    if args.run:
+        method, sram, flash, seed, budget = args.run.split(",")
+        run_one(method, int(sram), int(flash), int(seed), float(budget), Path(args.out))
+        return
+    if args.baselines:
+        baselines(args)
+        return
 
     from mcunet.search.budget import CostCache, parse_bytes
     from mcunet.search.pipeline import SearchConfig, patch_plans

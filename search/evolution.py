@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mcunet.errors import McunetError
+
 from .budget import Budget, CostCache
 from .space import Arch, SearchSpace
 
@@ -57,6 +59,15 @@ class EvolutionState:
         return max(self.population, key=rank, default=None)
 
 
+STRATEGIES = ("evolution", "random")
+
+
+def check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise McunetError(f"unknown search strategy {strategy!r}; choose one of "
+                          f"{', '.join(STRATEGIES)}")
+
+
 def rank(c: Candidate):
     return (c.accuracy, -c.peak_sram_bytes, -c.macs)
 
@@ -79,8 +90,13 @@ def evolve(space: SearchSpace, budget: Budget, costs: CostCache,
            parents: int = 4, mutate_prob: float = 0.2, seed: int = 0,
            state: EvolutionState | None = None,
            on_generation: Callable[[EvolutionState], None] | None = None,
-           on_candidate: Callable[[], None] | None = None) -> EvolutionState:
-    """Run (or continue) the search until `generations` generations are done."""
+           on_candidate: Callable[[], None] | None = None,
+           strategy: str = "evolution") -> EvolutionState:
+    """Run (or continue) the search until `generations` generations are done. strategy
+    "random" is the random-search baseline: every generation after the first draws as many
+    fresh random networks as evolution would breed children (population - parents), so both
+    evaluate the same number of candidates; the best of all is kept."""
+    check_strategy(strategy)
     state = state or EvolutionState()
     seen = {space.key(c.arch) for c in state.history}
 
@@ -104,6 +120,12 @@ def evolve(space: SearchSpace, budget: Budget, costs: CostCache,
                 seen.add(space.key(extra))
                 archs.append(extra)
             pop = [evaluate(a, gen) for a in archs]
+        elif strategy == "random":
+            keep = sorted(state.population, key=rank, reverse=True)[:parents]
+            children = [evaluate(a, gen) for a in
+                        (_fitting(space, lambda: space.sample(rng), costs, budget, seen)
+                         for _ in range(population - len(keep))) if a is not None]
+            pop = keep + children
         else:
             keep = sorted(state.population, key=rank, reverse=True)[:parents]
             children = []
@@ -133,14 +155,15 @@ def evolve_batched(space: SearchSpace, budget: Budget, costs: CostCache,
                    state: EvolutionState | None = None,
                    on_generation: Callable[[EvolutionState], None] | None = None,
                    on_candidate: Callable[[], None] | None = None,
-                   tries: int = 50) -> EvolutionState:
+                   tries: int = 50, strategy: str = "evolution") -> EvolutionState:
     """evolve() for a distributed search: each generation's candidates are proposed in
     batches (drawn from the generation's random stream without looking at their cost), a
     batch is planned at once (CostCache.plan_batch with plan_many: Ray tasks), the fitting
     new ones are taken in proposal order, and the generation's candidates are evaluated at
     once by fitness_many (Ray tasks). Nothing depends on which task finishes first, so a seed
     gives one result whatever the number of workers (not evolve()'s: its proposals stop at
-    the first that fits)."""
+    the first that fits). strategy as evolve()'s."""
+    check_strategy(strategy)
     state = state or EvolutionState()
     seen = {space.key(c.arch) for c in state.history}
 
@@ -172,6 +195,8 @@ def evolve_batched(space: SearchSpace, budget: Budget, costs: CostCache,
             keep = sorted(state.population, key=rank, reverse=True)[:parents]
 
             def propose(i: int) -> Arch:
+                if strategy == "random":
+                    return space.sample(rng)
                 if i % 2 == 0 or len(keep) < 2:
                     return space.mutate(rng.choice(keep).arch, rng, mutate_prob)
                 a, b = rng.sample(keep, 2)

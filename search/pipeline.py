@@ -76,6 +76,9 @@ class SearchConfig:
     ray_gpus: float = 0.0
     finetune_top: int = 3  # with Ray: the best this many candidates are fine-tuned in parallel
     ray_replicas: int | None = None  # with Ray: supernet replicas (None: one per task slot)
+    # "evolution", or "random": the random-search baseline (scripts/bench_search.py), the same
+    # number of candidates drawn at random from the same space (search/evolution.py).
+    strategy: str = "evolution"
 
     @property
     def target(self) -> Target:
@@ -98,6 +101,8 @@ class SearchConfig:
             d["engine"] = "ray"
         else:
             d.pop("finetune_top")
+        if d["strategy"] == "evolution":  # as searches before the field were recorded
+            d.pop("strategy")
         d["max_macs"] = self.budget.max_macs  # the cap, also when the time budget sets it
         return json.loads(json.dumps(d))  # as state.json stores it (tuples become lists)
 
@@ -384,11 +389,11 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
 
         def run_evolution(generations, **kw):
             return evolve_batched(sub, budget, costs, fitness_many, plan_many, generations,
-                                  cfg.population, seed=cfg.seed, **kw)
+                                  cfg.population, seed=cfg.seed, strategy=cfg.strategy, **kw)
     else:
         def run_evolution(generations, **kw):
             return evolve(sub, budget, costs, fitness, generations, cfg.population,
-                          seed=cfg.seed, **kw)
+                          seed=cfg.seed, strategy=cfg.strategy, **kw)
 
     evo = EvolutionState.from_dict(state["evolution"]) if state.get("evolution") else EvolutionState()
     if not state.get("evolution_done"):

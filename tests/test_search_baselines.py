@@ -1,0 +1,71 @@
+"""The baselines of scripts/bench_search.py: the scaled MobileNetV2 (the largest that fits, by
+mcunet's plan) trained and exported as a search's winner is, and random search (the same
+number of candidates as evolution, none bred from another)."""
+import json
+import random
+
+import pytest
+
+from mcunet.budget import Budget
+from mcunet.compiler import compile_model
+from mcunet.errors import McunetError
+from mcunet.search.baselines import mobilenetv2, run_baseline, scaled_mobilenetv2
+from mcunet.search.budget import CostCache, default_patch
+from mcunet.search.evolution import evolve
+from mcunet.search.space import SearchSpace
+
+from .test_search_pipeline import TINY_SPACE, _tiny_config
+
+
+def test_scaled_mobilenetv2_is_the_largest_that_fits():
+    space = SearchSpace.from_dict(TINY_SPACE)
+    budget = Budget(12 * 1024, 48 * 1024, max_macs=3_000_000)
+    costs = CostCache(space, patch="none")
+    arch, tried = scaled_mobilenetv2(space, budget, costs)
+    assert set(arch.kernels) == {3} and set(arch.expands) == {6}
+    assert arch.depths == tuple(s.max_depth for s in space.stages)
+    fitting = [t for t in tried if t["fits"]]
+    assert fitting and len(fitting) < len(tried)  # the budget binds
+    assert costs(arch, budget).macs == max(t["macs"] for t in fitting)
+    assert all(t["peak_sram_bytes"] <= budget.sram_bytes and t["flash_bytes"] <= budget.flash_bytes
+               and t["macs"] <= budget.max_macs for t in fitting)
+    assert arch == mobilenetv2(space, arch.width, arch.resolution)
+    with pytest.raises(McunetError, match="no scaled MobileNetV2 fits 64 B SRAM"):
+        scaled_mobilenetv2(space, Budget(64, 48 * 1024), costs)
+
+
+def test_random_search_draws_as_many_candidates_none_bred():
+    space = SearchSpace.from_dict(TINY_SPACE)
+    budget = Budget(16 * 1024, 64 * 1024, max_macs=50_000_000)
+    costs = CostCache(space, patch="none")
+
+    def fitness(arch):  # deterministic, favouring wide nets: evolution's children follow it
+        return random.Random(space.key(arch)).random() * 0.1 + arch.width
+
+    evo = evolve(space, budget, costs, fitness, 3, population=6, parents=2, seed=1)
+    rnd = evolve(space, budget, costs, fitness, 3, population=6, parents=2, seed=1,
+                 strategy="random")
+    assert len(rnd.history) == len(evo.history)
+    # The first generation is the same draw; after it, evolution's candidates are bred from
+    # the kept parents and random search's are not.
+    first = [space.key(c.arch) for c in evo.history if c.generation == 0]
+    assert [space.key(c.arch) for c in rnd.history if c.generation == 0] == first
+    later_evo = {space.key(c.arch) for c in evo.history if c.generation > 0}
+    later_rnd = {space.key(c.arch) for c in rnd.history if c.generation > 0}
+    assert later_evo != later_rnd
+    assert all(costs(c.arch, budget).fits(budget) for c in rnd.history)
+    with pytest.raises(McunetError, match="unknown search strategy 'grid'"):
+        evolve(space, budget, costs, fitness, 1, strategy="grid")
+
+
+def test_baseline_trains_exports_and_fits(tmp_path):
+    out = tmp_path / "mnv2"
+    meta = run_baseline(_tiny_config(out, sram_bytes=12 * 1024, max_macs=3_000_000),
+                        progress=False, log=lambda *a: None)
+    assert meta["baseline"] == "mobilenetv2-scaled" and meta["train"]["steps"] == 4
+    assert json.loads((out / "model.json").read_text()) == json.loads(json.dumps(meta))
+    compiled = compile_model(out / "model.tflite", patch=default_patch())
+    assert compiled.peak_sram_bytes <= 12 * 1024 and compiled.flash_bytes <= 64 * 1024
+    assert 0.0 <= meta["measured"]["test_accuracy_int8"] <= 1.0 and meta["measured"]["fits"]
+    with pytest.raises(McunetError, match="already holds a model"):
+        run_baseline(_tiny_config(out), progress=False, log=lambda *a: None)
