@@ -250,7 +250,7 @@ class Training:
         return steps, [c for c in consts if c.symbol in used] + own
 
     def template_vars(self, graph: Graph, plan) -> dict:
-        """What templates/mcunet_train*.j2 render from."""
+        """What templates/train_api.h.j2 and train_step.c.j2 render from."""
         h = self.head
         return {"scheme": self.scheme, "filter": self.updates_filter, "units": h.units,
                 "depth": h.depth, "x_offset": plan.tensor_offset(h.x),

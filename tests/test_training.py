@@ -271,3 +271,21 @@ def test_gradients_match_tensorflow_autodiff(tmp_path):
         np.testing.assert_allclose(moved, -t.lr * tw, rtol=1e-5, atol=1e-5 * np.max(np.abs(t.lr * tw)))
         moved_b = ref.bias_delta * h.x_scale * h.w_scales.astype(np.float64)
         np.testing.assert_allclose(moved_b, -t.lr * tb, rtol=1e-5, atol=1e-5 * np.max(np.abs(t.lr * tb)))
+
+
+def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tmp_path):
+    """--name and --external-arena rename and move nothing that training reads; ASan/UBSan
+    find nothing; the steps equal the reference's."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(small_model(False, True, seed=3))
+    compiled = api.compile(path, train="head", name="kws", external_arena=True)
+    header = compiled.library().files["kws_model.h"]
+    assert "int kws_train_step(const int8_t *input, int label);" in header
+    x, labels = samples(compiled, 5, 2)
+    run = build_training_host(compiled, sanitize=True).run(x[:20], labels[:20], lr=0.05)
+    ref = TrainReference(compiled.training, lr=0.05)
+    xs = head_inputs(str(path), compiled.training, x[:20])
+    losses = [ref.step(xi, int(li))[0] for xi, li in zip(xs, labels[:20])]
+    assert run.losses.tobytes() == np.array(losses, np.float32).tobytes()
+    assert run.state["filter"].tobytes() == ref.filter.tobytes()
+    assert run.state["filter_delta"].tobytes() == ref.filter_delta.tobytes()
