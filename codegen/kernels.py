@@ -265,6 +265,11 @@ FULLY_CONNECTED_S8_DSP_COL = Kernel("fully_connected_s8_dsp_col", FULLY_CONNECTE
 FULLY_CONNECTED_S8_DSP = _k("fully_connected_s8_dsp", FULLY_CONNECTED, isa=ARM_DSP,
                             constants=lambda layer: {"widened": False})
 FULLY_CONNECTED_S8 = _k("fully_connected_s8", FULLY_CONNECTED)
+# The head a --train build updates (mcunet/training.py): TFLite's reference arithmetic on a
+# plain row-major filter and an unfolded bias, both read from RAM, so that training can write
+# them; one portable kernel (the head is small).
+FULLY_CONNECTED_TRAIN = "fully connected, trainable"
+FULLY_CONNECTED_TRAIN_S8 = _k("fully_connected_train_s8", FULLY_CONNECTED_TRAIN)
 
 AVERAGE_POOL_S8 = _k("average_pool_s8", AVERAGE_POOL, overlap=RasterOrder())
 MAX_POOL_S8 = _k("max_pool_s8", MAX_POOL, overlap=RasterOrder())
@@ -284,7 +289,8 @@ RELU_S8 = _k("relu_s8", RELU, overlap=Elementwise())
 FAMILIES: dict[str, tuple[Kernel, ...]] = {}
 for _kernel in (CONV2D_S8_DSP, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
-                FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
+                FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8,
+                FULLY_CONNECTED_TRAIN_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
                 ADD_S8, MUL_S8, SOFTMAX_S8, MEAN_S8, PAD_S8, CONCAT_S8, QUANTIZE_F32_S8,
                 REQUANTIZE_S8, DEQUANTIZE_S8_F32, LUT_S8, RELU_S8):
     FAMILIES[_kernel.family] = FAMILIES.get(_kernel.family, ()) + (_kernel,)

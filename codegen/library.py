@@ -310,7 +310,10 @@ def _io(graph: Graph, plan: ArenaPlan, tids: list[int], kind: str) -> list[dict]
 
 
 def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstArray],
-                   plan: ArenaPlan, options: LibraryOptions = LibraryOptions()) -> Library:
+                   plan: ArenaPlan, options: LibraryOptions = LibraryOptions(),
+                   training=None) -> Library:
+    """training: a --train build's mcunet.training.Training (its template_vars render the
+    training step into mcunet_model.c and its API into mcunet_model.h), or None."""
     env = library_environment(options.name)
     files: dict[str, str] = {}
     kernels: dict[str, str] = {}  # function name -> kernel name
@@ -350,7 +353,8 @@ def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstAr
               "flash_bytes": flash, "macs": sum(s.macs for s in steps),
               "inputs": _io(graph, plan, graph.inputs, "input"),
               "outputs": _io(graph, plan, graph.outputs, "output"),
-              "arena_section": options.arena_section, "external_arena": options.external_arena}
+              "arena_section": options.arena_section, "external_arena": options.external_arena,
+              "training": training.template_vars(graph, plan) if training is not None else None}
     named = [ConstArray(options.c(c.symbol), c.ctype, c.values) for c in consts]
     for stem, extra in (("model.h", {}), ("model.c", {"calls": calls}),
                         ("kernels.h", {"declarations": declarations}),
@@ -360,7 +364,7 @@ def render_library(graph: Graph, steps: Sequence[Step], consts: Sequence[ConstAr
             **extra, **common)
     library = Library(files=files, kernels=kernels, options=options,
                       arena_bytes=plan.arena_bytes)
-    build = _build_vars(library, graph.name)
+    build = dict(_build_vars(library, graph.name), training=training is not None)
     files["CMakeLists.txt"] = env.get_template("packaging/CMakeLists.txt.j2").render(**build)
     files["library.json"] = env.get_template("packaging/library.json.j2").render(**build)
     return library

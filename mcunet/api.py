@@ -40,7 +40,7 @@ def compile(model: str | Path, *, board: str | Board | None = None,
             max_overhead: float = DEFAULT_MAX_OVERHEAD, name: str = DEFAULT_NAME,
             arena_section: str | None = None, external_arena: bool = False,
             lib_version: str = "1.0.0", arithmetic: str = DEFAULT_ARITHMETIC,
-            tune: bool = False) -> CompiledModel:
+            tune: bool = False, train: str | None = None) -> CompiledModel:
     """Compile an int8 .tflite file for a board or a target core.
 
     board: a name from `mcunet boards` (its core's kernels, its free SRAM and flash as the
@@ -57,14 +57,16 @@ def compile(model: str | Path, *, board: str | Board | None = None,
     library's version in its build files; arithmetic: "reference" (bit-exact with TFLite's
     reference kernels) or "tflm" (with TF Lite Micro's; docs/arithmetic.md); tune: first
     measure each layer's kernel candidates on the emulated board of the core
-    (`tune_kernels`).
+    (`tune_kernels`); train: a training scheme ("head", "bias": mcunet.training,
+    docs/training.md): the library gets name_train_step(), the plan layer by layer keeps what
+    the step reads, and peak_sram_bytes counts the training state.
     Raises McunetError on bad input or when the model does not fit the budget."""
     if tune:
         tune_kernels(model, board=board, target=target, arithmetic=arithmetic)
     compiled = compile_unchecked(model, board=board, target=target, patch=patch, sram=sram,
                                  flash=flash, max_overhead=max_overhead, name=name,
                                  arena_section=arena_section, external_arena=external_arena,
-                                 lib_version=lib_version, arithmetic=arithmetic)
+                                 lib_version=lib_version, arithmetic=arithmetic, train=train)
     result = fit(compiled, compiled.budget)
     if not result.fits:
         raise McunetError(not_fitting(result, advice(model, compiled, result, patch,
@@ -110,8 +112,8 @@ def compile_unchecked(model: str | Path, *, board: str | Board | None = None,
                       sram: str | int | None = None, flash: str | int | None = None,
                       max_overhead: float = DEFAULT_MAX_OVERHEAD, name: str = DEFAULT_NAME,
                       arena_section: str | None = None, external_arena: bool = False,
-                      lib_version: str = "1.0.0", arithmetic: str = DEFAULT_ARITHMETIC
-                      ) -> CompiledModel:
+                      lib_version: str = "1.0.0", arithmetic: str = DEFAULT_ARITHMETIC,
+                      train: str | None = None) -> CompiledModel:
     """compile() without the budget check: the best plan, with the budget it is held to
     (`mcunet plan` reports a plan that does not fit)."""
     if not 0 <= max_overhead <= 10:
@@ -129,11 +131,11 @@ def compile_unchecked(model: str | Path, *, board: str | Board | None = None,
     # With an SRAM budget, `auto` takes the plan of least work whose arena fits it; where the
     # kernels' stack then tips it over, the smallest plan.
     compiled = compile_model(model, patch=patch, target=target, max_overhead=max_overhead,
-                             sram_budget=budget.sram_bytes, options=options)
+                             sram_budget=budget.sram_bytes, options=options, train=train)
     if (budget.sram_bytes is not None and compiled.peak_sram_bytes > budget.sram_bytes
             and compiled.stack_bytes):
         compiled = compile_model(model, patch=patch, target=target, max_overhead=max_overhead,
-                                 options=options)
+                                 options=options, train=train)
     return dataclasses.replace(compiled, budget=budget)
 
 

@@ -34,11 +34,32 @@ from .search.export import is_keras
 
 
 def _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic, check=True,
-             **library):
+             train=None, **library):
     """Compile with the memory options (--max-overhead in percent) and check the budget."""
     how = api.compile if check else api.compile_unchecked
     return how(model, board=board, target=target, patch=patch, sram=sram, flash=flash,
-               max_overhead=max_overhead / 100, arithmetic=arithmetic, **library)
+               max_overhead=max_overhead / 100, arithmetic=arithmetic, train=train, **library)
+
+
+def train_option(fn):
+    return click.option(
+        "--train", "train", default=None, metavar="SPEC",
+        help="a training build (docs/training.md): head (the last fully connected layer's "
+             "weights and bias) or bias (its bias); adds NAME_train_step(input, label), plans "
+             "layer by layer and counts the training state in the peak SRAM")(fn)
+
+
+def training_lines(compiled) -> list[str]:
+    """What a --train build adds, for plan and compile."""
+    if compiled.training is None:
+        return []
+    s = compiled.training.summary(compiled)
+    return [f"training: --train {s['scheme']} updates {s['updates']} (op {s['head_op']}, "
+            f"{s['parameters']:,} parameters); training peak SRAM "
+            f"{s['training_peak_sram_bytes']:,} bytes (arena {compiled.plan.arena_bytes:,}, "
+            f"training state {s['static_bytes']:,}), flash {s['training_flash_bytes']:,} bytes of "
+            "constants (the head's flash copy for reset and its QAS factors included)"
+            + (f" + code {compiled.code_bytes:,}" if compiled.code_bytes is not None else "")]
 
 
 def write_output(out: Path, files: dict[str, str | bytes]) -> list[Path]:
@@ -101,15 +122,16 @@ def inspect(model):
               help="MODEL is a Keras model (.keras, .h5) or a SavedModel: quantise it to int8 "
                    "first, calibrated on this .npy of float inputs or dataset (fashion-mnist, a "
                    "folder of class folders, an .npz)")
+@train_option
 def plan(model, patch, max_overhead, arithmetic, sram, flash, board, target, as_json, png_path,
-         no_png, calibration):
+         no_png, calibration, train):
     """Plan MODEL's memory: peak SRAM, flash, a per-layer table and a figure. Over budget it
     still shows the best plan found, then fails (exit 2)."""
     if png_path and not no_png:
         check_file(png_path, "--png")
     model = str(api.resolve_model(model, calibration))
     compiled = _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic,
-                        check=False)
+                        check=False, train=train)
     result = fit(compiled, compiled.budget)
     written = None
     if not no_png:
@@ -129,7 +151,7 @@ def plan(model, patch, max_overhead, arithmetic, sram, flash, board, target, as_
                        for row in compiled.layers]}, indent=2))
     else:
         click.echo(plan_table(compiled))
-        click.echo("\n".join(summary_lines(compiled)))
+        click.echo("\n".join(summary_lines(compiled) + training_lines(compiled)))
         if written:
             click.echo(f"figure: {written}")
     if not result.fits:
@@ -150,8 +172,10 @@ def plan(model, patch, max_overhead, arithmetic, sram, flash, board, target, as_
                    "first, calibrated on this .npy of float inputs or dataset (fashion-mnist, a "
                    "folder of class folders, an .npz)")
 @tune_option
+@train_option
 def compile_cmd(model, out_dir, patch, max_overhead, arithmetic, sram, flash, board, target,
-                lib_name, arena_section, external_arena, lib_version, arduino, calibration, tune):
+                lib_name, arena_section, external_arena, lib_version, arduino, calibration, tune,
+                train):
     """Turn MODEL into a self-contained C99 library in OUT (with report.md and report.html):
     sources, a CMakeLists.txt and a PlatformIO library.json."""
     start = time.perf_counter()
@@ -160,6 +184,7 @@ def compile_cmd(model, out_dir, patch, max_overhead, arithmetic, sram, flash, bo
     if tune:
         tune_first(model, board, target, arithmetic)
     compiled = _compile(model, patch, max_overhead, sram, flash, board, target, arithmetic,
+                        train=train,
                         **library_kwargs(lib_name, arena_section, external_arena, lib_version))
     library = compiled.library()
     files: dict[str, str | bytes] = library.arduino(Path(model).stem) if arduino \
@@ -175,7 +200,7 @@ def compile_cmd(model, out_dir, patch, max_overhead, arithmetic, sram, flash, bo
                f"{time.perf_counter() - start:.2f} s ({plural(len(library.kernels), 'kernel')}"
                f"{', an Arduino library' if arduino else ''})")
     click.echo(kernels_line(compiled))
-    click.echo("\n".join(summary_lines(compiled)))
+    click.echo("\n".join(summary_lines(compiled) + training_lines(compiled)))
     click.echo(f"report: {out / 'report.html'}")
 
 

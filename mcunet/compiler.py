@@ -33,6 +33,7 @@ from .step import ARM_DSP, ConstArray, Step
 from .target import Target, get_target
 from .costmodel import core_of
 from .tune import Choices, choose_candidates, measurements
+from .training import prepare
 
 PATCH_CHOICES = ("auto", "none", "RxC@LAYER")
 AUTO_MIN_SAVING = 0.02  # a patch stage must save this share of the peak to be worth its code
@@ -56,6 +57,8 @@ class CompiledModel:
     # With stages: the layer-by-layer plan `auto` weighed them against (for the figure and
     # the reports); None where it was not computed (explicit --patch sections).
     layer_by_layer: CompiledModel | None = field(default=None, repr=False, compare=False)
+    # A --train build (mcunet.training.Training): what it updates, its static RAM, its C.
+    training: object | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -136,7 +139,13 @@ class CompiledModel:
         """All RAM the generated library needs during inference: the arena holds every
         activation and every kernel's scratch, the library has no other buffers, and where
         the target bounds it the kernels' stack is added."""
-        return self.plan.arena_bytes + self.stack_bytes
+        return self.plan.arena_bytes + self.stack_bytes + self.training_static_bytes
+
+    @property
+    def training_static_bytes(self) -> int:
+        """A --train build's static RAM beside the arena (the updated parameters, their
+        float32 updates and momenta, the backward's buffers): 0 for inference."""
+        return self.training.static_bytes if self.training is not None else 0
 
     @property
     def macs(self) -> int:
@@ -151,7 +160,7 @@ class CompiledModel:
         """The generated C library (rendered once)."""
         if "library" not in self._cache:
             self._cache["library"] = render_library(self.graph, self.steps, self.consts,
-                                                    self.plan, self.options)
+                                                    self.plan, self.options, self.training)
         return self._cache["library"]
 
     def write(self, out: str | Path) -> list[Path]:
@@ -235,6 +244,7 @@ class CompiledModel:
             "extra_calls": self.extra_calls,
             "placement": self.plan.strategy,
             "stages": [stage_summary(s) for s in self.stages],
+            **({"training": self.training.summary(self)} if self.training is not None else {}),
         }
 
 
@@ -287,12 +297,14 @@ def stage_overlaps(graph: Graph, steps: Sequence[Step], stage: PatchStage) -> li
 
 def plan_steps(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = (),
                extra: Sequence[Overlap] = (), effort: str = "full",
-               hints: dict[int, int] | None = None
+               hints: dict[int, int] | None = None, keep: Sequence[int] = ()
                ) -> tuple[list[Step], ArenaPlan, tuple[PatchStage, ...]]:
     """The best (order, plan) over the candidate operator orders of the steps; each stage
     (patch-based or streamed) runs as one unit, its steps in their own order. Returns the
-    stages at their places in the chosen order."""
-    used = set(graph.inputs) | set(graph.outputs)
+    stages at their places in the chosen order. keep: tensors that stay live to the end, as
+    the outputs do (what a training step reads after the forward pass)."""
+    outputs = list(graph.outputs) + [t for t in keep if t not in graph.outputs]
+    used = set(graph.inputs) | set(outputs)
     for step in steps:
         used.update(step.reads, step.writes)
     sizes = {t: graph.t(t).nbytes for t in sorted(used) if not graph.t(t).is_const}
@@ -318,14 +330,14 @@ def plan_steps(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = (
                 extra_here += [replace(ov, src_last=ov.src_last + shift,
                                        dst_first=ov.dst_first + shift) for ov in own[id(st)]]
             ordered += steps[a:b]
-        plan = plan_arena(ordered, graph.inputs, graph.outputs, sizes,
+        plan = plan_arena(ordered, graph.inputs, outputs, sizes,
                           overlap_candidates(graph, ordered) + extra_here,
                           effort=effort if len(orders) == 1 else "quick", hints=hints)
         if best is None or plan.arena_bytes < best[1].arena_bytes:
             best = (ordered, plan, tuple(placed), extra_here)
     if len(orders) > 1 and effort == "full":  # the full search only for the winning order
         ordered, _, placed, extra_here = best
-        best = (ordered, plan_arena(ordered, graph.inputs, graph.outputs, sizes,
+        best = (ordered, plan_arena(ordered, graph.inputs, outputs, sizes,
                                     overlap_candidates(graph, ordered) + extra_here,
                                     hints=hints), placed, extra_here)
     return best[0], best[1], best[2]
@@ -335,13 +347,13 @@ LEAN_ROUNDS = 3  # rounds of leaner variants at the peak (each round plans once 
 
 
 def plan_lean(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = (),
-              hints: dict[int, int] | None = None
+              hints: dict[int, int] | None = None, keep: Sequence[int] = ()
               ) -> tuple[list[Step], ArenaPlan, tuple[PatchStage, ...]]:
     """plan_steps with the fastest kernels, then, round by round, the kernels whose scratch
     sits at the arena's peak on a leaner variant (less scratch, same instruction set), kept
     while the arena shrinks: peak SRAM first, then speed. A variant swap keeps every step at
     its index, so the stages stay where they are."""
-    best = plan_steps(graph, steps, stages, hints=hints)
+    best = plan_steps(graph, steps, stages, hints=hints, keep=keep)
     for _ in range(LEAN_ROUNDS):
         ordered, plan, _ = best
         leaner = {}
@@ -353,7 +365,7 @@ def plan_lean(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = ()
         if not leaner:
             break
         steps = [leaner.get(id(s), s) for s in steps]
-        candidate = plan_steps(graph, steps, stages, hints=hints)
+        candidate = plan_steps(graph, steps, stages, hints=hints, keep=keep)
         if candidate[1].arena_bytes >= plan.arena_bytes:
             break
         best = candidate
@@ -416,7 +428,7 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
                   sram_budget: int | None = None,
                   options: LibraryOptions = LibraryOptions(),
-                  choices: Choices | None = None) -> CompiledModel:
+                  choices: Choices | None = None, training=None) -> CompiledModel:
     """patch: 'auto' (patch-based and streamed sections where they lower the peak), 'none'
     or explicit sections ('RxC@LAYER', 'stream@FIRST-LAST', ...: mcunet.patch.parse_patch).
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
@@ -425,11 +437,16 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     rather than the smallest. options: the C library's names, arena placement and arithmetic
     (TFLite's reference or TF Lite Micro's). choices: how each layer's kernel variant and
     blocking are picked (mcunet.tune; default: measured where the target core's tune cache has
-    the layer, else the registry's rule)."""
+    the layer, else the registry's rule). training: a mcunet.training.Training (--train): its
+    head step replaces the model's, the tensors its step reads after the forward pass stay
+    live to the end, and the plan is layer by layer (patch is ignored)."""
     target = get_target(target)
     spec = parse_patch(patch)
     steps, consts = lower_graph(graph, options.arithmetic)
     steps = fuse_residual_adds(graph, steps)
+    if training is not None:
+        steps, consts = training.rewrite(graph, steps, consts)
+        spec = "none"
 
     if choices is None:
         choices = Choices(measurements(core_of(target.name)))
@@ -443,8 +460,10 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
 
     layer_steps = finish_steps(list(steps))
     if spec == "none":
-        ordered, plan, _ = plan_lean(graph, layer_steps)
-        return _finish(graph, ordered, consts, plan, target, (), options)
+        keep = training.keep if training is not None else ()
+        ordered, plan, _ = plan_lean(graph, layer_steps, keep=keep)
+        return replace(_finish(graph, ordered, consts, plan, target, (), options),
+                       training=training)
     if spec != "auto":
         specs = spec if isinstance(spec, tuple) else (spec,)
         pgraph, psteps, stages = apply_regions(graph, steps, specs)
@@ -488,6 +507,12 @@ def compile_model(path: str | Path, patch: str = "auto", target: Target | str | 
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
                   sram_budget: int | None = None,
                   options: LibraryOptions = LibraryOptions(),
-                  choices: Choices | None = None) -> CompiledModel:
-    return compile_graph(load_graph(path), patch=patch, target=target, max_overhead=max_overhead,
-                         sram_budget=sram_budget, options=options, choices=choices)
+                  choices: Choices | None = None, train: str | None = None) -> CompiledModel:
+    """compile_graph of a .tflite file; train: a --train scheme (mcunet.training)."""
+    graph = load_graph(path)
+    training = None
+    if train is not None:
+        training = prepare(graph, train, options)
+    return compile_graph(graph, patch=patch, target=target, max_overhead=max_overhead,
+                         sram_budget=sram_budget, options=options, choices=choices,
+                         training=training)

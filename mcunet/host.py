@@ -222,3 +222,114 @@ def build_host(model: CompiledModel, trace: bool = False, sanitize: bool = False
     except OSError:  # another process built the same thing meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
     return HostBuild(exe=exe, model=model)
+
+
+# Training builds (--train): the float32 training step is bit-exact with the NumPy reference
+# only without fused multiply-adds.
+TRAIN_CFLAGS = ["-ffp-contract=off"]
+
+
+@dataclass
+class TrainingRun:
+    """What the training harness reports: per step the status, loss and logits; the state
+    after the last step; per evaluation row the model's output and the head's logits."""
+    status: np.ndarray  # int32 [steps]
+    losses: np.ndarray  # float32 [steps]
+    logits: np.ndarray  # int8 [steps][units]
+    state: dict[str, np.ndarray]
+    outputs: np.ndarray  # [rows][output bytes] in the output's dtype
+    eval_logits: np.ndarray  # int8 [rows][units]
+
+
+@dataclass
+class TrainingHost:
+    exe: Path
+    model: CompiledModel
+
+    def run(self, inputs: np.ndarray, labels: np.ndarray, evaluate: np.ndarray | None = None,
+            lr: float | None = None, momentum: float | None = None) -> TrainingRun:
+        """Train on every (input row, label), in order, then invoke on each evaluate row."""
+        t = self.model.training
+        g = self.model.graph
+        u, d = t.head.units, t.head.depth
+        lr = t.lr if lr is None else lr
+        momentum = t.momentum if momentum is None else momentum
+        out_t = g.t(g.outputs[0])
+        evaluate = inputs[:0] if evaluate is None else evaluate
+        with tempfile.TemporaryDirectory(prefix="mcunet-train-") as tmp:
+            tmp = Path(tmp)
+            with open(tmp / "samples.bin", "wb") as f:
+                for x, label in zip(inputs, labels):
+                    f.write(np.ascontiguousarray(x, dtype=np.int8).tobytes())
+                    f.write(np.int32(label).tobytes())
+            (tmp / "eval.bin").write_bytes(np.ascontiguousarray(evaluate, dtype=np.int8).tobytes())
+            cmd = [str(self.exe), str(tmp / "samples.bin"), str(len(inputs)),
+                   str(tmp / "eval.bin"), str(len(evaluate)), str(tmp / "out.bin"),
+                   repr(float(np.float32(lr))), repr(float(np.float32(momentum)))]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise McunetError(f"the training build failed on the host (exit "
+                                  f"{proc.returncode}):\n{proc.stderr.strip()[-4000:]}")
+            raw = (tmp / "out.bin").read_bytes()
+        n = len(inputs)
+        per = np.dtype([("status", "<i4"), ("loss", "<f4"), ("logits", "i1", (u,))])
+        steps = np.frombuffer(raw, per, count=n)
+        pos = n * per.itemsize
+        state = {}
+        layout = [("bias", "<i4", u), ("bias_delta", "<f4", u), ("bias_velocity", "<f4", u)]
+        if t.updates_filter:
+            layout += [("filter", "i1", u * d), ("filter_delta", "<f4", u * d),
+                       ("filter_velocity", "<f4", u * d)]
+        for name, dtype, count in layout:
+            state[name] = np.frombuffer(raw, dtype, count=count, offset=pos).copy()
+            pos += np.dtype(dtype).itemsize * count
+        for name in ("filter", "filter_delta", "filter_velocity"):
+            if name in state:
+                state[name] = state[name].reshape(u, d)
+        ev = np.dtype([("out", NP_TYPES[out_t.dtype], (out_t.size,)), ("logits", "i1", (u,))])
+        rows = np.frombuffer(raw, ev, count=len(evaluate), offset=pos)
+        assert pos + ev.itemsize * len(evaluate) == len(raw), "the harness wrote what it says"
+        return TrainingRun(status=steps["status"].copy(), losses=steps["loss"].copy(),
+                           logits=steps["logits"].copy(), state=state,
+                           outputs=rows["out"].copy(), eval_logits=rows["logits"].copy())
+
+
+def build_training_host(model: CompiledModel, sanitize: bool = False) -> TrainingHost:
+    """Compile a --train library with the training harness for the host (cached by content)."""
+    if model.training is None:
+        raise McunetError("build_training_host needs a --train build")
+    lib = model.library()
+    files = dict(lib.files)
+    files["train_harness.c"] = library_environment(lib.name).get_template(
+        "train_harness.c.j2").render(filter=model.training.updates_filter)
+    flags = CFLAGS + TRAIN_CFLAGS + (SANITIZE_FLAGS if sanitize else [])
+    return TrainingHost(exe=_compile_files(files, flags, "train"), model=model)
+
+
+def _compile_files(files: dict[str, str], flags: list[str], exe_name: str) -> Path:
+    """Compile every .c of `files` into one host executable, cached by content and flags."""
+    cc = find_cc()
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    digest.update(" ".join([cc] + flags).encode())
+    folder = cache_dir() / digest.hexdigest()[:24]
+    exe = folder / exe_name
+    if exe.exists():
+        return exe
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir()))
+    for rel, text in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_text(text)
+    sources = sorted(str(tmp / rel) for rel in files if rel.endswith(".c"))
+    proc = subprocess.run([cc, *flags, "-I", str(tmp), *sources, "-o", str(tmp / exe_name)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise McunetError(f"the host C compiler rejected the generated code (this is a bug in "
+                          f"mcunet; please report it):\n{proc.stderr.strip()[-4000:]}")
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process built the same thing meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return exe
+

@@ -26,7 +26,7 @@ CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "va
                 "shapes", "analysis"}
 DRIVER_MODULES = {"compiler", "tune", "selection", "work", "target", "budget", "host", "check",
                   "reference", "report", "plot", "outdir", "footprint", "progress", "costmodel",
-                  "costmodel_table"}
+                  "costmodel_table", "training"}
 INTERFACE_MODULES = {"cli", "api", "__main__", "options", "evaluate", "mcunet.boards.cli",
                      "mcunet.search.cli"}
 

@@ -1,0 +1,291 @@
+"""--train head / bias (mcunet/training.py, docs/training.md): the generated C's training
+step against the NumPy reference bit for bit over 100 steps, invoke after training against
+TFLite's reference kernels on the model with the trained parameters written into it, the
+reference's gradients against TensorFlow's autodiff, the plan's training figures against the
+object file, and the errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mcunet import api
+from mcunet.cli import main
+from mcunet.host import build_training_host
+from mcunet.reference import _interpreter, reference_outputs
+from mcunet.training import TrainReference, train_exp, train_log
+
+from .conftest import mlperf_model
+from .modelgen import ModelBuilder
+
+STEPS = 100
+
+
+def small_model(per_channel: bool, softmax: bool, seed: int = 0) -> bytes:
+    """input (1, 20) -> FULLY_CONNECTED 20->12 RELU -> FULLY_CONNECTED 12->5 [-> SOFTMAX]."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, 20), "int8", scale=0.05, zero_point=-3)
+    w1 = m.const(rng.integers(-127, 128, (12, 20)).astype(np.int8), scale=[0.01], zero_point=[0])
+    b1 = m.const(rng.integers(-500, 500, 12).astype(np.int32), scale=[0.0005], zero_point=[0])
+    h = m.tensor((1, 12), "int8", scale=0.08, zero_point=-128)
+    m.op("FULLY_CONNECTED", [x, w1, b1], [h], fused_activation="RELU")
+    n = 5 if per_channel else 1
+    scales = [float(np.float32(s)) for s in rng.uniform(0.004, 0.02, n)]
+    w2 = m.const(rng.integers(-127, 128, (5, 12)).astype(np.int8), scale=scales, zero_point=[0] * n,
+                 quantized_dimension=0)
+    b2 = m.const(rng.integers(-300, 300, 5).astype(np.int32), scale=[0.08 * s for s in scales],
+                 zero_point=[0] * n)
+    y = m.tensor((1, 5), "int8", scale=0.12, zero_point=4)
+    m.op("FULLY_CONNECTED", [h, w2, b2], [y])
+    if softmax:
+        p = m.tensor((1, 5), "int8", scale=1 / 256, zero_point=-128)
+        m.op("SOFTMAX", [y], [p])
+        y = p
+    m.output(y)
+    return m.build()
+
+
+def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
+    """The head's int8 input for every row, by TFLite's reference kernels."""
+    interp = _interpreter(model, preserve=True)
+    d = interp.get_input_details()[0]
+    xs = []
+    for x in rows:
+        interp.set_tensor(d["index"], x[None].reshape(d["shape"]))
+        interp.invoke()
+        xs.append(interp.get_tensor(training.head.x).reshape(-1).copy())
+    return np.stack(xs)
+
+
+def samples(compiled, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`rows` random inputs with labels, repeated to STEPS steps (so the loss can fall)."""
+    rng = np.random.default_rng(seed)
+    shape = compiled.graph.t(compiled.graph.inputs[0]).shape
+    x = rng.integers(-128, 128, size=(rows,) + tuple(shape[1:])).astype(np.int8)
+    labels = rng.integers(0, compiled.training.head.units, size=rows)
+    reps = -(-STEPS // rows)
+    return np.tile(x, (reps,) + (1,) * (x.ndim - 1))[:STEPS], np.tile(labels, reps)[:STEPS]
+
+
+def patched(model: bytes, training, state) -> bytes:
+    """The .tflite with the head's trained filter and bias written over the original bytes."""
+    h = training.head
+    for old, new in [(h.filter.tobytes(), state["filter"].astype(np.int8).tobytes()
+                      if "filter" in state else h.filter.tobytes()),
+                     (h.bias.astype("<i4").tobytes(), state["bias"].astype("<i4").tobytes())]:
+        assert model.count(old) == 1, "the head's parameters appear once in the file"
+        model = model.replace(old, new)
+    return model
+
+
+def check_training(model, tmp_path, scheme: str, lr: float, rows: int = 10, seed: int = 1):
+    path = model
+    if isinstance(model, bytes):
+        path = tmp_path / "model.tflite"
+        path.write_bytes(model)
+    compiled = api.compile(path, train=scheme)
+    t = compiled.training
+    x, labels = samples(compiled, rows, seed)
+    evaluate = x[:rows]
+    # Before training invoke is the model as compiled: bit-exact with TFLite's reference.
+    before = build_training_host(compiled).run(x[:0], labels[:0], evaluate, lr=lr)
+    np.testing.assert_array_equal(before.outputs.reshape(len(evaluate), -1),
+                                  reference_outputs(path, [evaluate])[0].reshape(len(evaluate), -1))
+    run = build_training_host(compiled).run(x, labels, evaluate, lr=lr)
+    ref = TrainReference(t, lr=lr)
+    xs = head_inputs(str(path), t, x)
+    losses, logits = zip(*(ref.step(xi, int(li)) for xi, li in zip(xs, labels)))
+    assert (run.status == 0).all()
+    np.testing.assert_array_equal(run.logits, np.stack(logits))
+    np.testing.assert_array_equal(run.losses.view(np.uint32),
+                                  np.array(losses, np.float32).view(np.uint32))
+    state = {"bias": ref.bias, "bias_delta": ref.bias_delta, "bias_velocity": ref.bias_velocity}
+    if t.updates_filter:
+        state.update(filter=ref.filter, filter_delta=ref.filter_delta,
+                     filter_velocity=ref.filter_velocity)
+    assert sorted(run.state) == sorted(state)
+    for name, value in state.items():  # every byte of every updated parameter and its state
+        assert run.state[name].tobytes() == value.tobytes(), name
+    assert not np.array_equal(run.state["bias"], t.head.bias), "training changed the bias"
+    if t.updates_filter:
+        assert not np.array_equal(run.state["filter"], t.head.filter)
+    # It learns: the last pass over the samples has a lower loss than the first.
+    assert run.losses[-rows:].mean() < run.losses[:rows].mean()
+    # After training invoke uses the trained parameters: TFLite's reference on the model
+    # with them written in gives the same bytes, and the head's logits are the reference's.
+    trained = patched(path.read_bytes() if not isinstance(model, bytes) else model, t, run.state)
+    np.testing.assert_array_equal(run.outputs.reshape(len(evaluate), -1),
+                                  reference_outputs(trained, [evaluate])[0].reshape(len(evaluate), -1))
+    np.testing.assert_array_equal(run.eval_logits, np.stack([ref.logits(xi) for xi in xs[:rows]]))
+    assert not np.array_equal(run.outputs, before.outputs)
+    return compiled, run
+
+
+@pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05)])
+def test_kws_training_is_bit_exact_with_the_reference(tmp_path, scheme, lr):
+    check_training(mlperf_model("kws_ref_model.tflite"), tmp_path, scheme, lr)
+
+
+@pytest.mark.parametrize("scheme, per_channel, softmax",
+                         [("head", True, True), ("head", False, False), ("bias", True, False),
+                          ("bias", False, True)])
+def test_small_model_training_is_bit_exact(tmp_path, scheme, per_channel, softmax):
+    check_training(small_model(per_channel, softmax), tmp_path, scheme, lr=0.05, rows=8)
+
+
+def test_a_bad_label_changes_nothing(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(small_model(True, True))
+    compiled = api.compile(path, train="head")
+    x, _ = samples(compiled, 2, 0)
+    run = build_training_host(compiled).run(x[:2], np.array([5, -1]))
+    assert run.status.tolist() == [-1, -1]
+    assert (run.state["bias"] == compiled.training.head.bias).all()
+    assert (run.state["filter"] == compiled.training.head.filter).all()
+
+
+def test_exp_and_log_are_close_to_libm():
+    """Float against float (a tolerance): relative 2e-7 for exp on [-87, 0] (0 below), 1e-6
+    absolute for log on [1, 40]."""
+    xs = np.linspace(-87, 0, 2001).astype(np.float32)
+    got = np.array([train_exp(v) for v in xs], np.float64)
+    want = np.exp(xs.astype(np.float64))
+    assert np.max(np.abs(got - want) / want) < 2e-7
+    assert train_exp(np.float32(-87.5)) == 0
+    ys = np.linspace(1, 40, 2001).astype(np.float32)
+    got = np.array([train_log(v) for v in ys], np.float64)
+    assert np.max(np.abs(got - np.log(ys.astype(np.float64)))) < 1e-6
+
+
+def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
+    model = mlperf_model("kws_ref_model.tflite")
+    plans = {}
+    for scheme in ("head", "bias"):
+        r = subprocess.run([sys.executable, "-m", "mcunet", "plan", str(model), "--train", scheme,
+                            "--json", "--no-png"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        plans[scheme] = json.loads(r.stdout)
+    inference = api.compile(model, patch="none")
+    for scheme, plan in plans.items():
+        t = plan["training"]
+        assert t["scheme"] == scheme
+        assert plan["peak_sram_bytes"] == t["training_peak_sram_bytes"] == \
+            plan["arena_bytes"] + t["static_bytes"]
+        assert plan["arena_bytes"] >= inference.plan.arena_bytes
+        # The static RAM counted is what the compiled object holds besides the arena.
+        compiled = api.compile(model, train=scheme)
+        out = tmp_path / scheme
+        compiled.write(out)
+        obj = out / "m.o"
+        subprocess.run(["cc", "-std=c99", "-O2", "-c", str(out / "mcunet_model.c"), "-I", str(out),
+                        "-o", str(obj)], check=True)
+        symbols = subprocess.run(["nm", "-S", str(obj)], capture_output=True, text=True).stdout
+        static = sum(int(size, 16) for _, size, kind, name in
+                     (line.split() for line in symbols.splitlines() if len(line.split()) == 4)
+                     if kind in "bBdD" and name != "arena")
+        assert static == t["static_bytes"]
+    assert plans["head"]["training"]["parameters"] == 12 * 65
+    assert plans["bias"]["training"]["static_bytes"] < plans["head"]["training"]["static_bytes"]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("everything", "is not a training scheme"), ("last:2", "last N layers is not supported yet"),
+    ("scheme.json", "sparse update schemes"),
+])
+def test_unsupported_schemes_are_one_line_errors(capsys, spec, words):
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", str(mlperf_model("kws_ref_model.tflite")), "--train", spec, "--no-png"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --train") and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_without_a_fully_connected_head_is_refused(tmp_path, capsys):
+    m = ModelBuilder()
+    x = m.input((1, 8), "int8", scale=0.1, zero_point=0)
+    y = m.tensor((1, 8), "int8", scale=1 / 256, zero_point=-128)
+    m.op("SOFTMAX", [x], [y])
+    m.output(y)
+    path = tmp_path / "nofc.tflite"
+    path.write_bytes(m.build())
+    with pytest.raises(SystemExit) as exc:
+        main(["compile", str(path), "--train", "head", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "FULLY_CONNECTED" in err and err.startswith("error:") and "Traceback" not in err
+
+
+def test_compile_train_stays_off_tensorflow(tmp_path):
+    code = ("import sys; from mcunet.cli import main\n"
+            "main(['compile', sys.argv[1], '--train', 'head', '--out', sys.argv[2]])\n")
+    code = ("import sys; from mcunet.cli import main\n"
+            "try:\n    main(['compile', sys.argv[1], '--train', 'head', '--out', sys.argv[2]])\n"
+            "except SystemExit: pass\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'ray')]\n"
+            "print('heavy:', bad)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(mlperf_model("kws_ref_model.tflite")),
+                        str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "heavy: []" in r.stdout and (tmp_path / "o" / "mcunet_model.h").is_file()
+    header = (tmp_path / "o" / "mcunet_model.h").read_text()
+    assert "int mcunet_train_step(const int8_t *input, int label);" in header
+    assert "-ffp-contract=off" in (tmp_path / "o" / "CMakeLists.txt").read_text()
+
+
+def test_gradients_match_tensorflow_autodiff(tmp_path):
+    """Float against float: the reference's dL/dW, dL/db (of the real-valued parameters, at the
+    int8 forward's logits) against TensorFlow's autodiff of softmax cross-entropy on
+    z = Wx + b with the same logits (straight through); within 2e-6 of the largest gradient.
+    One step's update in quantised units, scaled back, is -lr times TensorFlow's gradient
+    (QAS): within 1e-5 relative."""
+    tf = pytest.importorskip("tensorflow")
+    model = mlperf_model("kws_ref_model.tflite")
+    compiled = api.compile(model, train="head")
+    t = compiled.training
+    h = t.head
+    x, labels = samples(compiled, 4, 7)
+    xs = head_inputs(str(model), t, x[:4])
+    for xi, label in zip(xs, labels[:4]):
+        ref = TrainReference(t, momentum=0.0)
+        gw, gb = ref.real_gradients(xi, int(label))
+        zq = ref.logits(xi).astype(np.float32) - h.y_zp
+        scale = h.w_scales.astype(np.float64)[:, None]
+        W = tf.Variable((h.filter.astype(np.float64) * scale).astype(np.float32))
+        b = tf.Variable((h.bias * h.x_scale * h.w_scales.astype(np.float64)).astype(np.float32))
+        xr = tf.constant(((xi.astype(np.float32) - h.x_zp) * np.float32(h.x_scale))[:, None])
+        with tf.GradientTape() as tape:
+            lin = tf.reshape(tf.matmul(W, xr), [-1]) + b
+            z = tf.stop_gradient(tf.constant(zq * np.float32(h.y_scale)) - lin) + lin
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.constant([int(label)]), logits=z[None])[0]
+        tw, tb = (g.numpy() for g in tape.gradient(loss, [W, b]))
+        loss_ref, _ = ref.step(xi, int(label))
+        assert abs(float(loss_ref) - float(loss.numpy())) <= 1e-5 * max(1.0, float(loss.numpy()))
+        assert np.max(np.abs(gw - tw)) <= 2e-6 * np.max(np.abs(tw))
+        assert np.max(np.abs(gb - tb)) <= 2e-6 * np.max(np.abs(tb))
+        moved = ref.filter_delta.astype(np.float64) * scale
+        np.testing.assert_allclose(moved, -t.lr * tw, rtol=1e-5, atol=1e-5 * np.max(np.abs(t.lr * tw)))
+        moved_b = ref.bias_delta * h.x_scale * h.w_scales.astype(np.float64)
+        np.testing.assert_allclose(moved_b, -t.lr * tb, rtol=1e-5, atol=1e-5 * np.max(np.abs(t.lr * tb)))
+
+
+def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tmp_path):
+    """--name and --external-arena rename and move nothing that training reads; ASan/UBSan
+    find nothing; the steps equal the reference's."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(small_model(False, True, seed=3))
+    compiled = api.compile(path, train="head", name="kws", external_arena=True)
+    header = compiled.library().files["kws_model.h"]
+    assert "int kws_train_step(const int8_t *input, int label);" in header
+    x, labels = samples(compiled, 5, 2)
+    run = build_training_host(compiled, sanitize=True).run(x[:20], labels[:20], lr=0.05)
+    ref = TrainReference(compiled.training, lr=0.05)
+    xs = head_inputs(str(path), compiled.training, x[:20])
+    losses = [ref.step(xi, int(li))[0] for xi, li in zip(xs, labels[:20])]
+    assert run.losses.tobytes() == np.array(losses, np.float32).tobytes()
+    assert run.state["filter"].tobytes() == ref.filter.tobytes()
+    assert run.state["filter_delta"].tobytes() == ref.filter_delta.tobytes()
