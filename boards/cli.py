@@ -11,7 +11,7 @@ import numpy as np
 from mcunet import api
 from mcunet.check import check_against_reference
 from mcunet.errors import McunetError
-from mcunet.host import load_inputs
+from mcunet.host import load_inputs, quantize_with
 from mcunet.outdir import check_dir, check_file, make_dir
 from mcunet.options import (arithmetic_option, library_kwargs, library_options, patch_options,
                             tune_first, tune_option)
@@ -320,4 +320,187 @@ def deploy_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, r
          json_path, check, timeout, profile, tune, out_dir=out_dir)
 
 
-COMMANDS = [boards_cmd, build_cmd, run_cmd, deploy_cmd]
+# ---------------------------------------------------------------------------------------------
+# mcunet train-on-device
+
+
+def _parse_classes(spec: str | None) -> list[int] | None:
+    if not spec:
+        return None
+    found: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.partition("-")
+            found += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise McunetError(f"--classes {spec!r}: give class numbers like 5-9 or 0,2,4") from None
+    if not found or len(set(found)) != len(found) or min(found) < 0:
+        raise McunetError(f"--classes {spec!r}: give distinct class numbers like 5-9 or 0,2,4")
+    return found
+
+
+def load_training_data(spec: str, classes: list[int] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test) of fashion-mnist (Debian's dataset-fashion-mnist) or
+    an .npz holding x_train, y_train, x_test, y_test (or x, y: the last fifth is held out).
+    With classes, only their rows, relabelled 0.. in the order given."""
+    if spec.lower().replace("_", "-") in ("fashion-mnist", "fashion", "fmnist"):
+        from mcunet.search.data import load_fashion_mnist
+
+        train, test = load_fashion_mnist()
+        arrays = (train.x, train.y, test.x, test.y)
+    else:
+        path = Path(spec)
+        if path.suffix != ".npz" or not path.is_file():
+            raise McunetError(f"--dataset {spec}: no such .npz file; give fashion-mnist or an "
+                              ".npz holding x_train, y_train, x_test, y_test (or x, y)")
+        try:
+            with np.load(path) as data:
+                keys = set(data.files)
+                if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+                    arrays = tuple(data[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+                elif {"x", "y"} <= keys:
+                    x, y = data["x"], data["y"]
+                    cut = len(x) - max(1, len(x) // 5)
+                    arrays = (x[:cut], y[:cut], x[cut:], y[cut:])
+                else:
+                    raise McunetError(f"{spec} holds {', '.join(sorted(keys))}; give x_train, "
+                                      "y_train, x_test, y_test (or x, y)")
+        except (OSError, ValueError) as exc:
+            raise McunetError(f"cannot read {spec}: {exc}") from None
+    x_train, y_train, x_test, y_test = arrays
+    y_train, y_test = y_train.astype(np.int64).reshape(-1), y_test.astype(np.int64).reshape(-1)
+    if classes is not None:
+        relabel = {c: k for k, c in enumerate(classes)}
+
+        def pick(x, y):
+            keep = np.isin(y, classes)
+            return x[keep], np.array([relabel[int(v)] for v in y[keep]], np.int64)
+
+        x_train, y_train = pick(x_train, y_train)
+        x_test, y_test = pick(x_test, y_test)
+        if not len(x_train):
+            raise McunetError(f"--dataset {spec} has no training rows of classes {classes}")
+    return x_train, y_train, x_test, y_test
+
+
+def _as_input(x: np.ndarray, compiled) -> np.ndarray:
+    """Rows as the model's int8 input: int8 as they are, uint8 images as x/255 and floats as
+    real values, quantised with the input's scale and zero point."""
+    t = compiled.graph.t(compiled.graph.inputs[0])
+    if x.dtype == np.int8:
+        q = x
+    elif t.quant is None:
+        raise McunetError("the model's input has no quantisation parameters")
+    else:
+        real = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+        q = quantize_with(real, float(t.quant.s), int(t.quant.zp), "int8")
+    if int(np.prod(q.shape[1:])) != t.size:
+        raise McunetError(f"the dataset's rows have shape {q.shape[1:]}; the model's input is "
+                          f"{tuple(t.shape[1:])}")
+    return q.reshape((len(q),) + tuple(t.shape[1:]))
+
+
+@click.command(name="train-on-device")
+@click.argument("model", type=click.Path())
+@click.option("--train", "scheme", required=True, metavar="SPEC",
+              help="what is trained: head (the last fully connected layer's weights and bias) "
+                   "or bias (its bias); docs/training.md")
+@click.option("--board", required=True, help="an emulated board (QEMU), e.g. mps2-an386")
+@click.option("--dataset", required=True,
+              help="fashion-mnist, or an .npz of x_train, y_train, x_test, y_test (or x, y)")
+@click.option("--classes", default=None,
+              help="train on these classes only, relabelled 0.. in order (e.g. 5-9)")
+@click.option("--samples", default=500, show_default=True, type=click.IntRange(min=1),
+              help="labelled training samples taken from the dataset (at random)")
+@click.option("--steps", default=None, type=click.IntRange(min=0),
+              help="training steps (cycling over the samples); default one epoch")
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="passes over the samples, reshuffled each time (instead of --steps)")
+@click.option("--eval", "eval_rows", default=200, show_default=True,
+              type=click.IntRange(min=0), help="held-out rows evaluated before and after")
+@click.option("--lr", default=None, type=float, help="learning rate (default 0.01)")
+@click.option("--momentum", default=None, type=float, help="momentum (default 0.9)")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="compare every loss, logit and parameter byte with the NumPy reference "
+                   "(mcunet.training.TrainReference); exit 1 if any differs")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="write the measurements as JSON")
+@click.option("--timeout", default=1800.0, show_default=True,
+              help="seconds to wait for QEMU")
+def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, epochs,
+                        eval_rows, lr, momentum, seed, check, json_path, timeout):
+    """Train MODEL on an emulated board: the firmware gets labelled samples over semihosting,
+    runs NAME_train_step on each, and reports accuracy before and after on held-out rows,
+    instructions per step and the RAM it used beside the plan."""
+    from .ondevice import check_emulated, check_trainable, reference_mismatches, train_on_board
+
+    b = get_board(board)
+    check_emulated(b)
+    if steps is not None and epochs is not None:
+        raise McunetError("give --steps or --epochs, not both")
+    if json_path:
+        check_file(json_path, "--json")
+    picked = _parse_classes(classes)
+    x_train, y_train, x_test, y_test = load_training_data(dataset, picked)
+    compiled = api.compile(model, board=b.name, train=scheme)
+    check_trainable(compiled, b)
+    rng = np.random.default_rng(seed)
+    take = rng.permutation(len(x_train))[:samples]
+    x_train, y_train = _as_input(x_train[take], compiled), y_train[take]
+    held = rng.permutation(len(x_test))[:eval_rows]
+    x_test, y_test = _as_input(x_test[held], compiled), y_test[held]
+    n = len(x_train)
+    if epochs is not None:
+        order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
+    else:
+        total = n if steps is None else steps
+        order = np.tile(np.arange(n), -(-total // n))[:total]
+    tx, ty = x_train[order], y_train[order]
+    start = time.perf_counter()
+    with progress(f"building and training {plural(len(tx), 'step')} on {b.name}"):
+        result = train_on_board(compiled, b, tx, ty, x_test, lr=lr, momentum=momentum,
+                                timeout=timeout, source=str(Path(model).resolve()))
+    seconds = time.perf_counter() - start
+    before, after = result.accuracy(y_test)
+    ins = np.array(result.step_instructions or [0])
+    r = result.ram
+    click.echo(f"trained --train {scheme} on {b.name}: {plural(len(tx), 'step')} over "
+               f"{plural(n, 'sample')} in {seconds:.1f} s (including the build; compiled with "
+               f"{' '.join(result.flags)})")
+    if before is not None:
+        click.echo(f"accuracy on {plural(len(y_test), 'held-out row')}: before {before:.1%}, "
+                   f"after {after:.1%}")
+    if len(tx):
+        k = max(1, min(50, len(tx) // 4))
+        click.echo(f"loss: mean {result.run.losses[:k].mean():.4f} over the first "
+                   f"{plural(k, 'step')}, {result.run.losses[-k:].mean():.4f} over the last")
+        click.echo(f"instructions per training step: {ins.mean():,.0f} (min {ins.min():,}, "
+                   f"max {ins.max():,})" + (f"; per invoke {np.mean(result.invoke_instructions):,.0f}"
+                                           if result.invoke_instructions else ""))
+    click.echo(f"RAM measured: library {r['library_measured_bytes']:,} B (static "
+               f"{r['library_static_bytes']:,}: arena {r['arena_bytes']:,} + training state "
+               f"{r['library_static_bytes'] - r['arena_bytes']:,}; stack "
+               f"{max(r['step_stack_bytes'], r['invoke_stack_bytes']):,}) vs planned "
+               f"{r['planned_bytes']:,} B (plan --train --board {b.name}); firmware total "
+               f"{r['measured_bytes']:,} B with the harness's {r['harness_static_bytes']:,} static "
+               f"and {r['harness_stack_bytes']:,} stack")
+    report = {"model": str(model), "dataset": dataset, "classes": picked, "samples": n,
+              "accuracy_before": before, "accuracy_after": after, "seconds": round(seconds, 1),
+              **result.to_json()}
+    exact = None
+    if check:
+        bad = reference_mismatches(str(model), compiled, result, tx, ty, x_test, lr=lr,
+                                   momentum=momentum)
+        exact = not bad
+        click.echo("bit-exact with the NumPy reference (every loss, logit and parameter byte): "
+                   + ("yes" if exact else "NO: " + ", ".join(bad)))
+        report["bit_exact"] = exact
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
+    if exact is False:
+        raise SystemExit(1)
+
+
+COMMANDS = [boards_cmd, build_cmd, run_cmd, deploy_cmd, train_on_device_cmd]

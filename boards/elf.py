@@ -122,3 +122,22 @@ def _defines(layout: str, obj: str) -> set[str]:
                          layout):
         names.update(line.split()[-1] for line in m.group(1).splitlines())
     return names
+
+
+def library_ram_bytes(map_path: Path, library: str) -> int | None:
+    """The static RAM a library (lib/NAME_model) occupies in the linked image: the .data and
+    .bss input sections of its object files (its arena, and a --train build's state). None
+    without a link map."""
+    try:
+        text = map_path.read_text(errors="replace")
+    except OSError:
+        return None
+    ours = re.compile(rf"/(?:lib{re.escape(library)}\.a\(|{re.escape(library)}/)")
+    return sum(int(size, 16) for section, _, size, obj in _MAP_RAM_SECTION.findall(map_layout(text))
+               if section.startswith((".data", ".bss", "COMMON")) and ours.search(obj))
+
+
+# As _MAP_SECTION, but the object must be on the address's line: a "*fill*" line (no object)
+# does not take the next section's name for its object.
+_MAP_RAM_SECTION = re.compile(r"^ (\S+)[ \t]*\n?[ \t]+0x([0-9a-f]+)[ \t]+0x([0-9a-f]+)[ \t]+(\S[^\n]*)$",
+                              re.M)

@@ -52,6 +52,10 @@ PROJECT_PACKAGES = "packages"
 # mcunet's there: warnings are errors). Real boards compile the vendor's framework too, whose
 # warnings are not ours to fail on.
 EMULATED_FLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
+# A --train build's float32 step is bit-exact with mcunet.training.TrainReference only without
+# fused multiply-adds (the M4F's vfma/vmla): the platform compiles with -std=c99, which implies
+# it in gcc, and this says so whatever the C mode.
+TRAIN_FLAGS = ["-ffp-contract=off"]
 
 
 def kernel_stack_bytes(model, board: Board) -> int:
@@ -240,6 +244,8 @@ def project_files(model, board: Board, rows: list[list[np.ndarray]], paint_bytes
         platform = f"symlink://{PROJECT_PLATFORM}"
         files[f"boards/{board.pio_board}.json"] = json.dumps(_board_manifest(board), indent=2) + "\n"
         build_flags = EMULATED_FLAGS + ([f"-D{lib.options.macro}_TRACE"] if profile else [])
+        if model.training is not None:
+            build_flags = build_flags + TRAIN_FLAGS
     else:
         platform = f"{board.pio_platform}@{board.pio_platform_version}"
         files["src/port_arduino.cpp"] = (PORT_DIR / "port_arduino.cpp").read_text()

@@ -46,15 +46,20 @@ class QemuRun:
     returncode: int
 
 
-def run_qemu(elf: Path, machine: str, mark_address: int | None, timeout: float) -> QemuRun:
+def run_qemu(elf: Path, machine: str, mark_address: int | None, timeout: float,
+             cwd: Path | None = None) -> QemuRun:
+    """Run the ELF; `cwd`: QEMU's working directory, where the firmware's semihosting file
+    calls open their relative names (on-device training's samples and results)."""
     qemu = require("qemu-system-arm")
     plugin = f"{plugin_path()}" + (f",mark={mark_address:#x}" if mark_address is not None else "")
     cmd = [qemu, "-M", machine, "-display", "none", "-serial", "none", "-monitor", "none",
            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
            "-plugin", plugin, "-d", "plugin"]
+    if cwd is not None:
+        cmd[cmd.index(str(elf))] = str(Path(elf).resolve())
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise McunetError(f"the firmware on emulated {machine} did not finish in {timeout:g} s "
                           "(it may be stuck; pass a longer --timeout if the model is large)") \

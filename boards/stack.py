@@ -58,7 +58,7 @@ _STR_PRE = re.compile(r"\sstr[bhd]?(?:\.w)?\s+[^\[]*\[sp,\s*#-(\d+)\]!")
 _ENDS = re.compile(r"\s(?:bx\s+lr|pop(?:\.w)?\s*\{[^}]*pc\}|ldmia(?:\.w)?\s+sp!,\s*\{[^}]*pc\}"
                    r"|ldr(?:\.w)?\s+pc,|b(?:\.w|\.n)?\s+[0-9a-f]+\s+<)")
 # Bump when the way frames are read changes, so cached results are recomputed.
-STACK_MODEL = 3
+STACK_MODEL = 4  # 4: a training build's NAME_train_step is an entry too
 
 
 def _reg_count(regs: str) -> int:
@@ -200,9 +200,13 @@ def arm_footprint(files: dict[str, str], core: ArmCore) -> Footprint:
                    if not is_weights(rel))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    entry = f"{library_name(files)}_invoke"
+    name = library_name(files)
+    entry = f"{name}_invoke"
     if entry not in frames:
         raise McunetError(f"no stack usage for {entry} in gcc's call graph")
+    # A --train build's NAME_train_step runs the forward (NAME_invoke) below its own frame:
+    # the library's deepest stack is the deeper of the two entries.
+    entries = [entry] + [e for e in (f"{name}_train_step",) if e in frames]
     external = {c for cs in edges.values() for c in cs if c not in frames}
     if external:
         lib_frames, lib_edges, helpers = _external_frames(external, core)
@@ -211,7 +215,8 @@ def arm_footprint(files: dict[str, str], core: ArmCore) -> Footprint:
             frames.setdefault(name, size)
         for name, calls in lib_edges.items():
             edges.setdefault(name, set()).update(calls)
-    result = Footprint(stack_bytes=_deepest(entry, frames, edges), code_bytes=code,
+    result = Footprint(stack_bytes=max(_deepest(e, frames, edges) for e in entries),
+                       code_bytes=code,
                        source=gcc_version(gcc))
     write_atomic(cached, json.dumps(result.__dict__))
     return result

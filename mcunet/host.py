@@ -250,11 +250,8 @@ class TrainingHost:
             lr: float | None = None, momentum: float | None = None) -> TrainingRun:
         """Train on every (input row, label), in order, then invoke on each evaluate row."""
         t = self.model.training
-        g = self.model.graph
-        u, d = t.head.units, t.head.depth
         lr = t.lr if lr is None else lr
         momentum = t.momentum if momentum is None else momentum
-        out_t = g.t(g.outputs[0])
         evaluate = inputs[:0] if evaluate is None else evaluate
         with tempfile.TemporaryDirectory(prefix="mcunet-train-") as tmp:
             tmp = Path(tmp)
@@ -271,27 +268,51 @@ class TrainingHost:
                 raise McunetError(f"the training build failed on the host (exit "
                                   f"{proc.returncode}):\n{proc.stderr.strip()[-4000:]}")
             raw = (tmp / "out.bin").read_bytes()
-        n = len(inputs)
-        per = np.dtype([("status", "<i4"), ("loss", "<f4"), ("logits", "i1", (u,))])
-        steps = np.frombuffer(raw, per, count=n)
-        pos = n * per.itemsize
-        state = {}
-        layout = [("bias", "<i4", u), ("bias_delta", "<f4", u), ("bias_velocity", "<f4", u)]
-        if t.updates_filter:
-            layout += [("filter", "i1", u * d), ("filter_delta", "<f4", u * d),
-                       ("filter_velocity", "<f4", u * d)]
-        for name, dtype, count in layout:
-            state[name] = np.frombuffer(raw, dtype, count=count, offset=pos).copy()
-            pos += np.dtype(dtype).itemsize * count
-        for name in ("filter", "filter_delta", "filter_velocity"):
-            if name in state:
-                state[name] = state[name].reshape(u, d)
-        ev = np.dtype([("out", NP_TYPES[out_t.dtype], (out_t.size,)), ("logits", "i1", (u,))])
-        rows = np.frombuffer(raw, ev, count=len(evaluate), offset=pos)
-        assert pos + ev.itemsize * len(evaluate) == len(raw), "the harness wrote what it says"
-        return TrainingRun(status=steps["status"].copy(), losses=steps["loss"].copy(),
-                           logits=steps["logits"].copy(), state=state,
-                           outputs=rows["out"].copy(), eval_logits=rows["logits"].copy())
+        run, end = read_training_run(self.model, raw, 0, len(inputs), len(evaluate))
+        assert end == len(raw), "the harness wrote what it says"
+        return run
+
+
+def read_training_run(model: CompiledModel, raw: bytes, pos: int, steps: int,
+                      rows: int) -> tuple[TrainingRun, int]:
+    """A training harness's results from `raw` at `pos` (the host's and the firmware's write
+    the same records): per step int32 status, float32 loss and the int8 logits; the state;
+    per evaluation row the output and the logits. Returns the run and the position after."""
+    t = model.training
+    g = model.graph
+    u, d = t.head.units, t.head.depth
+    per = np.dtype([("status", "<i4"), ("loss", "<f4"), ("logits", "i1", (u,))])
+    if len(raw) < pos + steps * per.itemsize:
+        raise McunetError(f"the training results are short ({len(raw)} bytes)")
+    rec = np.frombuffer(raw, per, count=steps, offset=pos)
+    pos += steps * per.itemsize
+    state = {}
+    layout = [("bias", "<i4", u), ("bias_delta", "<f4", u), ("bias_velocity", "<f4", u)]
+    if t.updates_filter:
+        layout += [("filter", "i1", u * d), ("filter_delta", "<f4", u * d),
+                   ("filter_velocity", "<f4", u * d)]
+    for name, dtype, count in layout:
+        state[name] = np.frombuffer(raw, dtype, count=count, offset=pos).copy()
+        pos += np.dtype(dtype).itemsize * count
+    for name in ("filter", "filter_delta", "filter_velocity"):
+        if name in state:
+            state[name] = state[name].reshape(u, d)
+    outputs, logits, pos = read_eval_rows(model, raw, pos, rows)
+    return TrainingRun(status=rec["status"].copy(), losses=rec["loss"].copy(),
+                       logits=rec["logits"].copy(), state=state, outputs=outputs,
+                       eval_logits=logits), pos
+
+
+def read_eval_rows(model: CompiledModel, raw: bytes, pos: int,
+                   rows: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """`rows` records of (the model's output, the head's int8 logits) from `raw` at `pos`."""
+    out_t = model.graph.t(model.graph.outputs[0])
+    ev = np.dtype([("out", NP_TYPES[out_t.dtype], (out_t.size,)),
+                   ("logits", "i1", (model.training.head.units,))])
+    if len(raw) < pos + rows * ev.itemsize:
+        raise McunetError(f"the training results are short ({len(raw)} bytes)")
+    rec = np.frombuffer(raw, ev, count=rows, offset=pos)
+    return rec["out"].copy(), rec["logits"].copy(), pos + rows * ev.itemsize
 
 
 def build_training_host(model: CompiledModel, sanitize: bool = False) -> TrainingHost:

@@ -14,8 +14,20 @@ void port_init(void);
 void port_write(const char *text);
 uint32_t port_cycles(void);
 void port_done(int status);
+/* Host files over semihosting (the on-device training harness reads its samples and writes
+ * its results with these; QEMU opens the names relative to its working directory). */
+int32_t port_file_open(const char *name, uint32_t mode);
+uint32_t port_file_read(int32_t handle, void *buf, uint32_t bytes);
+uint32_t port_file_write(int32_t handle, const void *buf, uint32_t bytes);
+int32_t port_file_seek(int32_t handle, uint32_t position);
+void port_file_close(int32_t handle);
 
+#define SYS_OPEN 0x01
+#define SYS_CLOSE 0x02
 #define SYS_WRITE0 0x04
+#define SYS_WRITE 0x05
+#define SYS_READ 0x06
+#define SYS_SEEK 0x0A
 #define SYS_EXIT 0x18
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026
 #define ADP_STOPPED_RUN_TIME_ERROR 0x20023
@@ -35,6 +47,40 @@ void port_init(void)
 void port_write(const char *text)
 {
     semihost(SYS_WRITE0, text);
+}
+
+/* mode: the semihosting open mode (1 "rb", 5 "wb"). Returns the handle, or -1. */
+int32_t port_file_open(const char *name, uint32_t mode)
+{
+    const uint32_t args[3] = {(uint32_t)(uintptr_t)name, mode, (uint32_t)strlen(name)};
+    return (int32_t)semihost(SYS_OPEN, args);
+}
+
+/* Returns the bytes NOT read (0: all of them), as semihosting does. */
+uint32_t port_file_read(int32_t handle, void *buf, uint32_t bytes)
+{
+    const uint32_t args[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)buf, bytes};
+    return semihost(SYS_READ, args);
+}
+
+/* Returns the bytes NOT written (0: all of them). */
+uint32_t port_file_write(int32_t handle, const void *buf, uint32_t bytes)
+{
+    const uint32_t args[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)buf, bytes};
+    return semihost(SYS_WRITE, args);
+}
+
+/* To an absolute position; 0 on success. */
+int32_t port_file_seek(int32_t handle, uint32_t position)
+{
+    const uint32_t args[2] = {(uint32_t)handle, position};
+    return (int32_t)semihost(SYS_SEEK, args);
+}
+
+void port_file_close(int32_t handle)
+{
+    const uint32_t args[1] = {(uint32_t)handle};
+    semihost(SYS_CLOSE, args);
 }
 
 uint32_t port_cycles(void)
