@@ -28,6 +28,8 @@ from mcunet.step import ARM_DSP, InPlace, Elementwise, Kernel, PORTABLE, RasterO
 
 CONV_SMALL_K = 256  # windows up to this many values are computed three or four pixels at a time
 CONV_UNROLLED_GROUPS = 16  # dot products of up to this many groups of four are written out
+CONV_INNER_K = 12  # padded windows up to this many values run one output channel at a time
+CONV_INNER_BLOCKS = (8, 7, 6, 5, 4)  # the pixel blocks the one-channel path chooses from
 
 
 def conv_window_values(layer: ConvLayer) -> int:
@@ -59,6 +61,28 @@ def conv_dsp_unrolled(layer: ConvLayer) -> bool:
     return conv_padded_window(layer) <= 4 * CONV_UNROLLED_GROUPS
 
 
+def conv_dsp_inner(layer: ConvLayer) -> bool:
+    """The DSP conv one output channel at a time over its block of pixels (small windows:
+    the channel's widened weights stay in registers, each pixel's window is read once per
+    channel), rather than channel pairs with the block's pixels interleaved."""
+    return conv_padded_window(layer) <= CONV_INNER_K
+
+
+def inner_pixels_per_block(npix: int, groups: int) -> int:
+    """The one-channel path's block: per channel and block about 3 groups + 6 instructions
+    (its weights widened, its constants), per pixel 2 groups + 4 (the dot product and the
+    requantisation); a partial last block costs as much as a whole one."""
+    return min(CONV_INNER_BLOCKS,
+               key=lambda b: (-(-npix // b) * (b * (2 * groups + 4) + 3 * groups + 6), -b))
+
+
+def conv_doubling_pays(layer: ConvLayer) -> bool:
+    """Whether the DSP conv accumulates twice the sum where it may (dsp_common.j2): its
+    requantisation then saves about 2 instructions an output, and doubling the window costs
+    one SADD16 per 2 values a pixel, so it pays where the window is below 4 outputs a pixel."""
+    return conv_padded_window(layer) < 4 * layer.window.oc
+
+
 def conv_dsp_pixels(layer: ConvLayer) -> int:
     """Pixels whose windows share each weight load in the DSP conv: the tuned block, else
     three or four for windows of up to 8 values (two groups, written out), three up to
@@ -67,6 +91,9 @@ def conv_dsp_pixels(layer: ConvLayer) -> int:
     tuned = layer.tuned("P")
     if tuned is not None:
         return tuned
+    if conv_dsp_inner(layer):
+        return inner_pixels_per_block(layer.window.oh * layer.window.ow,
+                                      conv_padded_window(layer) // 4)
     if conv_padded_window(layer) <= 8:
         return pixels_per_block(layer.window.oh * layer.window.ow)
     if conv_window_values(layer) <= CONV_SMALL_K:
@@ -232,7 +259,9 @@ CONV2D_S8_DSP = _k("conv2d_s8_dsp", CONV, isa=ARM_DSP,
                    scratch=Scratch("col", "int16_t", conv_dsp_col_bytes),
                    overlap=RasterOrder(block=conv_dsp_pixels),
                    constants=lambda layer: {"P": conv_dsp_pixels(layer),
-                                            "unrolled": conv_dsp_unrolled(layer)},
+                                            "unrolled": conv_dsp_unrolled(layer),
+                                            "inner": conv_dsp_inner(layer),
+                                            "doubling": conv_doubling_pays(layer)},
                    tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
 CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 

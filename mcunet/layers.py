@@ -155,13 +155,16 @@ class FusedAdd:
 class PerChannelRequantized(Windowed):
     """What convolution and depthwise share: the input and output offsets, the activation's
     clamp, and the range of the per-channel shifts (the DSP kernels requantise faster when
-    all lie in [-31, -2])."""
+    all lie in [-31, -2]). acc_bound: a bound on every partial sum of a channel's
+    accumulator, max over channels of |bias| + max |x + input_offset| * sum |w| (the DSP
+    kernels accumulate twice the sum where it is below 2^30; 2^31 where unknown)."""
     input_offset: int
     output_offset: int
     act_min: int
     act_max: int
     shift_min: int
     shift_max: int
+    acc_bound: int = field(default=1 << 31, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,8 @@ CONV_PATHS = [
     (9, 9, 3, 3, 1, 1, "SAME", 14, 5),     # 126 values, channels off the fours: words per row
     (10, 9, 3, 3, 1, 2, "SAME", 7, 3),     # dilated: the taps of a row are not side by side
     (6, 6, 1, 1, 1, 1, "VALID", 300, 3),   # 300 values: P = 2, 4 turns and 11 groups after
+    (37, 1, 1, 1, 1, 1, "VALID", 12, 5),   # one channel at a time, a partial last block
+    (11, 5, 3, 3, 1, 1, "SAME", 1, 6),     # 9 values (12), one channel at a time, padded
 ]
 
 

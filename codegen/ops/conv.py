@@ -6,7 +6,7 @@ import numpy as np
 from mcunet.analysis import op_macs
 from mcunet.graph import Op
 from mcunet.layers import ConvLayer, DepthwiseLayer, FullyConnectedLayer, Window
-from mcunet.quant import activation_range, conv_multipliers, double_parts, near_rescale
+from mcunet.quant import activation_range, conv_multipliers, double_parts, near_rescale, requantize
 from mcunet.shapes import window_padding
 from mcunet.step import Step, TensorArg
 
@@ -14,7 +14,7 @@ from .. import kernels
 from ..lower import LowerContext, lowers, unsupported
 
 
-def _weights(op: Op, ctx: LowerContext, channels: int, pad: int = 0):
+def _weights(op: Op, ctx: LowerContext, channels: int, pad: int = 0, depthwise: bool = False):
     """(filter, bias, multiplier, shift) constant args of a conv or depthwise layer (the
     filter flat, followed by `pad` zero bytes), and the
     range of the shifts as template parameters (the DSP kernels requantise with fewer
@@ -36,10 +36,56 @@ def _weights(op: Op, ctx: LowerContext, channels: int, pad: int = 0):
     # shift -2 so it does not keep the layer off the DSP kernels' fast requantisation.
     shift = np.where(mult == 0, -2, shift).astype(np.int32)
     filt = np.concatenate([w.data.astype(np.int8).reshape(-1), np.zeros(pad, np.int8)])
+    wabs = np.abs(w.data.astype(np.int64))
+    wsum = wabs.reshape(-1, channels).sum(axis=0) if depthwise \
+        else wabs.reshape(channels, -1).sum(axis=1)
+    xmax = 128 + abs(int(x.quant.zp))
+    act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
+    bias, mult, shift = _constant_channels(bias, mult, shift, xmax * wsum, int(out.quant.zp),
+                                           act_min, act_max)
+    # Every partial sum of channel c's accumulator, bias + some taps' (x + offset) w, or
+    # bias + offset sum w + some taps' x w where a kernel folds the offset into the bias, is
+    # at most |bias| + (128 + |offset|) sum |w| in magnitude (the filter's last axis is the
+    # channel for a depthwise filter, its first for a conv's).
+    acc_bound = int(np.max(np.abs(bias.astype(np.int64)) + xmax * wsum))
     return [ctx.const("filter", filt, "filter"),
             ctx.const("bias", bias, "bias"), ctx.const("multiplier", mult, "multiplier"),
             ctx.const("shift", shift, "shift")], \
-        {"shift_min": int(np.min(shift)), "shift_max": int(np.max(shift))}
+        {"shift_min": int(np.min(shift)), "shift_max": int(np.max(shift)),
+         "acc_bound": acc_bound}
+
+
+def _constant_channels(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                       spread: np.ndarray, out_zp: int, act_min: int, act_max: int):
+    """Channels whose output is one value whatever the input (a bias of about 2^30, as a
+    pruned channel of a quantisation-aware trained model carries) given smaller constants
+    that compute the same value: every accumulator of channel c lies within spread[c] of its
+    bias and requantisation is monotonic, so where both ends of that range give the same
+    clamped output v, so does every accumulator between. The new constants put the range in
+    the middle of v's rounding interval at a scale of 2^-(r+1) with spread < 2^r, checked at
+    both ends again. A large bias keeps a layer off the DSP kernels' doubled accumulator
+    (dsp_common.j2) and a shift below -30 off their fast requantisation; the outputs are
+    bit-for-bit the same for every kernel, since all take these constants."""
+    bias, mult, shift = bias.copy(), mult.copy(), shift.copy()
+
+    def out(acc: int, m: int, sh: int) -> int:
+        return min(max(requantize(acc, m, sh) + out_zp, act_min), act_max)
+
+    for c in range(len(bias)):
+        b, s_ = int(bias[c]), int(spread[c])
+        if (abs(b) + s_ < (1 << 28) and shift[c] >= -30) or abs(b) + s_ >= (1 << 31) \
+                or shift[c] > 0:
+            continue
+        v = out(b - s_, int(mult[c]), int(shift[c]))
+        if out(b + s_, int(mult[c]), int(shift[c])) != v:
+            continue
+        r = max(1, s_.bit_length() + 1)
+        nb = (v - out_zp) << (r + 1)
+        if r > 30 or abs(nb) + s_ >= (1 << 28) or out(nb - s_, 1 << 30, -r) != v \
+                or out(nb + s_, 1 << 30, -r) != v:
+            continue
+        bias[c], mult[c], shift[c] = nb, 1 << 30, -r
+    return bias, mult, shift
 
 
 def _io_params(op: Op, ctx: LowerContext) -> dict:
@@ -97,7 +143,7 @@ def lower_depthwise(op: Op, ctx: LowerContext) -> Step:
     if oc % window.ic:
         raise unsupported(op, f"{oc} output channels is not a multiple of {window.ic} inputs")
     _check_symmetric(op, ctx)
-    consts, shifts = _weights(op, ctx, oc)
+    consts, shifts = _weights(op, ctx, oc, depthwise=True)
     layer = DepthwiseLayer(window, **_io_params(op, ctx), **shifts,
                            depth_multiplier=oc // window.ic)
     return Step(op, kernels.portable(kernels.DEPTHWISE), layer, _io_args(op, consts),
