@@ -53,8 +53,11 @@ def read_elf(path: Path) -> ElfImage:
     return ElfImage(sections, symbols)
 
 
-# Input sections of the link map, "name addr size object" (a long name on its own line).
-_MAP_SECTION = re.compile(r"^ (\S+)\s*\n?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$", re.M)
+# An input section of a link map: " NAME  0xADDRESS  0xSIZE  OBJECT", the name alone on its line
+# when long. The object must be on the address's line: a "*fill*" line (padding, no object)
+# must not take the next section's line for its object (and so hide that section).
+_MAP_SECTION = re.compile(r"^ (\S+)[ \t]*\n?[ \t]+0x([0-9a-f]+)[ \t]+0x([0-9a-f]+)[ \t]+(\S[^\n]*)$",
+                          re.M)
 _OUTPUT_SECTION = re.compile(r"^(\.\S+|COMMON)\b", re.M)
 # Output sections that take no flash: RAM without contents, and what is never loaded.
 _NOT_FLASH = (".bss", "COMMON", ".stack", ".heap", ".noinit", ".debug", ".comment",
@@ -133,11 +136,7 @@ def library_ram_bytes(map_path: Path, library: str) -> int | None:
     except OSError:
         return None
     ours = re.compile(rf"/(?:lib{re.escape(library)}\.a\(|{re.escape(library)}/)")
-    return sum(int(size, 16) for section, _, size, obj in _MAP_RAM_SECTION.findall(map_layout(text))
+    return sum(int(size, 16) for section, _, size, obj in _MAP_SECTION.findall(map_layout(text))
                if section.startswith((".data", ".bss", "COMMON")) and ours.search(obj))
 
 
-# As _MAP_SECTION, but the object must be on the address's line: a "*fill*" line (no object)
-# does not take the next section's name for its object.
-_MAP_RAM_SECTION = re.compile(r"^ (\S+)[ \t]*\n?[ \t]+0x([0-9a-f]+)[ \t]+0x([0-9a-f]+)[ \t]+(\S[^\n]*)$",
-                              re.M)
