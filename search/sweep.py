@@ -64,8 +64,9 @@ def sweep_budgets(boards: list[str | None], srams: list[str | None], flashes: li
     """The budgets of --board (repeated) and --sram/--flash (comma-separated lists): lists of
     one apply to every budget, others must be as long as each other. resolve(board, sram,
     flash) -> (SRAM bytes, flash bytes, clock Hz) as for a single search. Duplicates are an
-    error; each budget is named by what varies across the sweep (sram-8KB, sram-32KB-flash-64KB,
-    nucleo-f411re, ...)."""
+    error; each budget is named by what tells it apart in the sweep: its board where boards
+    differ, its SRAM where SRAMs differ, its flash where those do not suffice (sram-8KB,
+    sram-32KB-flash-64KB, nucleo-f411re, ...)."""
     given = {"--board": boards, "--sram": srams, "--flash": flashes}
     n = max(1, max(len(v) for v in given.values()))
     long = {k: len(v) for k, v in given.items() if len(v) > 1}
@@ -94,7 +95,9 @@ def sweep_budgets(boards: list[str | None], srams: list[str | None], flashes: li
                     f"{size_name(r[2])} flash{', ' + r[0] if r[0] else ''}): give each budget once")
     vary_board = len({r[0] for r in rows}) > 1
     vary_sram = len({r[1] for r in rows}) > 1
-    vary_flash = len({r[2] for r in rows}) > 1
+    # flash only where board and SRAM do not tell the budgets apart
+    vary_flash = len({r[2] for r in rows}) > 1 and \
+        len({(r[0] if vary_board else None, r[1] if vary_sram else None) for r in rows}) < len(rows)
     budgets = []
     for board, sram_b, flash_b, clock in rows:
         parts = ([board] if vary_board else []) + \
@@ -121,7 +124,7 @@ def run_sweep(base: SearchConfig, budgets: list[SweepBudget], resume: bool = Fal
     """Run (or resume) a sweep; returns the summary also written to OUT/sweep.json."""
     engine = None
     if base.ray:
-        _check_resume(base, resume, "a sweep")
+        _check_resume(base, resume)
         from .distributed import RayEngine
         engine = RayEngine(base.ray, base.ray_cpus, base.ray_gpus)
     try:
@@ -139,7 +142,7 @@ def _run_sweep(base: SearchConfig, budgets: list[SweepBudget], resume: bool, pro
     if len({b.name for b in budgets}) != len(budgets):
         raise McunetError("the sweep's budgets need distinct names")
     out = Path(base.out)
-    _check_resume(base, resume, "a search")
+    _check_resume(base, resume)
     if resume and "sweep" not in json.loads((out / "state.json").read_text()):
         raise McunetError(f"{out} holds a single-budget search, not a sweep; resume it with one "
                           "budget, or choose another --out")
@@ -191,17 +194,21 @@ def _run_sweep(base: SearchConfig, budgets: list[SweepBudget], resume: bool, pro
     def save_layers():
         state.data["layers"] = {t: layers_to_dict(d) for t, d in layers.items()}
 
-    stage1 = state.data.setdefault("stage1", {})
-    for b, cfg in zip(budgets, cfgs):
-        if b.name not in stage1:
+    stage1 = dict(state.get("stage1", {}))
+    for b, cfg in zip(budgets, cfgs):  # every budget's before anything is saved: a budget
+        if b.name not in stage1:       # that nothing fits leaves no sweep to --resume
             try:
                 stage1[b.name] = run_stage1(cfg, space, costs[b.name], engine, progress,
                                             label=f"{b.name}: stage 1")
             except McunetError as exc:
                 raise McunetError(f"budget {b.name} ({b.describe()}): {exc}") from None
-            state.data.setdefault("stage1_costs", {})[b.name] = costs[b.name].to_dict(layers=False)
-            save_layers()
-            save_time()
+    if stage1 != state.get("stage1"):
+        state.data["stage1"] = stage1
+        state.data["stage1_costs"] = {b.name: costs[b.name].to_dict(layers=False)
+                                      for b in budgets}
+        save_layers()
+        save_time()
+    for b, cfg in zip(budgets, cfgs):
         s = stage1[b.name]
         log(f"{b.name}: {budget_line(cfg.budget)}; stage 1: width {s['width']:g}, resolution "
             f"{s['resolution']}")

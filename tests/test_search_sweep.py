@@ -11,7 +11,7 @@ from .test_search_pipeline import TINY, _tiny_config
 # Budgets of the tiny space whose stage 1 chooses different widths and resolutions:
 # 3 KB / 14 KB -> width 0.5 at 16x16, 16 KB / 64 KB -> width 1.0 at 20x20.
 SRAM, FLASH = "3KB,16KB", "14KB,64KB"
-NAMES = ["sram-3KB-flash-14KB", "sram-16KB-flash-64KB"]
+NAMES = ["sram-3KB", "sram-16KB"]
 
 
 class Killed(Exception):
@@ -25,6 +25,10 @@ def test_sweep_trains_one_supernet_and_resumes(tmp_path, monkeypatch):
 
     budgets = _budgets((), SRAM, FLASH)
     assert [b.name for b in budgets] == NAMES
+    names = [b.name for b in _budgets((), "8KB,8KB,16KB", "64KB,128KB,128KB")]
+    assert names == ["sram-8KB-flash-64KB", "sram-8KB-flash-128KB", "sram-16KB-flash-128KB"]
+    assert [b.name for b in _budgets(("mps2-an386", "mps2-an500"), "32KB", "128KB")] == \
+        ["mps2-an386", "mps2-an500"]
     trained = []
     real_train = train_mod.train_supernet
 
@@ -105,6 +109,11 @@ def test_sweep_cli_errors(tmp_path):
     err = search("--sram", "1KB,16KB", "--flash", "64KB")
     assert err.startswith("error: budget sram-1KB (1 KB SRAM, 64 KB flash): no sampled network "
                           "fits") and "B of SRAM (budget 1,024, " in err and " B over)" in err
-    assert not (tmp_path / "x" / "supernet-ckpt.index").exists()
-    err = search("--board", "mps2-an386", "--board", "no-such-board")
-    assert "no-such-board" in err
+    # Found after the first budget's stage 1: nothing saved, nothing to --resume.
+    from mcunet.errors import McunetError
+    from mcunet.search.cli import _budgets
+    from mcunet.search.sweep import run_sweep
+    with pytest.raises(McunetError, match=r"^budget sram-1KB \(1 KB SRAM, 64 KB flash\): "):
+        run_sweep(_tiny_config(tmp_path / "y"), _budgets((), "16KB,1KB", "64KB"),
+                  progress=False, log=lambda *a: None)
+    assert not (tmp_path / "y" / "state.json").exists()
