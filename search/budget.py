@@ -100,29 +100,34 @@ class CostCache:
     that does not fit layer by layer but whose flash fits (stages change only SRAM), and at
     most `patch_plans` times per search (a count, not a time, so a search stays
     reproducible). A candidate that fits either way is reported with the plan that fits.
+
+    The layer-by-layer plans depend only on the network and the target core, so the caches of
+    a budget sweep's budgets on one core share them (`layers`, a dict); the patch-based plans
+    are made for one SRAM budget and stay with its cache (`table`).
     """
 
     def __init__(self, space: SearchSpace, patch: str | None = None, patch_plans: int = 15,
-                 target: Target = HOST):
+                 target: Target = HOST, layers: dict | None = None):
         self.space = space
         self.patch = patch or default_patch()
         self.patch_plans = patch_plans
         self.target = target
-        self.table: dict[str, Cost] = {}
+        self.layers: dict[str, Cost] = {} if layers is None else layers  # layer by layer
+        self.table: dict[str, Cost] = {}  # where this budget's patch-based plan is better
         self.patched: set[str] = set()  # keys whose "auto" plan was computed
+
+    def _get(self, key: str) -> Cost | None:
+        return self.table.get(key) or self.layers.get(key)
 
     def __call__(self, arch: Arch, budget: Budget | None = None, patches_left: int | None = None) -> Cost:
         """The cost of arch; with a budget, the patch-based plan too where it may help, while
         fewer than `patch_plans` (or the caller's `patches_left`) have been made."""
         key = self.space.key(arch)
-        cost = self.table.get(key)
+        cost = self._get(key)
         if cost is None:
-            cost = self.table[key] = measure(self.space, arch, "none", self.target)
-        if (budget is not None and self.patch == "auto" and key not in self.patched
-                and not cost.fits(budget) and cost.flash_bytes <= budget.flash_bytes
-                and (budget.max_macs is None or cost.macs <= budget.max_macs)
-                and len(self.patched) < self.patch_plans
-                and (patches_left is None or patches_left > 0)):
+            cost = self.layers[key] = measure(self.space, arch, "none", self.target)
+        if (budget is not None and (patches_left is None or patches_left > 0)
+                and self._wants_stages(key, cost, budget)):
             staged = measure(self.space, arch, "auto", self.target, budget.sram_bytes)
             cost = self.table[key] = min(cost, staged, key=lambda c: c.peak_sram_bytes)
             self.patched.add(key)
@@ -144,28 +149,41 @@ class CostCache:
         todo, keys = [], set()
         for arch in archs:
             key = self.space.key(arch)
-            if key not in self.table and key not in keys:
+            if self._get(key) is None and key not in keys:
                 keys.add(key)
                 todo.append(arch)
         for arch, cost in zip(todo, plan_many([(a, "none", None) for a in todo])):
-            self.table[self.space.key(arch)] = cost
+            self.layers[self.space.key(arch)] = cost
         staged, made = [], 0
         for arch in archs:
             key = self.space.key(arch)
             if (limit is None or made < limit) and key not in {self.space.key(a) for a in staged} \
-                    and self._wants_stages(key, self.table[key], budget) \
+                    and self._wants_stages(key, self._get(key), budget) \
                     and len(self.patched) + len(staged) < self.patch_plans:
                 staged.append(arch)
                 made += 1
         for arch, cost in zip(staged, plan_many([(a, "auto", budget.sram_bytes) for a in staged])):
             key = self.space.key(arch)
-            self.table[key] = min(self.table[key], cost, key=lambda c: c.peak_sram_bytes)
+            self.table[key] = min(self._get(key), cost, key=lambda c: c.peak_sram_bytes)
             self.patched.add(key)
 
-    def to_dict(self) -> dict:
-        return {"patched": sorted(self.patched),
-                "table": {k: v.to_dict() for k, v in self.table.items()}}
+    def to_dict(self, layers: bool = True) -> dict:
+        """For state.json; without `layers` (a sweep stores the shared ones once)."""
+        d = {"patched": sorted(self.patched),
+             "table": {k: v.to_dict() for k, v in self.table.items()}}
+        if layers:
+            d["layers"] = layers_to_dict(self.layers)
+        return d
 
     def load(self, d: dict) -> None:
         self.patched = set(d.get("patched", []))
         self.table.update({k: Cost(**v) for k, v in d.get("table", {}).items()})
+        self.layers.update(layers_from_dict(d.get("layers", {})))
+
+
+def layers_to_dict(layers: dict) -> dict:
+    return {k: v.to_dict() for k, v in layers.items()}
+
+
+def layers_from_dict(d: dict) -> dict:
+    return {k: Cost(**v) for k, v in d.items()}

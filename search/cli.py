@@ -30,6 +30,14 @@ def _budget(board: str | None, sram: str | None, flash: str | None) -> tuple[int
     return budget.sram_bytes, budget.flash_bytes, b.clock_hz if b else None
 
 
+def _budgets(boards, sram: str | None, flash: str | None) -> list:
+    """The budgets of --board (repeatable) and --sram/--flash (comma-separated lists): one
+    SweepBudget, or several for a sweep (search/sweep.py)."""
+    from .sweep import split_list, sweep_budgets
+
+    return sweep_budgets(list(boards or ()), split_list(sram), split_list(flash), _budget)
+
+
 def search_options(fn):
     opts = [
         click.option("--dataset", default=DEFAULT_DATASET, show_default=True,
@@ -76,20 +84,21 @@ def search_options(fn):
     return fn
 
 
-def _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out, supernet_steps,
+def _config(dataset, budgets, latency_ms, time_budget, seed, out, supernet_steps,
             finetune_steps, generations, population, train_subset, max_macs, ray=None,
             ray_cpus=1.0, ray_gpus=0.0, finetune_top=3, ray_replicas=None):
+    """The search's configuration, for the first of `budgets` (a sweep's base)."""
     from .budget import parse_count
     from .pipeline import SearchConfig
 
-    sram_b, flash_b, clock = _budget(board, sram, flash)
     if time_budget <= 0:
         raise McunetError("--time-budget must be positive (seconds)")
-    if latency_ms is not None and not clock:
+    if latency_ms is not None and not all(b.clock_hz for b in budgets):
         raise McunetError("--latency-ms needs --board (its core and clock give the time)")
-    return SearchConfig(dataset=dataset, sram_bytes=sram_b, flash_bytes=flash_b,
-                        out=str(out), latency_ms=latency_ms, clock_hz=clock,
-                        time_budget_s=time_budget, seed=seed, board=board,
+    b = budgets[0]
+    return SearchConfig(dataset=dataset, sram_bytes=b.sram_bytes, flash_bytes=b.flash_bytes,
+                        out=str(out), latency_ms=latency_ms, clock_hz=b.clock_hz,
+                        time_budget_s=time_budget, seed=seed, board=b.board,
                         supernet_steps=supernet_steps, finetune_steps=finetune_steps,
                         generations=generations, population=population,
                         train_subset=train_subset, max_macs=parse_count(max_macs),
@@ -114,32 +123,53 @@ def _summary(meta: dict, out: Path) -> list[str]:
     ]
 
 
+def _sweep_lines(summary: dict, out: Path) -> list[str]:
+    from .sweep import summary_table
+
+    return summary_table(summary) + [
+        f"SRAM and flash as `mcunet plan MODEL --patch auto` plans each winner; models in "
+        f"{out}/NAME/model.tflite; summary: {out / 'sweep.json'}; {summary['seconds']:.0f} s"]
+
+
 @click.command()
-@click.option("--board", default=None, help="take the SRAM/flash budget from this board")
-@click.option("--sram", default=None, help="SRAM budget, e.g. 32KB")
-@click.option("--flash", default=None, help="flash budget, e.g. 128KB")
+@click.option("--board", "board", multiple=True,
+              help="take the SRAM/flash budget from this board (repeat it for a sweep)")
+@click.option("--sram", default=None,
+              help="SRAM budget, e.g. 32KB; a list (8KB,16KB,32KB) sweeps one supernet over them")
+@click.option("--flash", default=None, help="flash budget, e.g. 128KB, or a list as --sram")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="folder for model.tflite, model.json, pareto.png and the checkpoints")
+              help="folder for model.tflite, model.json, pareto.png and the checkpoints "
+                   "(a sweep: one folder per budget in it)")
 @search_options
 def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resume,
            supernet_steps, finetune_steps, generations, population, train_subset, max_macs, ray,
            ray_cpus, ray_gpus, finetune_top, ray_replicas, quiet):
     """Search a network for a dataset under an SRAM/flash budget (TinyNAS), train it and
-    write it as an int8 .tflite."""
+    write it as an int8 .tflite. Several budgets (lists, or --board repeated) train one
+    supernet and specialise it for each."""
     from .pipeline import run_search
 
-    cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
+    budgets = _budgets(board, sram, flash)
+    cfg = _config(dataset, budgets, latency_ms, time_budget, seed, out,
                   supernet_steps, finetune_steps, generations, population, train_subset, max_macs,
                   ray, ray_cpus, ray_gpus, finetune_top, ray_replicas)
+    if len(budgets) > 1:
+        from .sweep import run_sweep
+
+        summary = run_sweep(cfg, budgets, resume=resume, progress=not quiet, log=click.echo)
+        click.echo("\n".join(_sweep_lines(summary, Path(out))))
+        return
     meta = run_search(cfg, resume=resume, progress=not quiet, log=click.echo)
     click.echo("\n".join(_summary(meta, Path(out))))
 
 
 @click.command(name="search-and-deploy")
-@click.option("--board", default=DEFAULT_DEPLOY_BOARD, show_default=True,
-              help="where the model runs (an emulated board runs in QEMU)")
-@click.option("--sram", default=DEFAULT_SRAM, show_default=True, help="SRAM budget")
-@click.option("--flash", default=DEFAULT_FLASH, show_default=True, help="flash budget")
+@click.option("--board", "board", multiple=True, default=(DEFAULT_DEPLOY_BOARD,),
+              show_default=True,
+              help="where the model runs (an emulated board runs in QEMU); repeat it for a sweep")
+@click.option("--sram", default=DEFAULT_SRAM, show_default=True,
+              help="SRAM budget, or a list for a sweep (each model deployed)")
+@click.option("--flash", default=DEFAULT_FLASH, show_default=True, help="flash budget, or a list")
 @click.option("--out", "out", default="mcunet-search", show_default=True,
               type=click.Path(file_okay=False), help="folder for everything")
 @click.option("--rows", default=200, show_default=True, type=click.IntRange(min=1),
@@ -150,19 +180,36 @@ def search_and_deploy(board, sram, flash, out, rows, dataset, latency_ms, time_b
                       train_subset, max_macs, ray, ray_cpus, ray_gpus, finetune_top, ray_replicas,
                       quiet):
     """Search, compile, build and run on a board: dataset and budget in, running firmware out.
-    With no arguments: Fashion-MNIST, 32 KB SRAM / 128 KB flash, on an emulated Cortex-M4."""
+    With no arguments: Fashion-MNIST, 32 KB SRAM / 128 KB flash, on an emulated Cortex-M4.
+    With several budgets (lists, or --board repeated): one sweep, each model deployed on its
+    board."""
     from .pipeline import run_search
 
     out = Path(out)
-    target = get_board(board)
     # The budget is --sram/--flash (a small MCU's, by default); the board gives the clock.
-    cfg = _config(dataset, board, sram, flash, latency_ms, time_budget, seed, out,
+    budgets = _budgets(board, sram, flash)
+    cfg = _config(dataset, budgets, latency_ms, time_budget, seed, out,
                   supernet_steps, finetune_steps, generations, population, train_subset, max_macs,
                   ray, ray_cpus, ray_gpus, finetune_top, ray_replicas)
-    if cfg.sram_bytes > target.sram_bytes or cfg.flash_bytes > target.flash_bytes:
-        raise McunetError(f"the budget ({cfg.sram_bytes} B SRAM, {cfg.flash_bytes} B flash) is "
-                          f"more than {target.name} offers the model ({target.sram_bytes} B, "
-                          f"{target.flash_bytes} B)")
+    for b in budgets:
+        target = get_board(b.board)
+        if b.sram_bytes > target.sram_bytes or b.flash_bytes > target.flash_bytes:
+            raise McunetError(f"the budget ({b.sram_bytes} B SRAM, {b.flash_bytes} B flash) is "
+                              f"more than {target.name} offers the model ({target.sram_bytes} B, "
+                              f"{target.flash_bytes} B)")
+    if len(budgets) > 1:
+        import json
+
+        from .sweep import run_sweep
+
+        summary = run_sweep(cfg, budgets, resume=resume, progress=not quiet, log=click.echo)
+        click.echo("\n".join(_sweep_lines(summary, out)))
+        for b in budgets:
+            click.echo(f"-- {b.name} on {b.board}")
+            deploy(out / b.name, json.loads((out / b.name / "model.json").read_text()),
+                   get_board(b.board), rows)
+        return
+    board, target = budgets[0].board, get_board(budgets[0].board)
     from .pipeline import State
     state = State(out) if resume and (out / "state.json").exists() else None
     if state is not None and state.get("done") and (out / "model.json").exists():

@@ -138,7 +138,7 @@ class RayEngine:
     def evaluate_many(self, space, seed: int, archs: list, x_recal, x_val, y_val) -> list[float]:
         """Validation accuracy of every arch (batch norm recalibrated on x_recal), in order."""
         key, weights = self._weights
-        data = self.put("evaluate-data", (x_recal, x_val, y_val))
+        data = self.put(f"evaluate-data-{x_val.shape[1]}", (x_recal, x_val, y_val))
         refs = [self._evaluate.remote(space, seed, key, weights, data, arch, self.threads)
                 for arch in archs]
         return list(self.ray.get(refs))
@@ -152,7 +152,7 @@ class RayEngine:
         [{"weights", "val_accuracy", "result"}] in the order of archs."""
         key, weights = self._weights
         train_ref = self.put("finetune-train", train)
-        val_ref = self.put("finetune-val", (x_recal, x_val, y_val))
+        val_ref = self.put(f"finetune-val-{x_val.shape[1]}", (x_recal, x_val, y_val))
         refs = [self._finetune.remote(space, seed, key, weights, arch, train_ref, val_ref,
                                       resolution, steps, seconds, folder, self.threads)
                 for arch, folder in zip(archs, folders)]
@@ -296,8 +296,7 @@ class _SupernetWorker:
     def __init__(self, space, seed, rank, world, train, resolution, folder, lr, threads):
         from pathlib import Path
 
-        from .data import prepare
-        from .train import Checkpointer, setup_tf
+        from .train import Checkpointer, prepare_all, resolutions, setup_tf
 
         setup_tf(threads)
         import tensorflow as tf
@@ -310,7 +309,8 @@ class _SupernetWorker:
         self.opt.build(self.net.trainable)
         self.ck = Checkpointer(Path(folder), "supernet", vars=list(self.net.vars.values()),
                                opt=self.opt)
-        self.x, self.y = prepare(train.x, resolution), train.y
+        self.res = resolutions(resolution)  # one, or several in turn (a budget sweep)
+        self.x, self.y = prepare_all(train, self.res), train.y
         self.seed, self.rank, self.world = seed, rank, world
         self.grads = self.net.grad_fn(2)
         trainable = self.net.trainable
@@ -343,7 +343,8 @@ class _SupernetWorker:
         shard = np.array_split(idx, self.world)[self.rank]
         cfgs = [arch_config(self.net.space, self.net.lay, a)
                 for a in sandwich(self.net.space, step, self.seed)]
-        loss, acc, grads = self.grads(self.x[shard], self.y[shard], cfgs)
+        x = self.x[self.res[step % len(self.res)]]
+        loss, acc, grads = self.grads(x[shard], self.y[shard], cfgs)
         return len(shard), float(loss), float(acc), [g.numpy() for g in grads]
 
 

@@ -174,8 +174,148 @@ def _ticker(bar, save_time=None, every: int = 50):
     return tick
 
 
-def _finetune_top(cfg, engine, state, evo, sub, net, x_recal, train, res, x_val_rank, val_rank,
-                  clock, save_time, log):
+class Data:
+    """The dataset as the phases use it: the training images prepared at an input resolution
+    (once per resolution), the batch-norm recalibration images, the validation subset that
+    ranks candidates."""
+
+    def __init__(self, ds, train, cfg: SearchConfig):
+        self.ds, self.train = ds, train
+        self.seed, self.recal_images = cfg.seed, cfg.recal_images
+        self.val_rank = ds.val.subset(cfg.val_subset, cfg.seed)
+        self._x: dict = {}
+
+    def _prepared(self, name: str, res: int, x):
+        from .data import prepare
+        if (name, res) not in self._x:
+            self._x[name, res] = prepare(x, res)
+        return self._x[name, res]
+
+    def x_train(self, res: int) -> np.ndarray:
+        return self._prepared("train", res, self.train.x)
+
+    def x_recal(self, res: int) -> np.ndarray:
+        x = self.x_train(res)
+        return x[np.random.default_rng(self.seed).permutation(len(x))[:self.recal_images]]
+
+    def x_val_rank(self, res: int) -> np.ndarray:
+        return self._prepared("val_rank", res, self.val_rank.x)
+
+    def x_trains(self, resolutions) -> dict:
+        return {r: self.x_train(r) for r in resolutions}
+
+
+def dataset_and_space(cfg: SearchConfig):
+    """(dataset, training split, search space) of a configuration."""
+    from .data import load_dataset
+
+    ds = load_dataset(cfg.dataset, seed=cfg.seed)
+    train = ds.train.subset(cfg.train_subset, cfg.seed) if cfg.train_subset else ds.train
+    h, w, c = ds.shape
+    space = (SearchSpace.from_dict(cfg.space) if cfg.space else
+             default_space(c, ds.num_classes, max(h, w)))
+    if space.in_channels != c or space.num_classes != ds.num_classes:
+        space = replace(space, in_channels=c, num_classes=ds.num_classes)
+    return ds, train, space
+
+
+def dataset_line(ds, train) -> str:
+    h, w, c = ds.shape
+    return (f"dataset {ds.name}: {len(train)} train, {len(ds.val)} validation, "
+            f"{len(ds.test) if ds.test is not None else 0} test images of {h}x{w}x{c}, "
+            f"{ds.num_classes} classes")
+
+
+def budget_line(budget: Budget) -> str:
+    return (f"budget {budget.sram_bytes / 1024:g} KB SRAM, {budget.flash_bytes / 1024:g} KB flash, "
+            f"at most {budget.max_macs / 1e6:.2f} M MACs")
+
+
+def _plan_many(engine, costs: CostCache):
+    return lambda requests: engine.plan_many(costs.space, costs.target, requests)
+
+
+def run_stage1(cfg: SearchConfig, space: SearchSpace, costs: CostCache, engine, progress,
+               label: str = "stage 1: space") -> dict:
+    """Stage 1 (width and resolution) for cfg's budget; what state.json keeps of it."""
+    from .space_opt import optimise_space
+
+    budget = cfg.budget
+    n = len(space.width_choices) * len(space.resolution_choices) * cfg.stage1_samples
+    with _bar(n, label, progress) as bar:
+        prefetch = None if engine is None else \
+            (lambda archs, limit: costs.plan_batch(archs, budget, _plan_many(engine, costs), limit))
+        (width, res), stats = optimise_space(space, budget, costs, cfg.stage1_samples,
+                                             cfg.seed, progress=bar.update, prefetch=prefetch)
+    return {"width": width, "resolution": res, "pairs": [s.to_dict() for s in stats]}
+
+
+def supernet_phase(cfg: SearchConfig, state: State, clock: Clock, save_time, net, data: Data,
+                   resolutions: tuple[int, ...], engine, progress, log) -> None:
+    """Train the supernet (SUPERNET_SHARE of the time left, or cfg.supernet_steps), in-process
+    or data-parallel on Ray, checkpointed in cfg.out; afterwards net holds the trained weights
+    (from the checkpoint where a resumed run or Ray trained them)."""
+    from .train import Deadline, train_supernet
+
+    out = Path(cfg.out)
+    train = data.train
+    res = resolutions if len(resolutions) > 1 else resolutions[0]
+    plan = state.data.setdefault("plan", {})
+    resumed = bool(state.get("supernet_done"))
+    trainer = None
+    if engine is not None and not state.get("supernet_done"):
+        trainer = engine.supernet_trainer(net.space, cfg.seed, train, res, out, cfg.ray_replicas)
+        log(f"supernet: data-parallel on {trainer.world} Ray replica"
+            f"{'s' if trainer.world != 1 else ''}")
+    fit = trainer.train if trainer is not None else partial(train_supernet, net)
+    if not state.get("supernet_done"):
+        x_cache = data.x_trains(resolutions)
+        total = cfg.supernet_steps or plan.get("supernet_steps")
+        with _bar(total, "supernet", progress) as bar:
+            tick = _ticker(bar, save_time)
+            warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
+            if total is None:  # measure the speed (after tracing), then fix the plan
+                per_step = _seconds_per_step(partial(
+                    fit, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
+                    progress=tick, x_cache=x_cache), 4)
+                seconds = SUPERNET_SHARE * clock.left
+                total = max(PROBE_STEPS + 4, int(seconds / per_step))
+                plan["supernet_steps"] = total
+                plan["supernet_step_s"] = per_step
+                plan["supernet_until_s"] = clock.spent + seconds
+                state["plan"] = plan
+                bar.total = total
+                bar.refresh()
+            deadline = None if cfg.supernet_steps else \
+                Deadline(time.perf_counter() + plan["supernet_until_s"] - clock.spent)
+            try:
+                result = fit(train, res, total, cfg.seed, out, warmup=warmup,
+                             progress=tick, x_cache=x_cache, deadline=deadline)
+            finally:
+                if trainer is not None:
+                    trainer.close()  # the replicas' CPUs go to the evaluation's tasks
+            plan["supernet_steps"] = result["steps"]
+        state.data["supernet"] = result
+        state["supernet_done"] = True
+        save_time()
+        log(f"supernet: {result['steps']} steps, {result['seconds']:.0f} s"
+            + (f" at resolutions {', '.join(map(str, resolutions))} in turn"
+               if len(resolutions) > 1 else ""))
+    if resumed or trainer is not None:  # the weights from the checkpoint
+        train_supernet(net, train, res, 0, cfg.seed, out, warmup=1)
+
+
+def share_supernet(engine, net) -> None:
+    """With Ray: the trained weights, once, for every task."""
+    weights = {k: v.numpy() for k, v in net.vars.items()}
+    digest = hashlib.sha256()
+    for k in sorted(weights):
+        digest.update(k.encode())
+        digest.update(np.ascontiguousarray(weights[k]).tobytes())
+    engine.set_supernet(digest.hexdigest(), weights)
+
+
+def _finetune_top(cfg, engine, state, evo, sub, net, data: Data, res, clock, save_time, log):
     """With Ray: the best cfg.finetune_top distinct candidates fine-tuned in parallel (each
     task from its own checkpoint folder, OUT/finetune-I), the best on validation kept (ties:
     the better ranked). Returns (its candidate, its Keras model)."""
@@ -183,6 +323,7 @@ def _finetune_top(cfg, engine, state, evo, sub, net, x_recal, train, res, x_val_
     from .train import finetune
 
     out = Path(cfg.out)
+    x_recal = data.x_recal(res)
     top, keys = [], set()
     for c in sorted(evo.history, key=rank, reverse=True):
         if sub.key(c.arch) not in keys and len(top) < cfg.finetune_top:
@@ -195,9 +336,10 @@ def _finetune_top(cfg, engine, state, evo, sub, net, x_recal, train, res, x_val_
         if not cfg.finetune_steps:
             waves = -(-len(top) // engine.workers())
             seconds = max(10.0, (clock.left - EXPORT_RESERVE_S) / waves)
-        results = engine.finetune_many(sub, cfg.seed, [c.arch for c in top], x_recal, train, res,
-                                       cfg.finetune_steps, seconds, [str(f) for f in folders],
-                                       x_val_rank, val_rank.y)
+        results = engine.finetune_many(net.space, cfg.seed, [c.arch for c in top], x_recal,
+                                       data.train, res, cfg.finetune_steps, seconds,
+                                       [str(f) for f in folders], data.x_val_rank(res),
+                                       data.val_rank.y)
         pick = max(range(len(top)), key=lambda i: (results[i]["val_accuracy"], -i))
         weights = results[pick]["weights"]
         state.data["finetune"] = {
@@ -217,7 +359,7 @@ def _finetune_top(cfg, engine, state, evo, sub, net, x_recal, train, res, x_val_
     if weights is not None:
         model.set_weights(weights)
     else:  # resumed after the fine-tuning: its checkpoint
-        finetune(model, train, res, 0, cfg.seed, folders[pick], warmup=1)
+        finetune(model, data.train, res, 0, cfg.seed, folders[pick], warmup=1)
     return best, model
 
 
@@ -236,23 +378,18 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True,
             engine.shutdown()
 
 
-def _check_resume(cfg: SearchConfig, resume: bool) -> None:
+def _check_resume(cfg: SearchConfig, resume: bool, what: str = "a search") -> None:
     out = Path(cfg.out)
     if out.exists() and (out / "state.json").exists() and not resume:
-        raise McunetError(f"{out} already holds a search; add --resume to continue it or choose "
+        raise McunetError(f"{out} already holds {what}; add --resume to continue it or choose "
                           "another --out")
     if resume and not (out / "state.json").exists():
         raise McunetError(f"nothing to resume: {out} holds no search (state.json)")
 
 
 def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) -> dict:
-    from .data import load_dataset, prepare
-    from .evolution import EvolutionState, evolve, evolve_batched
-    from .export import int8_accuracy, io_quant, to_int8_tflite, write_model
-    from .plot import pareto_plot
-    from .space_opt import optimise_space
     from .supernet import Supernet
-    from .train import Deadline, finetune, keras_accuracy, setup_tf, train_supernet
+    from .train import setup_tf
 
     out = Path(cfg.out)
     _check_resume(cfg, resume)
@@ -263,9 +400,7 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
             cfg = replace(cfg, max_macs=state["config"]["max_macs"])
         else:
             cap, measured = engine.measure_cap(cfg.time_budget_s)
-            log(f"compute cap: {cap / 1e6:.2f} M MACs (a task trains {measured['scale']:.2f}x "
-                f"the speed the in-process cap of {MACS_PER_BUDGET_SECOND} MACs per second "
-                "of budget is sized for)")
+            log(cap_line(cap, measured))
             cfg = replace(cfg, max_macs=cap)
             state.data["throughput"] = measured
     if resume and state.get("config") != cfg.fingerprint():
@@ -279,39 +414,20 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
         state.save()
 
     # -- data and space -----------------------------------------------------------------------
-    ds = load_dataset(cfg.dataset, seed=cfg.seed)
-    train = ds.train.subset(cfg.train_subset, cfg.seed) if cfg.train_subset else ds.train
-    h, w, c = ds.shape
-    space = (SearchSpace.from_dict(cfg.space) if cfg.space else
-             default_space(c, ds.num_classes, max(h, w)))
-    if space.in_channels != c or space.num_classes != ds.num_classes:
-        space = replace(space, in_channels=c, num_classes=ds.num_classes)
+    ds, train, space = dataset_and_space(cfg)
     budget = cfg.budget
     costs = CostCache(space, patch_plans=patch_plans(cfg.time_budget_s), target=cfg.target)
     if state.get("costs"):
         costs.load(state["costs"])
-    log(f"dataset {ds.name}: {len(train)} train, {len(ds.val)} validation, "
-        f"{len(ds.test) if ds.test is not None else 0} test images of {h}x{w}x{c}, "
-        f"{ds.num_classes} classes; budget {budget.sram_bytes / 1024:g} KB SRAM, "
-        f"{budget.flash_bytes / 1024:g} KB flash, at most {budget.max_macs / 1e6:.2f} M MACs; "
-        f"planner patch mode {default_patch()}")
+    log(f"{dataset_line(ds, train)}; {budget_line(budget)}; planner patch mode {default_patch()}")
     if engine is not None:
         log(engine.describe())
 
-    def plan_many(requests):
-        return engine.plan_many(costs.space, costs.target, requests)
-
     # -- stage 1: width and resolution ----------------------------------------------------------
     if "stage1" not in state.data:
-        n = len(space.width_choices) * len(space.resolution_choices) * cfg.stage1_samples
-        with _bar(n, "stage 1: space", progress) as bar:
-            prefetch = None if engine is None else \
-                (lambda archs, limit: costs.plan_batch(archs, budget, plan_many, limit))
-            (width, res), stats = optimise_space(space, budget, costs, cfg.stage1_samples,
-                                                 cfg.seed, progress=bar.update, prefetch=prefetch)
+        stage1 = run_stage1(cfg, space, costs, engine, progress)
         state.data["costs"] = costs.to_dict()
-        state["stage1"] = {"width": width, "resolution": res,
-                           "pairs": [s.to_dict() for s in stats]}
+        state["stage1"] = stage1
         save_time()
     width, res = state["stage1"]["width"], state["stage1"]["resolution"]
     sub = space.restrict(width, res)
@@ -322,70 +438,61 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
     setup_tf()
     import tensorflow as tf
     tf.keras.utils.set_random_seed(cfg.seed)
-    x_train = prepare(train.x, res)
-    rs = np.random.default_rng(cfg.seed)
-    x_recal = x_train[rs.permutation(len(x_train))[:cfg.recal_images]]
-    val_rank = ds.val.subset(cfg.val_subset, cfg.seed)
-    x_val_rank = prepare(val_rank.x, res)
+    data = Data(ds, train, cfg)
     net = Supernet(sub, seed=cfg.seed)
 
     # -- supernet -------------------------------------------------------------------------------
-    plan = state.get("plan", {})
-    resumed = bool(state.get("supernet_done"))
-    trainer = None
-    if engine is not None and not state.get("supernet_done"):
-        trainer = engine.supernet_trainer(sub, cfg.seed, train, res, out, cfg.ray_replicas)
-        log(f"supernet: data-parallel on {trainer.world} Ray replica"
-            f"{'s' if trainer.world != 1 else ''}")
-    fit = trainer.train if trainer is not None else partial(train_supernet, net)
-    if not state.get("supernet_done"):
-        total = cfg.supernet_steps or plan.get("supernet_steps")
-        with _bar(total, "supernet", progress) as bar:
-            tick = _ticker(bar, save_time)
-            warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
-            if total is None:  # measure the speed (after tracing), then fix the plan
-                per_step = _seconds_per_step(partial(
-                    fit, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,
-                    progress=tick, x_cache=x_train), 4)
-                seconds = SUPERNET_SHARE * clock.left
-                total = max(PROBE_STEPS + 4, int(seconds / per_step))
-                plan["supernet_steps"] = total
-                plan["supernet_step_s"] = per_step
-                plan["supernet_until_s"] = clock.spent + seconds
-                state["plan"] = plan
-                bar.total = total
-                bar.refresh()
-            deadline = None if cfg.supernet_steps else \
-                Deadline(time.perf_counter() + plan["supernet_until_s"] - clock.spent)
-            try:
-                result = fit(train, res, total, cfg.seed, out, warmup=warmup,
-                             progress=tick, x_cache=x_train, deadline=deadline)
-            finally:
-                if trainer is not None:
-                    trainer.close()  # the replicas' CPUs go to the evaluation's tasks
-            plan["supernet_steps"] = result["steps"]
-        state.data["supernet"] = result
-        state["supernet_done"] = True
-        save_time()
-        log(f"supernet: {result['steps']} steps, {result['seconds']:.0f} s")
-    if resumed or trainer is not None:  # the weights from the checkpoint
-        train_supernet(net, train, res, 0, cfg.seed, out, warmup=1)
+    supernet_phase(cfg, state, clock, save_time, net, data, (res,), engine, progress, log)
+    if engine is not None:
+        share_supernet(engine, net)
+
+    def save_costs():
+        state.data["costs"] = costs.to_dict()
+
+    return specialise(cfg, state, clock, save_time, save_costs, net, sub, costs, data, engine,
+                      progress, log, state["stage1"])
+
+
+def cap_line(cap: int, measured: dict) -> str:
+    return (f"compute cap: {cap / 1e6:.2f} M MACs (a task trains {measured['scale']:.2f}x the "
+            f"speed the in-process cap of {MACS_PER_BUDGET_SECOND} MACs per second of budget is "
+            "sized for)")
+
+
+def specialise(cfg: SearchConfig, state: State, clock: Clock, save_time, save_costs, net,
+               sub: SearchSpace, costs: CostCache, data: Data, engine, progress, log,
+               stage1: dict, label: str = "") -> dict:
+    """The search after the supernet, for cfg's budget and in cfg.out: the evolution in `sub`
+    on the trained supernet `net` (whose space may be larger: a budget sweep's), the winner's
+    fine-tuning, its int8 export, plan and Pareto plot. `state` and `clock` are this budget's
+    (a sweep's budget has its own, in its folder). Returns model.json's content."""
+    from .evolution import EvolutionState, evolve, evolve_batched
+    from .export import int8_accuracy, io_quant, to_int8_tflite, write_model
+    from .plot import pareto_plot
+    from .train import Deadline, finetune, keras_accuracy
+
+    out = Path(cfg.out)
+    ds, train = data.ds, data.train
+    budget = cfg.budget
+    res = sub.resolution_choices[0]
+    h, w = ds.shape[:2]
+    c = ds.shape[2]
+    x_train, x_recal = data.x_train(res), data.x_recal(res)
+    val_rank, x_val_rank = data.val_rank, data.x_val_rank(res)
+    plan = state.data.setdefault("plan", {})
+    bar_label = f"{label}: " if label else ""
 
     # -- evolution ------------------------------------------------------------------------------
     def fitness(arch: Arch) -> float:
         net.recalibrate(arch, x_recal)
         return net.accuracy(arch, x_val_rank, val_rank.y)
 
-    if engine is not None:  # the trained weights, once, for every task
-        weights = {k: v.numpy() for k, v in net.vars.items()}
-        digest = hashlib.sha256()
-        for k in sorted(weights):
-            digest.update(k.encode())
-            digest.update(np.ascontiguousarray(weights[k]).tobytes())
-        engine.set_supernet(digest.hexdigest(), weights)
+    if engine is not None:
+        plan_many = _plan_many(engine, costs)
 
         def fitness_many(archs: list[Arch]) -> list[float]:
-            return engine.evaluate_many(sub, cfg.seed, archs, x_recal, x_val_rank, val_rank.y)
+            return engine.evaluate_many(net.space, cfg.seed, archs, x_recal, x_val_rank,
+                                        val_rank.y)
 
         def run_evolution(generations, **kw):
             return evolve_batched(sub, budget, costs, fitness_many, plan_many, generations,
@@ -398,16 +505,15 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
     evo = EvolutionState.from_dict(state["evolution"]) if state.get("evolution") else EvolutionState()
     if not state.get("evolution_done"):
         generations = cfg.generations or plan.get("generations")
-        with _bar(None, "evolution", progress) as bar:
+        with _bar(None, bar_label + "evolution", progress) as bar:
             def on_gen(s: EvolutionState):
                 nonlocal generations
                 if generations is None:  # after the first generation: fix the plan
                     per_gen = max(clock.spent - plan["evolution_start"], 1e-3)
                     generations = max(2, int(EVOLUTION_SHARE * cfg.time_budget_s / per_gen))
                     plan["generations"] = generations
-                    state.data["plan"] = plan
                 state.data["evolution"] = s.to_dict()
-                state.data["costs"] = costs.to_dict()
+                save_costs()
                 save_time()
                 bar.set_postfix(gen=f"{s.generation}/{generations or '?'}",
                                 best=f"{s.best.accuracy:.3f}" if s.best else "-")
@@ -420,22 +526,23 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
         state["evolution_done"] = True
     best = evo.best
     if best is None:
-        raise McunetError("the evolutionary search found no sub-network within the budget")
-    log(f"evolution: {len(evo.history)} candidates, best {sub.key(best.arch)}: "
+        raise McunetError(f"{label + ': ' if label else ''}the evolutionary search found no "
+                          "sub-network within the budget")
+    log(f"{bar_label}evolution: {len(evo.history)} candidates, best {sub.key(best.arch)}: "
         f"{100 * best.accuracy:.2f}% (supernet, validation), "
         f"{best.peak_sram_bytes} B SRAM, {best.flash_bytes} B flash")
 
     # -- fine-tune ------------------------------------------------------------------------------
     if engine is not None:
-        best, model = _finetune_top(cfg, engine, state, evo, sub, net, x_recal, train, res,
-                                    x_val_rank, val_rank, clock, save_time, log)
+        best, model = _finetune_top(cfg, engine, state, evo, sub, net, data, res, clock,
+                                    save_time, log)
     else:
         net.recalibrate(best.arch, x_recal)
         model = net.to_keras(best.arch)
     if engine is None and not state.get("finetune_done"):
         total = cfg.finetune_steps or plan.get("finetune_steps")
         warmup = 30 if not cfg.finetune_steps else max(1, cfg.finetune_steps // 10)
-        with _bar(total, "fine-tune", progress) as bar:
+        with _bar(total, bar_label + "fine-tune", progress) as bar:
             tick = _ticker(bar, save_time)
             if total is None:
                 per_step = _seconds_per_step(partial(
@@ -452,7 +559,6 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
             result = finetune(model, train, res, total, cfg.seed, out, warmup=warmup,
                               progress=tick, x_cache=x_train, deadline=deadline)
             plan["finetune_steps"] = result["steps"]
-            state.data["plan"] = plan
         state.data["finetune"] = result
         state["finetune_done"] = True
         save_time()
@@ -460,6 +566,8 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
         finetune(model, train, res, 0, cfg.seed, out, warmup=1)  # restores the weights
 
     # -- export ---------------------------------------------------------------------------------
+    from .data import prepare
+
     x_val = prepare(ds.val.x, res)
     float_val = keras_accuracy(model, x_val, ds.val.y)
     rep = x_train[np.random.default_rng(cfg.seed + 1).permutation(len(x_train))[:200]]
@@ -499,7 +607,7 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
                      "test_accuracy_int8": int8_test,
                      "supernet_val_accuracy": best.accuracy},
         "seed": cfg.seed, "plan": plan, "candidates": len(evo.history),
-        "stage1": state["stage1"],
+        "stage1": stage1,
     }
     chosen = next((c for c in evo.history if sub.key(c.arch) == sub.key(best.arch)), best)
     pareto_plot(out / "pareto.png", evo.history, budget.sram_bytes, chosen,
@@ -516,7 +624,8 @@ def _run_search(cfg: SearchConfig, resume: bool, progress: bool, log, engine) ->
     state.data["done"] = True
     save_time()
     if not fits:
-        raise McunetError(f"the exported model needs {compiled.peak_sram_bytes} B SRAM and "
-                          f"{compiled.flash_bytes} B flash, over the budget; this is a bug in the "
-                          "search's memory model, please report it")
+        raise McunetError(f"{label + ': ' if label else ''}the exported model needs "
+                          f"{compiled.peak_sram_bytes} B SRAM and {compiled.flash_bytes} B flash, "
+                          "over the budget; this is a bug in the search's memory model, please "
+                          "report it")
     return meta

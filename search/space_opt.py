@@ -73,16 +73,23 @@ def _nothing_fits(space: SearchSpace, budget: Budget, costs: CostCache) -> str:
     cost = costs(smallest, budget)
     over = []
     if cost.peak_sram_bytes > budget.sram_bytes:
-        over.append(f"{cost.peak_sram_bytes:,} B of SRAM (budget {budget.sram_bytes:,})")
+        over.append(f"{cost.peak_sram_bytes:,} B of SRAM (budget {budget.sram_bytes:,}, "
+                    f"{cost.peak_sram_bytes - budget.sram_bytes:,} B over)")
     if cost.flash_bytes > budget.flash_bytes:
-        over.append(f"{cost.flash_bytes:,} B of flash (budget {budget.flash_bytes:,})")
+        over.append(f"{cost.flash_bytes:,} B of flash (budget {budget.flash_bytes:,}, "
+                    f"{cost.flash_bytes - budget.flash_bytes:,} B over)")
     if budget.max_macs is not None and cost.macs > budget.max_macs:
         over.append(f"{cost.macs / 1e6:.2f} M MACs (cap {budget.max_macs / 1e6:.2f} M: --max-macs, "
                     "by default what --time-budget can train)")
     lat = cost.latency_ms(budget)
     if budget.latency_ms is not None and lat is not None and lat > budget.latency_ms:
         over.append(f"an estimated {lat:.1f} ms (budget {budget.latency_ms:g} ms)")
-    why = "; ".join(over) or "nothing it breaks was found (a bug; please report it)"
+    if not over:  # the smallest fits, none of the samples does
+        return (f"none of the sampled networks fits the budget (the space's "
+                f"smallest, width {smallest.width:g} and resolution {smallest.resolution}, does: "
+                f"{cost.peak_sram_bytes:,} B of SRAM, {cost.flash_bytes:,} B of flash); the "
+                "budget leaves little room in this space: raise it or use a smaller search space")
+    why = "; ".join(over)
     return (f"no sampled network fits the budget; the space's smallest (width "
             f"{smallest.width:g}, resolution {smallest.resolution}) needs {why}. Raise that "
             "limit or use a smaller search space")

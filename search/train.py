@@ -81,6 +81,22 @@ class Checkpointer:
             f.replace(str(path) + f.name[len(tmp.name):])
 
 
+def resolutions(resolution: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A supernet trains at one input resolution or, in a budget sweep whose budgets chose
+    different ones, at several: step s at resolutions[s % len(resolutions)]."""
+    return (resolution,) if isinstance(resolution, int) else tuple(resolution)
+
+
+def prepare_all(data: Split, resolution, x_cache=None) -> dict:
+    """{resolution: the prepared images} (x_cache: those of one resolution, or this dict)."""
+    res = resolutions(resolution)
+    if isinstance(x_cache, dict):
+        return {r: x_cache[r] if r in x_cache else prepare(data.x, r) for r in res}
+    if x_cache is not None and len(res) == 1:
+        return {res[0]: x_cache}
+    return {r: prepare(data.x, r) for r in res}
+
+
 def _stop(steps: int, stop_at: int | None) -> int:
     return steps if stop_at is None else min(steps, stop_at)
 
@@ -131,13 +147,15 @@ def _run_steps(one_step: Callable, opt, ck: Checkpointer, steps: int, lr: float,
             "train_accuracy": acc, "seconds": time.perf_counter() - t0}
 
 
-def train_supernet(net, data: Split, resolution: int, steps: int, seed: int, folder: Path,
+def train_supernet(net, data: Split, resolution: int | tuple[int, ...], steps: int, seed: int,
+                   folder: Path,
                    lr: float = 3e-3, warmup: int = 50, stop_at: int | None = None,
                    progress: Callable | None = None, checkpoint_every: int = 50,
-                   x_cache: np.ndarray | None = None, deadline: Deadline | None = None) -> dict:
+                   x_cache: np.ndarray | dict | None = None,
+                   deadline: Deadline | None = None) -> dict:
     """Sandwich-rule training of the supernet, `steps` in all (the cosine schedule's length,
     re-planned by a deadline if given), continuing from folder's checkpoint and stopping early
-    at stop_at."""
+    at stop_at; at one resolution or cycling through several (`resolutions`)."""
     import tensorflow as tf
 
     from .supernet import arch_config, sandwich
@@ -148,12 +166,13 @@ def train_supernet(net, data: Split, resolution: int, steps: int, seed: int, fol
         net._train = (opt, Checkpointer(folder, "supernet", vars=list(net.vars.values()), opt=opt),
                       net.train_fn(opt, 2))
     opt, ck, step_fn = net._train
-    x = x_cache if x_cache is not None else prepare(data.x, resolution)
+    res = resolutions(resolution)
+    xs = prepare_all(data, res, x_cache) if steps else {}
 
     def one_step(step: int):
         idx = batch_indices(len(data), BATCH, seed, step)
         cfgs = [arch_config(net.space, net.lay, a) for a in sandwich(net.space, step, seed)]
-        return step_fn(x[idx], data.y[idx], cfgs)
+        return step_fn(xs[res[step % len(res)]][idx], data.y[idx], cfgs)
 
     return _run_steps(one_step, opt, ck, steps, lr, warmup, stop_at, progress, checkpoint_every,
                       deadline)

@@ -95,7 +95,7 @@ def test_budget_fits_and_caches():
     assert costs(arch) is cost
     again = CostCache(space)
     again.load(costs.to_dict())
-    assert again.table == costs.table
+    assert again.table == costs.table and again.layers == costs.layers and again.layers
 
 
 def test_candidates_that_need_stages_are_planned_with_them():

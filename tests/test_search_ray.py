@@ -221,3 +221,28 @@ def test_killed_ray_driver_resumes_to_the_same_model(cluster, tmp_path):
     checkpoint, --resume it on the same two workers: the same model as an uninterrupted run."""
     assert_killed_search_resumes_to_the_same_model(
         [*TINY, "--supernet-steps", "60", "--seed", "5", "--ray", cluster.address], tmp_path)
+
+
+@pytest.mark.slow
+def test_ray_budget_sweep(cluster, tmp_path):
+    """A sweep on the two workers (about a minute): one data-parallel supernet at both budgets'
+    resolutions, each budget's candidates evaluated and fine-tuned as Ray tasks, a model per
+    budget that fits it."""
+    from mcunet.search.cli import _budgets
+    from mcunet.search.sweep import run_sweep
+
+    from .test_search_sweep import FLASH, NAMES, SRAM
+
+    out = tmp_path / "sweep"
+    summary = run_sweep(_tiny_config(out, ray=cluster.address, finetune_top=2),
+                        _budgets((), SRAM, FLASH), progress=False, log=lambda *a: None)
+    state = json.loads((out / "state.json").read_text())
+    assert state["supernet"]["replicas"] == 2
+    assert summary["supernet"]["resolutions"] == [16, 20]
+    for row in summary["budgets"]:
+        assert row["fits"] and row["peak_sram_bytes"] <= row["sram_budget_bytes"]
+        meta = json.loads((out / row["name"] / "model.json").read_text())
+        assert meta["distributed"]["tasks_at_once"] == 2 and len(meta["distributed"]["finetuned"]) == 2
+        compiled = compile_model(out / row["name"] / "model.tflite", patch=default_patch())
+        assert compiled.peak_sram_bytes <= row["sram_budget_bytes"]
+    assert [r["name"] for r in summary["budgets"]] == NAMES
