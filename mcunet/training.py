@@ -47,6 +47,7 @@ import numpy as np
 
 from .codegen import kernels
 from .codegen.library import LibraryOptions
+from .codegen.ops.mean import mean_multiplier
 from .errors import McunetError
 from .graph import Graph, Op
 from .layers import FullyConnectedLayer
@@ -57,7 +58,7 @@ SCHEMES = {"head": "the last FULLY_CONNECTED layer's weights and bias",
            "bias": "the biases of the last FULLY_CONNECTED layer and of the 1x1 CONV_2D the "
                    "backward reaches through the pooling (where there is one)"}
 # What the backward passes through between the head and the layer below it (docs/training.md).
-BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D and a 1x1 stride-1 CONV_2D "
+BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, and a 1x1 stride-1 CONV_2D "
                 "(fused NONE, RELU or RELU6)")
 _MASKED = ("NONE", "RELU", "RELU6")
 DEFAULT_LR = 0.01
@@ -224,6 +225,9 @@ class ConvTail:
     pool_op: int
     pool_min: int
     pool_max: int
+    # A MEAN over the pixels instead of AVERAGE_POOL_2D: TFLite's QuantizedMeanOrSum integers
+    # (sum + mean_offset, requantised with 1/n folded in, + mean_zp); None for the pool.
+    mean: tuple[int, int, int, int] | None = None  # (sum offset, multiplier, shift, output zp)
 
     def qas_filter(self) -> np.ndarray:
         return np.array([self.x_scale / float(s) for s in self.w_scales], dtype=np.float32)
@@ -262,10 +266,20 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
         return None, "the model's input"
     if not single(t):
         return None, f"{_op_name(op)}, whose output has other consumers"
-    if op.kind != "AVERAGE_POOL_2D":
-        return None, f"{_op_name(op)}, which is not supported in the backward yet"
     pin, pout = graph.t(op.inputs[0]), graph.t(op.outputs[0])
-    if len(pin.shape) != 4 or tuple(pout.shape[1:3]) != (1, 1) or \
+    mean = None
+    if op.kind == "MEAN":
+        axes = graph.t(op.inputs[1]).data.reshape(-1).tolist() if op.inputs[1] >= 0 and \
+            graph.t(op.inputs[1]).is_const else []
+        if len(pin.shape) != 4 or sorted(a % 4 for a in axes) != [1, 2] or \
+                pout.size != pin.shape[3]:
+            return None, f"{_op_name(op)}, which is not a mean over the pixels (only that is supported)"
+        n = pin.shape[1] * pin.shape[2]
+        multiplier, shift = mean_multiplier(pin.quant.s, pout.quant.s, n)
+        mean = (-pin.quant.zp * n, multiplier, shift, pout.quant.zp)
+    elif op.kind != "AVERAGE_POOL_2D":
+        return None, f"{_op_name(op)}, which is not supported in the backward yet"
+    elif len(pin.shape) != 4 or tuple(pout.shape[1:3]) != (1, 1) or \
             (op.attrs["filter_h"], op.attrs["filter_w"]) != tuple(pin.shape[1:3]) or \
             op.attrs.get("activation", "NONE") != "NONE":
         return None, f"{_op_name(op)}, which is not a global average (only that is supported)"
@@ -303,7 +317,7 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
                     multiplier=mult.astype(np.int32), shift=shift, act_min=act_min,
                     act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
                     mask_hi=act_max if activation == "RELU6" else None, pool_op=pool.index,
-                    pool_min=pool_min, pool_max=pool_max)
+                    pool_min=pool_min, pool_max=pool_max, mean=mean)
     below = producers.get(op.inputs[0])
     return conv, (f"{_op_name(below)}, which the backward does not pass through yet (the "
                   f"input gradient of CONV_2D op {op.index} is not derived)")
@@ -655,6 +669,10 @@ class TrainReference:
         y = _wrap32(_requantize(acc, c.multiplier, c.shift) + c.y_zp)
         y = np.clip(y, c.act_min, c.act_max).astype(np.int8)
         total = y.astype(np.int64).sum(axis=0)
+        if c.mean is not None:
+            offset, multiplier, shift, zp = c.mean
+            q = _wrap32(_requantize(_wrap32(total + offset), multiplier, shift) + zp)
+            return y, np.clip(q, -128, 127).astype(np.int8)
         n = c.pixels
         avg = np.where(total > 0, (total + n // 2) // n, -((n // 2 - total) // n))
         return y, np.clip(avg, c.pool_min, c.pool_max).astype(np.int8)

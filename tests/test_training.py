@@ -49,9 +49,11 @@ def small_model(per_channel: bool, softmax: bool, seed: int = 0) -> bytes:
     return m.build()
 
 
-def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 0) -> bytes:
+def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 0,
+               mean: bool = False) -> bytes:
     """input (1, 6, 6, 3) -> CONV_2D 3x3 stride 2 RELU -> 1x1 CONV_2D 8->16 [activation] ->
-    global AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED 16->5 -> SOFTMAX: the tail of KWS
+    global AVERAGE_POOL_2D -> RESHAPE (or MEAN over the pixels, its own scale, as Keras's
+    GlobalAveragePooling2D converts) -> FULLY_CONNECTED 16->5 -> SOFTMAX: the tail of KWS
     (and of most CNN classifiers) on a small model."""
     rng = np.random.default_rng(seed)
     m = ModelBuilder()
@@ -70,12 +72,17 @@ def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 
                  zero_point=[0] * n)
     h1 = m.tensor((1, 3, 3, 16), "int8", scale=0.03, zero_point=-128 if activation != "NONE" else 3)
     m.op("CONV_2D", [h0, w1, b1], [h1], padding="VALID", fused_activation=activation)
-    p = m.tensor((1, 1, 1, 16), "int8", scale=0.03, zero_point=-128 if activation != "NONE" else 3)
-    m.op("AVERAGE_POOL_2D", [h1], [p], padding="VALID", filter_width=3, filter_height=3,
-         stride_w=1, stride_h=1)
-    shape = m.const(np.array([1, 16], np.int32))
-    r = m.tensor((1, 16), "int8", scale=0.03, zero_point=-128 if activation != "NONE" else 3)
-    m.op("RESHAPE", [p, shape], [r], new_shape=[1, 16])
+    if mean:
+        r = m.tensor((1, 16), "int8", scale=0.021, zero_point=-100)
+        m.op("MEAN", [h1, m.const(np.array([1, 2], np.int32))], [r], keep_dims=False)
+    else:
+        p = m.tensor((1, 1, 1, 16), "int8", scale=0.03,
+                     zero_point=-128 if activation != "NONE" else 3)
+        m.op("AVERAGE_POOL_2D", [h1], [p], padding="VALID", filter_width=3, filter_height=3,
+             stride_w=1, stride_h=1)
+        shape = m.const(np.array([1, 16], np.int32))
+        r = m.tensor((1, 16), "int8", scale=0.03, zero_point=-128 if activation != "NONE" else 3)
+        m.op("RESHAPE", [p, shape], [r], new_shape=[1, 16])
     w2 = m.const(rng.integers(-127, 128, (5, 16)).astype(np.int8), scale=[0.01], zero_point=[0])
     b2 = m.const(rng.integers(-300, 300, 5).astype(np.int32), scale=[0.0003], zero_point=[0])
     y = m.tensor((1, 5), "int8", scale=0.1, zero_point=2)
@@ -181,12 +188,12 @@ def test_kws_last2_and_conv_bias_are_bit_exact_with_the_reference(tmp_path, sche
     assert compiled.training.conv_filter == (scheme == "last:2")
 
 
-@pytest.mark.parametrize("scheme, activation, per_channel",
-                         [("last:2", "RELU6", True), ("last:2", "NONE", False),
-                          ("last:2", "RELU", True), ("bias", "RELU6", True)])
-def test_small_conv_model_last2_is_bit_exact(tmp_path, scheme, activation, per_channel):
-    compiled, _ = check_training(conv_model(activation, per_channel), tmp_path, scheme,
-                                 lr=0.05, rows=8)
+@pytest.mark.parametrize("scheme, activation, per_channel, mean",
+                         [("last:2", "RELU6", True, False), ("last:2", "NONE", False, False),
+                          ("last:2", "RELU", True, True), ("bias", "RELU6", True, False)])
+def test_small_conv_model_last2_is_bit_exact(tmp_path, scheme, activation, per_channel, mean):
+    compiled, _ = check_training(conv_model(activation, per_channel, mean=mean), tmp_path,
+                                 scheme, lr=0.05, rows=8)
     assert compiled.training.conv.op_index == 1
 
 
