@@ -100,7 +100,7 @@ def train_project_files(model, board: Board, source: str | None = None) -> dict[
     files["src/main.c"] = library_environment(lib.name).get_template(
         "firmware/train_main.c.j2").render(version=__version__, board=board,
                                             scheme=model.training.scheme,
-                                            filter=model.training.updates_filter,
+                                            state=model.training.template_state(),
                                             paint_bytes=paint)
     return files
 
@@ -243,7 +243,8 @@ def _ram(model, board: Board, elf, elf_path: Path, text: str) -> dict:
 
 
 def head_inputs(source, model, rows: np.ndarray) -> np.ndarray:
-    """The head's int8 input for every row, by TFLite's reference kernels."""
+    """The trained tail's int8 input (Training.entry: the head's, or the trained conv's) for
+    every row, by TFLite's reference kernels."""
     from mcunet.reference import _interpreter
 
     interp = _interpreter(source, preserve=True)
@@ -252,8 +253,9 @@ def head_inputs(source, model, rows: np.ndarray) -> np.ndarray:
     for x in rows:
         interp.set_tensor(d["index"], np.asarray(x, np.int8).reshape(d["shape"]))
         interp.invoke()
-        xs.append(interp.get_tensor(model.training.head.x).reshape(-1).copy())
-    return np.stack(xs) if xs else np.zeros((0, model.training.head.depth), np.int8)
+        xs.append(interp.get_tensor(model.training.entry).reshape(-1).copy())
+    size = model.graph.t(model.training.entry).size
+    return np.stack(xs) if xs else np.zeros((0, size), np.int8)
 
 
 def reference_mismatches(source, model, result: DeviceTraining, train_x, train_y, eval_x,
@@ -284,11 +286,7 @@ def reference_mismatches(source, model, result: DeviceTraining, train_x, train_y
             bad.append("the training steps' logits")
     if (result.run.status != 0).any():
         bad.append("a step's status")
-    state = {"bias": ref.bias, "bias_delta": ref.bias_delta, "bias_velocity": ref.bias_velocity}
-    if t.updates_filter:
-        state.update(filter=ref.filter, filter_delta=ref.filter_delta,
-                     filter_velocity=ref.filter_velocity)
-    for name, value in state.items():
+    for name, value in ref.state().items():
         if result.run.state.get(name) is None or result.run.state[name].tobytes() != value.tobytes():
             bad.append(name)
     after = np.stack([ref.logits(e) for e in es]) if len(es) else result.run.eval_logits

@@ -299,6 +299,10 @@ FULLY_CONNECTED_S8 = _k("fully_connected_s8", FULLY_CONNECTED)
 # them; one portable kernel (the head is small).
 FULLY_CONNECTED_TRAIN = "fully connected, trainable"
 FULLY_CONNECTED_TRAIN_S8 = _k("fully_connected_train_s8", FULLY_CONNECTED_TRAIN)
+# A convolution a --train build updates (last:N, bias): the portable CONV_2D template with its
+# filter and bias read from RAM; no variant, and no overlap (training keeps its input alive).
+CONV_TRAIN = "convolution, trainable"
+CONV2D_TRAIN_S8 = Kernel(name="conv2d_train_s8", family=CONV_TRAIN, template="conv2d_s8.c.j2")
 
 AVERAGE_POOL_S8 = _k("average_pool_s8", AVERAGE_POOL, overlap=RasterOrder())
 MAX_POOL_S8 = _k("max_pool_s8", MAX_POOL, overlap=RasterOrder())
@@ -319,7 +323,7 @@ FAMILIES: dict[str, tuple[Kernel, ...]] = {}
 for _kernel in (CONV2D_S8_DSP, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
                 FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8,
-                FULLY_CONNECTED_TRAIN_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
+                FULLY_CONNECTED_TRAIN_S8, CONV2D_TRAIN_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
                 ADD_S8, MUL_S8, SOFTMAX_S8, MEAN_S8, PAD_S8, CONCAT_S8, QUANTIZE_F32_S8,
                 REQUANTIZE_S8, DEQUANTIZE_S8_F32, LUT_S8, RELU_S8):
     FAMILIES[_kernel.family] = FAMILIES.get(_kernel.family, ()) + (_kernel,)

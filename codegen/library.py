@@ -146,9 +146,11 @@ def environment() -> jinja2.Environment:
 @functools.lru_cache(maxsize=8)
 def library_environment(name: str = DEFAULT_NAME) -> jinja2.Environment:
     """The templates of the library itself, in the namespace of the library's name."""
-    return _configure(jinja2.Environment(loader=_RenamingLoader(name),
-                                         undefined=jinja2.StrictUndefined,
-                                         keep_trailing_newline=True))
+    env = _configure(jinja2.Environment(loader=_RenamingLoader(name),
+                                        undefined=jinja2.StrictUndefined,
+                                        keep_trailing_newline=True))
+    env.filters["lib"] = lambda identifier: rename(identifier, name)  # a symbol passed in
+    return env
 
 
 @dataclass

@@ -45,7 +45,8 @@ def train_option(fn):
     return click.option(
         "--train", "train", default=None, metavar="SPEC",
         help="a training build (docs/training.md): head (the last fully connected layer's "
-             "weights and bias) or bias (its bias); adds NAME_train_step(input, label), plans "
+             "weights and bias), last:N (the weights and biases of the last N trainable layers: "
+             "the head and the 1x1 conv under its pooling) or bias (their biases); adds NAME_train_step(input, label), plans "
              "layer by layer and counts the training state in the peak SRAM")(fn)
 
 
@@ -54,7 +55,7 @@ def training_lines(compiled) -> list[str]:
     if compiled.training is None:
         return []
     s = compiled.training.summary(compiled)
-    return [f"training: --train {s['scheme']} updates {s['updates']} (op {s['head_op']}, "
+    return [f"training: --train {s['scheme']} updates {s['updates']} (op{'s' if len(s['layers']) > 1 else ''} {', '.join(map(str, s['layers']))}, "
             f"{s['parameters']:,} parameters); training peak SRAM "
             f"{s['training_peak_sram_bytes']:,} bytes (arena {compiled.plan.arena_bytes:,}, "
             f"training state {s['static_bytes']:,}), flash {s['training_flash_bytes']:,} bytes of "

@@ -280,23 +280,20 @@ def read_training_run(model: CompiledModel, raw: bytes, pos: int, steps: int,
     per evaluation row the output and the logits. Returns the run and the position after."""
     t = model.training
     g = model.graph
-    u, d = t.head.units, t.head.depth
+    u = t.head.units
     per = np.dtype([("status", "<i4"), ("loss", "<f4"), ("logits", "i1", (u,))])
     if len(raw) < pos + steps * per.itemsize:
         raise McunetError(f"the training results are short ({len(raw)} bytes)")
     rec = np.frombuffer(raw, per, count=steps, offset=pos)
     pos += steps * per.itemsize
     state = {}
-    layout = [("bias", "<i4", u), ("bias_delta", "<f4", u), ("bias_velocity", "<f4", u)]
-    if t.updates_filter:
-        layout += [("filter", "i1", u * d), ("filter_delta", "<f4", u * d),
-                   ("filter_velocity", "<f4", u * d)]
-    for name, dtype, count in layout:
-        state[name] = np.frombuffer(raw, dtype, count=count, offset=pos).copy()
+    for key, _, ctype, shape in t.state_layout():
+        dtype = {"int8_t": "i1", "int32_t": "<i4", "float": "<f4"}[ctype]
+        count = int(np.prod(shape))
+        if len(raw) < pos + np.dtype(dtype).itemsize * count:
+            raise McunetError(f"the training results are short ({len(raw)} bytes)")
+        state[key] = np.frombuffer(raw, dtype, count=count, offset=pos).copy().reshape(shape)
         pos += np.dtype(dtype).itemsize * count
-    for name in ("filter", "filter_delta", "filter_velocity"):
-        if name in state:
-            state[name] = state[name].reshape(u, d)
     outputs, logits, pos = read_eval_rows(model, raw, pos, rows)
     return TrainingRun(status=rec["status"].copy(), losses=rec["loss"].copy(),
                        logits=rec["logits"].copy(), state=state, outputs=outputs,
@@ -322,7 +319,7 @@ def build_training_host(model: CompiledModel, sanitize: bool = False) -> Trainin
     lib = model.library()
     files = dict(lib.files)
     files["train_harness.c"] = library_environment(lib.name).get_template(
-        "train_harness.c.j2").render(filter=model.training.updates_filter)
+        "train_harness.c.j2").render(state=model.training.template_state())
     flags = CFLAGS + TRAIN_CFLAGS + (SANITIZE_FLAGS if sanitize else [])
     return TrainingHost(exe=_compile_files(files, flags, "train"), model=model)
 

@@ -47,14 +47,20 @@ import numpy as np
 
 from .codegen import kernels
 from .codegen.library import LibraryOptions
+from .codegen.ops.mean import mean_multiplier
 from .errors import McunetError
 from .graph import Graph, Op
 from .layers import FullyConnectedLayer
-from .quant import activation_range, double_parts, round_scaled
+from .quant import activation_range, conv_multipliers, double_parts, round_scaled
 from .step import ConstArg, ConstArray, Step, TensorArg
 
 SCHEMES = {"head": "the last FULLY_CONNECTED layer's weights and bias",
-           "bias": "the last FULLY_CONNECTED layer's bias"}
+           "bias": "the biases of the last FULLY_CONNECTED layer and of the 1x1 CONV_2D the "
+                   "backward reaches through the pooling (where there is one)"}
+# What the backward passes through between the head and the layer below it (docs/training.md).
+BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, and a 1x1 stride-1 CONV_2D "
+                "(fused NONE, RELU or RELU6)")
+_MASKED = ("NONE", "RELU", "RELU6")
 DEFAULT_LR = 0.01
 DEFAULT_MOMENTUM = 0.9
 # Views between the head and the model's output, and the one op that may end the model.
@@ -84,18 +90,29 @@ def c_float(value) -> str:
 
 
 def parse_scheme(spec: str) -> str:
-    """The --train SPEC, or McunetError naming what is and is not supported yet."""
+    """The --train SPEC (head, bias or last:N with N >= 1), or McunetError naming what is and
+    is not supported yet."""
     if spec in SCHEMES:
         return spec
     if spec.startswith("last:"):
-        raise McunetError(f"--train {spec}: updating the weights of the last N layers is not "
-                          "supported yet; this version trains `head` (the last fully connected "
-                          "layer's weights and bias) or `bias` (its bias)")
+        n = spec[5:]
+        if not n.isdigit() or int(n) < 1:
+            raise McunetError(f"--train {spec}: N in last:N must be a whole number >= 1")
+        return f"last:{int(n)}"
     if spec.endswith(".json"):
         raise McunetError(f"--train {spec}: sparse update schemes (per-layer channel ratios in "
-                          "JSON) are not supported yet; this version trains `head` or `bias`")
-    raise McunetError(f"--train {spec!r} is not a training scheme: give head or bias "
-                      "(last:N and sparse JSON schemes are not supported yet)")
+                          "JSON) are not supported yet; this version trains `head`, `bias` or "
+                          "`last:N`")
+    raise McunetError(f"--train {spec!r} is not a training scheme: give head, bias or last:N "
+                      "(sparse JSON schemes are not supported yet)")
+
+
+def describe(scheme: str) -> str:
+    if scheme in SCHEMES:
+        return SCHEMES[scheme]
+    n = int(scheme[5:])
+    return ("the last trainable layer's weights and bias" if n == 1 else
+            f"the weights and biases of the last {n} trainable layers")
 
 
 @dataclass(frozen=True)
@@ -184,32 +201,196 @@ def find_head(graph: Graph) -> Head:
 
 
 @dataclass(frozen=True)
+class ConvTail:
+    """The 1x1 CONV_2D below the head, reached backward through RESHAPE/SQUEEZE and a global
+    AVERAGE_POOL_2D: its numbers, the pool's, and the symbols of its flash constants."""
+    op_index: int
+    x: int  # its input (int8, pixels x depth), kept for the filter gradient
+    y: int  # its output (int8, pixels x units), kept for the activation's mask
+    pixels: int
+    units: int
+    depth: int
+    x_scale: float
+    x_zp: int
+    y_zp: int
+    w_scales: np.ndarray  # float32 [units]
+    filter: np.ndarray  # int8 [units][depth]
+    bias: np.ndarray  # int32 [units]
+    multiplier: np.ndarray  # int32 [units] (Q31, as TFLite's reference conv)
+    shift: np.ndarray
+    act_min: int
+    act_max: int
+    mask_lo: int | None  # the gradient passes where lo < y (and y < hi): the fused activation
+    mask_hi: int | None
+    pool_op: int
+    pool_min: int
+    pool_max: int
+    # A MEAN over the pixels instead of AVERAGE_POOL_2D: TFLite's QuantizedMeanOrSum integers
+    # (sum + mean_offset, requantised with 1/n folded in, + mean_zp); None for the pool.
+    mean: tuple[int, int, int, int] | None = None  # (sum offset, multiplier, shift, output zp)
+
+    def qas_filter(self) -> np.ndarray:
+        return np.array([self.x_scale / float(s) for s in self.w_scales], dtype=np.float32)
+
+    def qas_bias(self) -> np.ndarray:
+        return np.array([1.0 / (self.x_scale * float(s)) for s in self.w_scales],
+                        dtype=np.float32)
+
+    @property
+    def prefix(self) -> str:
+        return f"mcunet_train_op{self.op_index}_"
+
+    @property
+    def key(self) -> str:
+        return f"op{self.op_index}_"
+
+
+def _op_name(op: Op | None) -> str:
+    return "the model's input" if op is None else f"{op.kind} (op {op.index})"
+
+
+def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
+    """The 1x1 conv the backward from the head reaches (or None), and what stops the backward
+    below it (or below the head): an op named with its index and why."""
+    producers, consumers = graph.producers(), graph.consumers()
+
+    def single(t: int) -> bool:
+        return len(consumers.get(t, [])) == 1 and t not in graph.outputs
+
+    t = head.x
+    op = producers.get(t)
+    while op is not None and op.kind in _VIEWS and single(t):
+        t = op.inputs[0]
+        op = producers.get(t)
+    if op is None:
+        return None, "the model's input"
+    if not single(t):
+        return None, f"{_op_name(op)}, whose output has other consumers"
+    pin, pout = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    mean = None
+    if op.kind == "MEAN":
+        axes = graph.t(op.inputs[1]).data.reshape(-1).tolist() if op.inputs[1] >= 0 and \
+            graph.t(op.inputs[1]).is_const else []
+        if len(pin.shape) != 4 or sorted(a % 4 for a in axes) != [1, 2] or \
+                pout.size != pin.shape[3]:
+            return None, f"{_op_name(op)}, which is not a mean over the pixels (only that is supported)"
+        n = pin.shape[1] * pin.shape[2]
+        multiplier, shift = mean_multiplier(pin.quant.s, pout.quant.s, n)
+        mean = (-pin.quant.zp * n, multiplier, shift, pout.quant.zp)
+    elif op.kind != "AVERAGE_POOL_2D":
+        return None, f"{_op_name(op)}, which is not supported in the backward yet"
+    elif len(pin.shape) != 4 or tuple(pout.shape[1:3]) != (1, 1) or \
+            (op.attrs["filter_h"], op.attrs["filter_w"]) != tuple(pin.shape[1:3]) or \
+            op.attrs.get("activation", "NONE") != "NONE":
+        return None, f"{_op_name(op)}, which is not a global average (only that is supported)"
+    pool = op
+    pool_min, pool_max = activation_range("NONE", pout.quant.s, pout.quant.zp)
+    t = op.inputs[0]
+    op = producers.get(t)
+    if op is None:
+        return None, "the model's input"
+    if not single(t):
+        return None, f"{_op_name(op)}, whose output has other consumers"
+    w = graph.t(op.inputs[1]) if op.kind == "CONV_2D" else None
+    if op.kind != "CONV_2D" or w.shape[1:3] != (1, 1) or \
+            (op.attrs["stride_h"], op.attrs["stride_w"]) != (1, 1):
+        return None, f"{_op_name(op)}, which is not supported in the backward yet"
+    activation = op.attrs.get("activation", "NONE")
+    if activation not in _MASKED:
+        return None, f"{_op_name(op)}, whose fused {activation} is not supported"
+    x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    units, depth = w.shape[0], w.shape[3]
+    pixels = x.size // depth
+    if pixels * 255 >= 1 << 24:
+        return None, f"{_op_name(op)}, whose {pixels} pixels are too many (sums exact in float32)"
+    scales = w.quant.scale.astype(np.float32).reshape(-1)
+    scales = scales if scales.size == units else np.repeat(scales[:1], units)
+    mult, shift = conv_multipliers(x.quant.s, w.quant.scale, y.quant.s, units)
+    shift = np.where(mult == 0, -2, shift).astype(np.int32)  # as the lowering (same integers)
+    act_min, act_max = activation_range(activation, y.quant.s, y.quant.zp)
+    bias = graph.t(op.inputs[2]).data.astype(np.int32).reshape(-1) \
+        if len(op.inputs) > 2 and op.inputs[2] >= 0 else np.zeros(units, np.int32)
+    conv = ConvTail(op_index=op.index, x=op.inputs[0], y=op.outputs[0], pixels=pixels,
+                    units=units, depth=depth, x_scale=float(x.quant.s), x_zp=x.quant.zp,
+                    y_zp=y.quant.zp, w_scales=scales,
+                    filter=w.data.astype(np.int8).reshape(units, depth), bias=bias,
+                    multiplier=mult.astype(np.int32), shift=shift, act_min=act_min,
+                    act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
+                    mask_hi=act_max if activation == "RELU6" else None, pool_op=pool.index,
+                    pool_min=pool_min, pool_max=pool_max, mean=mean)
+    below = producers.get(op.inputs[0])
+    return conv, (f"{_op_name(below)}, which the backward does not pass through yet (the "
+                  f"input gradient of CONV_2D op {op.index} is not derived)")
+
+
+@dataclass(frozen=True)
 class Training:
-    """A training build: the scheme, its head, and what it adds to the library."""
+    """A training build: the scheme, its head (and the 1x1 conv below it when the scheme
+    trains that too), and what it adds to the library."""
     scheme: str
     head: Head
+    conv: ConvTail | None = None
     lr: float = DEFAULT_LR
     momentum: float = DEFAULT_MOMENTUM
 
     @property
     def updates_filter(self) -> bool:
-        return self.scheme == "head"
+        """The head's filter is trained."""
+        return self.scheme != "bias"
+
+    @property
+    def conv_filter(self) -> bool:
+        """The conv's filter is trained (last:2 and more)."""
+        return self.conv is not None and self.scheme != "bias"
+
+    @property
+    def entry(self) -> int:
+        """The tensor the trained tail starts from: the reference computes forward from it (it
+        does not change with training), as the forward of the layers below it is frozen."""
+        return self.conv.x if self.conv is not None else self.head.x
 
     @property
     def keep(self) -> tuple[int, ...]:
         """The tensors the training step reads after the forward pass (live to its end)."""
-        return (self.head.x, self.head.y) if self.updates_filter else (self.head.y,)
+        keep = [self.head.y] + ([self.head.x] if self.updates_filter else [])
+        if self.conv is not None:
+            keep += [self.conv.y] + ([self.conv.x] if self.conv_filter else [])
+        return tuple(keep)
+
+    def state_layout(self) -> list[tuple[str, str, str, tuple[int, ...]]]:
+        """(key, C symbol, C type, shape) of the state the harnesses write after training, in
+        their order."""
+        h = self.head
+        out = [("bias", "mcunet_train_bias", "int32_t", (h.units,)),
+               ("bias_delta", "mcunet_train_bias_delta", "float", (h.units,)),
+               ("bias_velocity", "mcunet_train_bias_velocity", "float", (h.units,))]
+        if self.updates_filter:
+            out += [("filter", "mcunet_train_filter", "int8_t", (h.units, h.depth)),
+                    ("filter_delta", "mcunet_train_filter_delta", "float", (h.units, h.depth)),
+                    ("filter_velocity", "mcunet_train_filter_velocity", "float",
+                     (h.units, h.depth))]
+        c = self.conv
+        if c is not None:
+            names = [("bias", "int32_t", (c.units,)), ("bias_delta", "float", (c.units,)),
+                     ("bias_velocity", "float", (c.units,))]
+            if self.conv_filter:
+                names += [("filter", "int8_t", (c.units, c.depth)),
+                          ("filter_delta", "float", (c.units, c.depth)),
+                          ("filter_velocity", "float", (c.units, c.depth))]
+            out += [(c.key + n, c.prefix + n, ct, shape) for n, ct, shape in names]
+        return out
+
+    def template_state(self) -> list[tuple[str, str, int]]:
+        """(symbol, C type, elements) of the state, as the harness templates write it."""
+        return [(sym, ct, int(np.prod(shape))) for _, sym, ct, shape in self.state_layout()]
 
     def static_arrays(self) -> list[tuple[str, str, int]]:
         """(symbol, C type, elements) of the static RAM the training code defines, besides
         four scalars (learning rate, momentum, last loss: float; initialised: int)."""
-        u, d = self.head.units, self.head.depth
-        arrays = [("mcunet_train_bias", "int32_t", u), ("mcunet_train_bias_delta", "float", u),
-                  ("mcunet_train_bias_velocity", "float", u), ("train_dz", "float", u)]
-        if self.updates_filter:
-            arrays += [("mcunet_train_filter", "int8_t", u * d),
-                       ("mcunet_train_filter_delta", "float", u * d),
-                       ("mcunet_train_filter_velocity", "float", u * d)]
+        arrays = [(sym, ct, int(np.prod(shape))) for _, sym, ct, shape in self.state_layout()]
+        arrays.append(("train_dz", "float", self.head.units))
+        if self.conv is not None:
+            arrays.append(("train_dx", "float", self.head.depth))
         return arrays
 
     @property
@@ -217,11 +398,27 @@ class Training:
         size = {"int8_t": 1, "int32_t": 4, "float": 4}
         return sum(size[c] * n for _, c, n in self.static_arrays()) + 4 * 4
 
+    @property
+    def parameters(self) -> int:
+        h, c = self.head, self.conv
+        n = h.units * (h.depth + 1) if self.updates_filter else h.units
+        if c is not None:
+            n += c.units * (c.depth + 1) if self.conv_filter else c.units
+        return n
+
+    @property
+    def gradient_bytes(self) -> int:
+        """The float32 gradient buffers of the backward (dL/dz, and dL/dx of the head's input
+        when the conv is trained)."""
+        return 4 * (self.head.units + (self.head.depth if self.conv is not None else 0))
+
     def rewrite(self, graph: Graph, steps: list[Step], consts: list[ConstArray]
                 ) -> tuple[list[Step], list[ConstArray]]:
         """The head's step on the trainable kernel with its parameters where training keeps
         them, and the flash contents: the original filter and bias (what reset restores),
-        the rescale, the QAS factors; the head's own packed constants go."""
+        the rescale, the QAS factors; the head's own packed constants go. The trained conv
+        runs on the portable conv kernel (the trainable family) reading its filter and bias
+        from RAM; its flash filter and bias stay (reset restores them)."""
         h = self.head
         at = [i for i, s in enumerate(steps) if s.op.index == h.op_index]
         assert len(at) == 1, "one step per op before any patch stage"
@@ -246,30 +443,74 @@ class Training:
                 TensorArg(h.y, "output", output=True))
         new = replace(old, kernel=kernels.FULLY_CONNECTED_TRAIN_S8, layer=layer, args=args)
         steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
+        c = self.conv
+        if c is not None:
+            own += [ConstArray("mcunet_train_w_scale", "float", h.w_scales.astype(np.float32)),
+                    ConstArray(c.prefix + "qas_bias", "float", c.qas_bias())]
+            if self.conv_filter:
+                own.append(ConstArray(c.prefix + "qas_filter", "float", c.qas_filter()))
+            at = [i for i, s in enumerate(steps) if s.op.index == c.op_index]
+            assert len(at) == 1 and steps[at[0]].layer.fused_add is None
+            old = steps[at[0]]
+            symbols = {a.name: a.symbol for a in old.args if isinstance(a, ConstArg)}
+            self.symbols.update(filter0=symbols["filter"], bias0=symbols["bias"])
+            args = tuple(replace(a, symbol=c.prefix + "filter") if isinstance(a, ConstArg) and
+                         a.name == "filter" and self.conv_filter else
+                         replace(a, symbol=c.prefix + "bias") if isinstance(a, ConstArg) and
+                         a.name == "bias" else a for a in old.args)
+            new = replace(old, kernel=kernels.CONV2D_TRAIN_S8, args=args)
+            steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
         used = {a.symbol for s in steps for a in s.args if isinstance(a, ConstArg)}
-        return steps, [c for c in consts if c.symbol in used] + own
+        used |= set(self.symbols.values())
+        return steps, [k for k in consts if k.symbol in used] + own
+
+    @property
+    def symbols(self) -> dict:
+        """The flash symbols of the conv's original filter and bias (set by rewrite)."""
+        return self._symbols
+
+    def __post_init__(self):
+        object.__setattr__(self, "_symbols", {})
 
     def template_vars(self, graph: Graph, plan) -> dict:
         """What templates/train_api.h.j2 and train_step.c.j2 render from."""
         h = self.head
-        return {"scheme": self.scheme, "filter": self.updates_filter, "units": h.units,
-                "depth": h.depth, "x_offset": plan.tensor_offset(h.x),
-                "logits_offset": plan.tensor_offset(h.y), "x_zp": h.x_zp, "y_zp": h.y_zp,
-                "y_scale": c_float(h.y_scale), "lr": c_float(self.lr),
-                "momentum": c_float(self.momentum), "static_bytes": self.static_bytes,
-                "filter_limit": c_float(FILTER_LIMIT), "bias_limit": c_float(BIAS_LIMIT),
-                "exp_min": c_float(EXP_MIN), "log2e": c_float(LOG2E),
-                "ln2_hi": c_float(LN2_HI), "ln2_lo": c_float(LN2_LO),
-                "exp_poly": [c_float(c) for c in EXP_POLY], "sqrt2": c_float(SQRT2),
-                "ln2": c_float(LN2), "log_poly": [c_float(c) for c in LOG_POLY],
-                "head_op": h.op_index, "what": SCHEMES[self.scheme]}
+        out = {"scheme": self.scheme, "filter": self.updates_filter, "units": h.units,
+               "depth": h.depth, "x_offset": plan.tensor_offset(h.x),
+               "logits_offset": plan.tensor_offset(h.y), "x_zp": h.x_zp, "y_zp": h.y_zp,
+               "y_scale": c_float(h.y_scale), "lr": c_float(self.lr),
+               "momentum": c_float(self.momentum), "static_bytes": self.static_bytes,
+               "filter_limit": c_float(FILTER_LIMIT), "bias_limit": c_float(BIAS_LIMIT),
+               "exp_min": c_float(EXP_MIN), "log2e": c_float(LOG2E),
+               "ln2_hi": c_float(LN2_HI), "ln2_lo": c_float(LN2_LO),
+               "exp_poly": [c_float(c) for c in EXP_POLY], "sqrt2": c_float(SQRT2),
+               "ln2": c_float(LN2), "log_poly": [c_float(c) for c in LOG_POLY],
+               "head_op": h.op_index, "what": describe(self.scheme),
+               "filter_offset": h.filter_offset, "conv": None,
+               "state": self.template_state()}
+        c = self.conv
+        if c is not None:
+            cond = []
+            if c.mask_lo is not None:
+                cond.append(f"y > {c.mask_lo}")
+            if c.mask_hi is not None:
+                cond.append(f"y < {c.mask_hi}")
+            out["conv"] = {"op": c.op_index, "prefix": c.prefix, "filter": self.conv_filter,
+                           "pixels": c.pixels, "units": c.units, "depth": c.depth,
+                           "x_offset": plan.tensor_offset(c.x), "y_offset": plan.tensor_offset(c.y),
+                           "x_zp": c.x_zp, "count": c_float(c.pixels), "pool_op": c.pool_op,
+                           "mask": " && ".join(cond) or "1",
+                           "filter0": self.symbols["filter0"], "bias0": self.symbols["bias0"]}
+        return out
 
     def summary(self, compiled) -> dict:
         """`plan --json`'s training figures."""
         h = self.head
-        return {"scheme": self.scheme, "updates": SCHEMES[self.scheme], "head_op": h.op_index,
-                "parameters": h.units * (h.depth + 1) if self.updates_filter else h.units,
+        return {"scheme": self.scheme, "updates": describe(self.scheme), "head_op": h.op_index,
+                "layers": [h.op_index] + ([self.conv.op_index] if self.conv else []),
+                "parameters": self.parameters,
                 "static_bytes": self.static_bytes,
+                "gradient_bytes": self.gradient_bytes,
                 "kept_tensor_bytes": sum(compiled.graph.t(t).nbytes for t in self.keep),
                 "training_peak_sram_bytes": compiled.peak_sram_bytes,
                 "training_flash_bytes": compiled.flash_bytes,
@@ -283,7 +524,21 @@ def prepare(graph: Graph, spec: str, options: LibraryOptions) -> Training:
     if options.arithmetic != "reference":
         raise McunetError("--train with --arithmetic tflm is not supported yet: training "
                           "builds use TFLite's reference arithmetic")
-    return Training(scheme, find_head(graph))
+    head = find_head(graph)
+    if scheme == "last:1":
+        scheme = "head"
+    if scheme == "head":
+        return Training(scheme, head)
+    conv, stop = find_tail(graph, head)
+    if scheme == "bias":
+        return Training(scheme, head, conv)
+    n = int(scheme[5:])
+    if conv is None or n > 2:
+        layer = "the head" if conv is None else f"CONV_2D (op {conv.op_index})"
+        raise McunetError(f"--train {scheme}: the backward below {layer} reaches {stop}; "
+                          f"this version passes through {BACKWARD_OPS}, so at most "
+                          f"last:{1 if conv is None else 2} on this model")
+    return Training(scheme, head, conv)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,15 +601,33 @@ def _wrap32(v: np.ndarray) -> np.ndarray:
     return ((np.asarray(v, dtype=np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int64)
 
 
+def _requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """mcunet_requantize (TFLite's MultiplyByQuantizedMultiplier) elementwise, in int64."""
+    acc = np.asarray(acc, np.int64)
+    m = np.broadcast_to(np.asarray(multiplier, np.int64), acc.shape)
+    sh = np.broadcast_to(np.asarray(shift, np.int64), acc.shape)
+    left, right = np.maximum(sh, 0), np.maximum(-sh, 0)
+    a = _wrap32(acc << left)
+    ab = a * m
+    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = np.where(v >= 0, v >> 31, -((-v) >> 31))
+    q = np.where((a == -(1 << 31)) & (m == -(1 << 31)), (1 << 31) - 1, q)
+    mask = (np.int64(1) << right) - 1
+    threshold = (mask >> 1) + (q < 0)
+    return (q >> right) + ((q & mask) > threshold)
+
+
 class TrainReference:
-    """The training arithmetic of a Training in NumPy: the head's int8 forward from its
-    input, the loss, the backward and the update. State: filter (int8), bias (int32), and
-    the float32 deltas and velocities, as the C's mcunet_train_* arrays."""
+    """The training arithmetic of a Training in NumPy: the trained tail's int8 forward from
+    its entry tensor (Training.entry: the head's input, or the conv's), the loss, the
+    backward and the update. State: filter (int8), bias (int32), and the float32 deltas and
+    velocities, as the C's mcunet_train_* arrays (state() names them as the harnesses do)."""
 
     def __init__(self, training: Training, lr: float | None = None,
                  momentum: float | None = None):
         self.t = training
         self.h = training.head
+        self.c = training.conv
         self.lr = F(training.lr if lr is None else lr)
         self.momentum = F(training.momentum if momentum is None else momentum)
         self.reset()
@@ -367,8 +640,44 @@ class TrainReference:
         self.filter_velocity = np.zeros((h.units, h.depth), np.float32)
         self.bias_delta = np.zeros(h.units, np.float32)
         self.bias_velocity = np.zeros(h.units, np.float32)
+        c = self.c
+        if c is not None:
+            self.conv = {"filter": c.filter.copy(), "bias": c.bias.copy(),
+                         "filter_delta": np.zeros((c.units, c.depth), np.float32),
+                         "filter_velocity": np.zeros((c.units, c.depth), np.float32),
+                         "bias_delta": np.zeros(c.units, np.float32),
+                         "bias_velocity": np.zeros(c.units, np.float32)}
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
+    def state(self) -> dict[str, np.ndarray]:
+        """The state as the harnesses write it (Training.state_layout's keys)."""
+        out = {}
+        for key, _, _, shape in self.t.state_layout():
+            if self.c is not None and key.startswith(self.c.key):
+                out[key] = self.conv[key[len(self.c.key):]]
+            else:
+                out[key] = getattr(self, key)
+        return out
+
+    def conv_forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The conv's int8 output [pixels][units] and the pooled head input [units] for the
+        conv's int8 input x (TFLite's reference arithmetic: the portable conv kernel and the
+        global average pool)."""
+        c = self.c
+        xs = x.reshape(c.pixels, c.depth).astype(np.int64) - c.x_zp
+        acc = _wrap32(xs @ self.conv["filter"].astype(np.int64).T +
+                      self.conv["bias"].astype(np.int64))
+        y = _wrap32(_requantize(acc, c.multiplier, c.shift) + c.y_zp)
+        y = np.clip(y, c.act_min, c.act_max).astype(np.int8)
+        total = y.astype(np.int64).sum(axis=0)
+        if c.mean is not None:
+            offset, multiplier, shift, zp = c.mean
+            q = _wrap32(_requantize(_wrap32(total + offset), multiplier, shift) + zp)
+            return y, np.clip(q, -128, 127).astype(np.int8)
+        n = c.pixels
+        avg = np.where(total > 0, (total + n // 2) // n, -((n // 2 - total) // n))
+        return y, np.clip(avg, c.pool_min, c.pool_max).astype(np.int8)
+
+    def head_logits(self, x: np.ndarray) -> np.ndarray:
         """The head's int8 output for its int8 input row x (TFLite's reference arithmetic)."""
         h = self.h
         xs = x.reshape(-1).astype(np.int64) - h.x_zp
@@ -380,6 +689,12 @@ class TrainReference:
             r = round_scaled(int(acc[u]), int(h.mantissa[k]), int(h.shift[k]))
             out[u] = min(max(int(_wrap32(r + h.y_zp)), h.act_min), h.act_max)
         return out
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """The head's int8 logits for the entry tensor's int8 values x."""
+        if self.c is not None:
+            x = self.conv_forward(x)[1]
+        return self.head_logits(x)
 
     def gradient(self, logits: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
         """(loss, dL/dz) in float32 from the int8 logits, in the C's order."""
@@ -398,31 +713,82 @@ class TrainReference:
         dz[label] = dz[label] - F(1.0)
         return loss, dz
 
-    def step(self, x: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
-        """One training step on the head input row x; returns (loss, the forward's logits)."""
+    def head_input_gradient(self, dz: np.ndarray) -> np.ndarray:
+        """dL/dx (real units) of the head's input: sum over u in order of
+        (dz[u] s_w[u]) (W[u] - zp_w), with the forward's filter."""
         h = self.h
-        logits = self.logits(x)
+        dx = np.zeros(h.depth, np.float32)
+        scales = h.w_scales.astype(np.float32)
+        for u in range(h.units):
+            t = dz[u] * scales[u]
+            dx = dx + t * (self.filter[u].astype(np.int32) + h.filter_offset).astype(np.float32)
+        return dx
+
+    def conv_terms(self, x: np.ndarray, y: np.ndarray, dx: np.ndarray):
+        """a = dL/d(conv output) where the mask passes (dx / pixels), the mask's count per
+        channel, and S[c][i] = sum over passing pixels of the centred input (exact ints)."""
+        c = self.c
+        mask = np.ones(y.shape, bool)
+        if c.mask_lo is not None:
+            mask &= y > c.mask_lo
+        if c.mask_hi is not None:
+            mask &= y < c.mask_hi
+        a = (dx / F(c.pixels)).astype(np.float32)
+        xc = x.reshape(c.pixels, c.depth).astype(np.int64) - c.x_zp
+        return a, mask.sum(axis=0), mask.T.astype(np.int64) @ xc
+
+    def _sgd(self, g, velocity, delta):
+        velocity = (self.momentum * velocity + g).astype(np.float32)
+        return velocity, (delta - self.lr * velocity).astype(np.float32)
+
+    def step(self, x: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
+        """One training step on the entry tensor's values x; returns (loss, the logits)."""
+        h, c = self.h, self.c
+        head_x = x
+        if c is not None:
+            y, head_x = self.conv_forward(x)
+        logits = self.head_logits(head_x)
         loss, dz = self.gradient(logits, label)
-        mu, lr = self.momentum, self.lr
+        dx = self.head_input_gradient(dz) if c is not None else None
         g = dz * self.h.qas_bias()
-        self.bias_velocity = mu * self.bias_velocity + g
-        self.bias_delta = self.bias_delta - lr * self.bias_velocity
+        self.bias_velocity, self.bias_delta = self._sgd(g, self.bias_velocity, self.bias_delta)
         b = h.bias.astype(np.int64) + round_delta(self.bias_delta, BIAS_LIMIT)
         self.bias = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
         if self.t.updates_filter:
             a = dz * h.qas_filter()
-            xc = (x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32)
+            xc = (head_x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32)
             g = a[:, None] * xc[None, :]
-            self.filter_velocity = mu * self.filter_velocity + g
-            self.filter_delta = self.filter_delta - lr * self.filter_velocity
+            self.filter_velocity, self.filter_delta = self._sgd(g, self.filter_velocity,
+                                                                self.filter_delta)
             w = h.filter.astype(np.int64) + round_delta(self.filter_delta, FILTER_LIMIT)
             self.filter = np.clip(w, -127, 127).astype(np.int8)
+        if c is not None:
+            s = self.conv
+            a, count, sums = self.conv_terms(x, y, dx)
+            g = (a * count.astype(np.float32)) * c.qas_bias()
+            s["bias_velocity"], s["bias_delta"] = self._sgd(g, s["bias_velocity"], s["bias_delta"])
+            b = c.bias.astype(np.int64) + round_delta(s["bias_delta"], BIAS_LIMIT)
+            s["bias"] = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
+            if self.t.conv_filter:
+                g = (a * c.qas_filter())[:, None] * sums.astype(np.float32)
+                s["filter_velocity"], s["filter_delta"] = self._sgd(
+                    g, s["filter_velocity"], s["filter_delta"])
+                w = c.filter.astype(np.int64) + round_delta(s["filter_delta"], FILTER_LIMIT)
+                s["filter"] = np.clip(w, -127, 127).astype(np.int8)
         return loss, logits
 
-    def real_gradients(self, x: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
-        """dL/dW and dL/db of the real-valued parameters (float32) at the current state: what
-        TensorFlow's autodiff of the float computation is checked against."""
-        h = self.h
-        _, dz = self.gradient(self.logits(x), label)
-        xr = (x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32) * F(h.x_scale)
-        return dz[:, None] * xr[None, :], dz
+    def real_gradients(self, x: np.ndarray, label: int) -> dict[str, np.ndarray]:
+        """The gradients of the real-valued parameters (float32) at the current state: what
+        TensorFlow's autodiff of the float computation is checked against. Keys: filter,
+        bias (the head's), and for a trained conv conv_filter, conv_bias."""
+        h, c = self.h, self.c
+        head_x = x if c is None else self.conv_forward(x)[1]
+        _, dz = self.gradient(self.head_logits(head_x), label)
+        xr = (head_x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32) * F(h.x_scale)
+        out = {"filter": dz[:, None] * xr[None, :], "bias": dz}
+        if c is not None:
+            y, _ = self.conv_forward(x)
+            a, count, sums = self.conv_terms(x, y, self.head_input_gradient(dz))
+            out["conv_bias"] = a * count.astype(np.float32)
+            out["conv_filter"] = a[:, None] * (sums.astype(np.float32) * F(c.x_scale))
+        return out

@@ -5,6 +5,7 @@ five-way head relearnt from 500 labelled images). Writes the .tflite and prints 
 report.
 
 usage: python scripts/fashion_adapt.py OUT_DIR [--epochs-host 2] [--epochs 5] [--lr 0.01]
+       [--train head|bias|last:2] [--pointwise]
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 
-def build_model(out: Path, epochs: int, seed: int = 0) -> Path:
+def build_model(out: Path, epochs: int, seed: int = 0, pointwise: bool = False) -> Path:
     import tensorflow as tf
 
     from mcunet.search.data import load_fashion_mnist
@@ -32,6 +33,7 @@ def build_model(out: Path, epochs: int, seed: int = 0) -> Path:
         tf.keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
         tf.keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
         tf.keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
+        *([tf.keras.layers.Conv2D(64, 1, activation="relu")] if pointwise else []),
         tf.keras.layers.GlobalAveragePooling2D(),
         tf.keras.layers.Dense(5),
         tf.keras.layers.Softmax(),
@@ -41,7 +43,7 @@ def build_model(out: Path, epochs: int, seed: int = 0) -> Path:
     tk = test.y < 5
     print("host float accuracy on classes 0-4:",
           model.evaluate(test.x[tk].astype(np.float32) / 255.0, test.y[tk], verbose=0)[1])
-    path = out / "fashion04.tflite"
+    path = out / ("fashion04_pw.tflite" if pointwise else "fashion04.tflite")
     path.write_bytes(to_int8_tflite(model, x[:500]))
     return path
 
@@ -53,15 +55,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--eval", type=int, default=500)
+    ap.add_argument("--train", default="head", help="the scheme (head, bias, last:2)")
+    ap.add_argument("--pointwise", action="store_true",
+                    help="a 1x1 conv (64, ReLU) before the pooling: what last:2 and bias train")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    model = a.out / "fashion04.tflite"
+    model = a.out / ("fashion04_pw.tflite" if a.pointwise else "fashion04.tflite")
     if not model.exists():
-        model = build_model(a.out, a.epochs_host)
-    cmd = [sys.executable, "-m", "mcunet", "train-on-device", str(model), "--train", "head",
+        model = build_model(a.out, a.epochs_host, pointwise=a.pointwise)
+    cmd = [sys.executable, "-m", "mcunet", "train-on-device", str(model), "--train", a.train,
            "--board", "mps2-an386", "--dataset", "fashion-mnist", "--classes", "5-9",
            "--samples", "500", "--epochs", str(a.epochs), "--eval", str(a.eval),
-           "--lr", str(a.lr), "--json", str(a.out / "adapt.json")]
+           "--lr", str(a.lr), "--json", str(a.out / f"adapt-{a.train.replace(':', '')}.json")]
     print(" ".join(cmd), flush=True)
     raise SystemExit(subprocess.call(cmd))
 

@@ -49,15 +49,60 @@ def small_model(per_channel: bool, softmax: bool, seed: int = 0) -> bytes:
     return m.build()
 
 
+def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 0,
+               mean: bool = False) -> bytes:
+    """input (1, 6, 6, 3) -> CONV_2D 3x3 stride 2 RELU -> 1x1 CONV_2D 8->16 [activation] ->
+    global AVERAGE_POOL_2D -> RESHAPE (or MEAN over the pixels, its own scale, as Keras's
+    GlobalAveragePooling2D converts) -> FULLY_CONNECTED 16->5 -> SOFTMAX: the tail of KWS
+    (and of most CNN classifiers) on a small model."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, 6, 6, 3), "int8", scale=0.04, zero_point=-5)
+    w0 = m.const(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), scale=[0.01] * 8,
+                 zero_point=[0] * 8, quantized_dimension=0)
+    b0 = m.const(rng.integers(-300, 300, 8).astype(np.int32), scale=[0.0004] * 8, zero_point=[0] * 8)
+    h0 = m.tensor((1, 3, 3, 8), "int8", scale=0.05, zero_point=-128)
+    m.op("CONV_2D", [x, w0, b0], [h0], padding="SAME", stride_w=2, stride_h=2,
+         fused_activation="RELU")
+    n = 16 if per_channel else 1
+    scales = [float(np.float32(s)) for s in rng.uniform(0.005, 0.02, n)]
+    w1 = m.const(rng.integers(-127, 128, (16, 1, 1, 8)).astype(np.int8), scale=scales,
+                 zero_point=[0] * n, quantized_dimension=0)
+    b1 = m.const(rng.integers(-400, 400, 16).astype(np.int32), scale=[0.05 * s for s in scales],
+                 zero_point=[0] * n)
+    h1 = m.tensor((1, 3, 3, 16), "int8", scale=0.03, zero_point=-128 if activation != "NONE" else 3)
+    m.op("CONV_2D", [h0, w1, b1], [h1], padding="VALID", fused_activation=activation)
+    if mean:
+        r = m.tensor((1, 16), "int8", scale=0.021, zero_point=-100)
+        m.op("MEAN", [h1, m.const(np.array([1, 2], np.int32))], [r], keep_dims=False)
+    else:
+        p = m.tensor((1, 1, 1, 16), "int8", scale=0.03,
+                     zero_point=-128 if activation != "NONE" else 3)
+        m.op("AVERAGE_POOL_2D", [h1], [p], padding="VALID", filter_width=3, filter_height=3,
+             stride_w=1, stride_h=1)
+        shape = m.const(np.array([1, 16], np.int32))
+        r = m.tensor((1, 16), "int8", scale=0.03, zero_point=-128 if activation != "NONE" else 3)
+        m.op("RESHAPE", [p, shape], [r], new_shape=[1, 16])
+    w2 = m.const(rng.integers(-127, 128, (5, 16)).astype(np.int8), scale=[0.01], zero_point=[0])
+    b2 = m.const(rng.integers(-300, 300, 5).astype(np.int32), scale=[0.0003], zero_point=[0])
+    y = m.tensor((1, 5), "int8", scale=0.1, zero_point=2)
+    m.op("FULLY_CONNECTED", [r, w2, b2], [y])
+    out = m.tensor((1, 5), "int8", scale=1 / 256, zero_point=-128)
+    m.op("SOFTMAX", [y], [out])
+    m.output(out)
+    return m.build()
+
+
 def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
-    """The head's int8 input for every row, by TFLite's reference kernels."""
+    """The trained tail's int8 input (the head's, or the trained conv's) for every row, by
+    TFLite's reference kernels."""
     interp = _interpreter(model, preserve=True)
     d = interp.get_input_details()[0]
     xs = []
     for x in rows:
         interp.set_tensor(d["index"], x[None].reshape(d["shape"]))
         interp.invoke()
-        xs.append(interp.get_tensor(training.head.x).reshape(-1).copy())
+        xs.append(interp.get_tensor(training.entry).reshape(-1).copy())
     return np.stack(xs)
 
 
@@ -72,12 +117,15 @@ def samples(compiled, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def patched(model: bytes, training, state) -> bytes:
-    """The .tflite with the head's trained filter and bias written over the original bytes."""
-    h = training.head
-    for old, new in [(h.filter.tobytes(), state["filter"].astype(np.int8).tobytes()
-                      if "filter" in state else h.filter.tobytes()),
-                     (h.bias.astype("<i4").tobytes(), state["bias"].astype("<i4").tobytes())]:
-        assert model.count(old) == 1, "the head's parameters appear once in the file"
+    """The .tflite with the trained filters and biases written over the original bytes."""
+    h, c = training.head, training.conv
+    pairs = [(h.filter, state.get("filter", h.filter), np.int8), (h.bias, state["bias"], "<i4")]
+    if c is not None:
+        pairs += [(c.filter, state.get(c.key + "filter", c.filter), np.int8),
+                  (c.bias, state[c.key + "bias"], "<i4")]
+    for old, new, dtype in pairs:
+        old, new = np.asarray(old).astype(dtype).tobytes(), np.asarray(new).astype(dtype).tobytes()
+        assert model.count(old) == 1, "the trained parameters appear once in the file"
         model = model.replace(old, new)
     return model
 
@@ -103,16 +151,17 @@ def check_training(model, tmp_path, scheme: str, lr: float, rows: int = 10, seed
     np.testing.assert_array_equal(run.logits, np.stack(logits))
     np.testing.assert_array_equal(run.losses.view(np.uint32),
                                   np.array(losses, np.float32).view(np.uint32))
-    state = {"bias": ref.bias, "bias_delta": ref.bias_delta, "bias_velocity": ref.bias_velocity}
-    if t.updates_filter:
-        state.update(filter=ref.filter, filter_delta=ref.filter_delta,
-                     filter_velocity=ref.filter_velocity)
+    state = ref.state()
     assert sorted(run.state) == sorted(state)
     for name, value in state.items():  # every byte of every updated parameter and its state
         assert run.state[name].tobytes() == value.tobytes(), name
     assert not np.array_equal(run.state["bias"], t.head.bias), "training changed the bias"
     if t.updates_filter:
         assert not np.array_equal(run.state["filter"], t.head.filter)
+    if t.conv is not None:
+        assert not np.array_equal(run.state[t.conv.key + "bias"], t.conv.bias)
+    if t.conv_filter:
+        assert not np.array_equal(run.state[t.conv.key + "filter"], t.conv.filter)
     # It learns: the last pass over the samples has a lower loss than the first.
     assert run.losses[-rows:].mean() < run.losses[:rows].mean()
     # After training invoke uses the trained parameters: TFLite's reference on the model
@@ -128,6 +177,24 @@ def check_training(model, tmp_path, scheme: str, lr: float, rows: int = 10, seed
 @pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05)])
 def test_kws_training_is_bit_exact_with_the_reference(tmp_path, scheme, lr):
     check_training(mlperf_model("kws_ref_model.tflite"), tmp_path, scheme, lr)
+
+
+@pytest.mark.parametrize("scheme, lr", [("last:2", 0.01), ("bias", 0.05)])
+def test_kws_last2_and_conv_bias_are_bit_exact_with_the_reference(tmp_path, scheme, lr):
+    """The backward through the head, RESHAPE, the global average pool and op 8's ReLU mask
+    to the 1x1 CONV_2D (op 8): both layers' parameters (last:2) or biases (bias)."""
+    compiled, run = check_training(mlperf_model("kws_ref_model.tflite"), tmp_path, scheme, lr)
+    assert compiled.training.conv.op_index == 8
+    assert compiled.training.conv_filter == (scheme == "last:2")
+
+
+@pytest.mark.parametrize("scheme, activation, per_channel, mean",
+                         [("last:2", "RELU6", True, False), ("last:2", "NONE", False, False),
+                          ("last:2", "RELU", True, True), ("bias", "RELU6", True, False)])
+def test_small_conv_model_last2_is_bit_exact(tmp_path, scheme, activation, per_channel, mean):
+    compiled, _ = check_training(conv_model(activation, per_channel, mean=mean), tmp_path,
+                                 scheme, lr=0.05, rows=8)
+    assert compiled.training.conv.op_index == 1
 
 
 @pytest.mark.parametrize("scheme, per_channel, softmax",
@@ -164,7 +231,7 @@ def test_exp_and_log_are_close_to_libm():
 def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     model = mlperf_model("kws_ref_model.tflite")
     plans = {}
-    for scheme in ("head", "bias"):
+    for scheme in ("head", "bias", "last:2"):
         r = subprocess.run([sys.executable, "-m", "mcunet", "plan", str(model), "--train", scheme,
                             "--json", "--no-png"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
@@ -190,10 +257,15 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
         assert static == t["static_bytes"]
     assert plans["head"]["training"]["parameters"] == 12 * 65
     assert plans["bias"]["training"]["static_bytes"] < plans["head"]["training"]["static_bytes"]
+    assert plans["last:2"]["training"]["parameters"] == 12 * 65 + 64 * 65
+    assert plans["last:2"]["training"]["layers"] == [11, 8]
+    assert plans["bias"]["training"]["parameters"] == 12 + 64
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("everything", "is not a training scheme"), ("last:2", "last N layers is not supported yet"),
+    ("everything", "is not a training scheme"),
+    ("last:3", "reaches DEPTHWISE_CONV_2D (op 7), which the backward does not pass through"),
+    ("last:x", "N in last:N"),
     ("scheme.json", "sparse update schemes"),
 ])
 def test_unsupported_schemes_are_one_line_errors(capsys, spec, words):
@@ -251,7 +323,8 @@ def test_gradients_match_tensorflow_autodiff(tmp_path):
     xs = head_inputs(str(model), t, x[:4])
     for xi, label in zip(xs, labels[:4]):
         ref = TrainReference(t, momentum=0.0)
-        gw, gb = ref.real_gradients(xi, int(label))
+        grads = ref.real_gradients(xi, int(label))
+        gw, gb = grads["filter"], grads["bias"]
         zq = ref.logits(xi).astype(np.float32) - h.y_zp
         scale = h.w_scales.astype(np.float64)[:, None]
         W = tf.Variable((h.filter.astype(np.float64) * scale).astype(np.float32))
@@ -273,12 +346,69 @@ def test_gradients_match_tensorflow_autodiff(tmp_path):
         np.testing.assert_allclose(moved_b, -t.lr * tb, rtol=1e-5, atol=1e-5 * np.max(np.abs(t.lr * tb)))
 
 
-def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tmp_path):
+def test_conv_gradients_match_tensorflow_autodiff():
+    """last:2 on KWS, float against float: the reference's gradients of the head's and the 1x1
+    conv's (op 8) real-valued parameters against TensorFlow's autodiff of the straight-through
+    float computation (the int8 forward's values, TF's gradients through FC, the mean over the
+    pixels, the activation's mask and the conv), within 1e-5 of the largest gradient of each;
+    one step's QAS update of the conv, scaled back, is -lr times TF's gradient (1e-5 of the
+    largest)."""
+    tf = pytest.importorskip("tensorflow")
+    model = mlperf_model("kws_ref_model.tflite")
+    compiled = api.compile(model, train="last:2")
+    t = compiled.training
+    h, c = t.head, t.conv
+    x, labels = samples(compiled, 3, 7)
+    xs = head_inputs(str(model), t, x[:3])
+    for xi, label in zip(xs, labels[:3]):
+        ref = TrainReference(t, momentum=0.0)
+        grads = ref.real_gradients(xi, int(label))
+        y, pooled = ref.conv_forward(xi)
+        zq = ref.head_logits(pooled).astype(np.float32) - h.y_zp
+        mask = np.ones(y.shape, bool)
+        if c.mask_lo is not None:
+            mask &= y > c.mask_lo
+        if c.mask_hi is not None:
+            mask &= y < c.mask_hi
+        cs = c.w_scales.astype(np.float64)
+        Wc = tf.Variable((c.filter * cs[:, None]).astype(np.float32))
+        bc = tf.Variable((c.bias * c.x_scale * cs).astype(np.float32))
+        hs = h.w_scales.astype(np.float64)
+        W = tf.Variable((h.filter * hs[:, None]).astype(np.float32))
+        b = tf.Variable((h.bias * h.x_scale * hs).astype(np.float32))
+        xr = tf.constant(((xi.reshape(c.pixels, c.depth).astype(np.float32) - c.x_zp)
+                          * np.float32(c.x_scale)))
+        pr = tf.constant((pooled.astype(np.float32) - h.x_zp) * np.float32(h.x_scale))
+        with tf.GradientTape() as tape:
+            lin = (tf.matmul(xr, Wc, transpose_b=True) + bc) * tf.constant(mask, tf.float32)
+            mean = tf.reduce_mean(lin, axis=0)
+            pst = tf.stop_gradient(pr - mean) + mean
+            lin2 = tf.reshape(tf.matmul(W, pst[:, None]), [-1]) + b
+            z = tf.stop_gradient(tf.constant(zq * np.float32(h.y_scale)) - lin2) + lin2
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.constant([int(label)]), logits=z[None])[0]
+        tw, tb, tcw, tcb = (g.numpy() for g in tape.gradient(loss, [W, b, Wc, bc]))
+        for mine, theirs in [(grads["filter"], tw), (grads["bias"], tb),
+                             (grads["conv_filter"], tcw), (grads["conv_bias"], tcb)]:
+            assert np.max(np.abs(mine - theirs)) <= 1e-5 * np.max(np.abs(theirs))
+        assert np.any(grads["conv_filter"] != 0) and not mask.all()
+        ref.step(xi, int(label))
+        moved = ref.conv["filter_delta"].astype(np.float64) * cs[:, None]
+        np.testing.assert_allclose(moved, -t.lr * tcw, rtol=1e-5,
+                                   atol=1e-5 * np.max(np.abs(t.lr * tcw)))
+        moved_b = ref.conv["bias_delta"] * c.x_scale * cs
+        np.testing.assert_allclose(moved_b, -t.lr * tcb, rtol=1e-5,
+                                   atol=1e-5 * np.max(np.abs(t.lr * tcb)))
+
+
+@pytest.mark.parametrize("build, scheme", [("fc", "head"), ("conv", "last:2")])
+def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tmp_path, build,
+                                                                             scheme):
     """--name and --external-arena rename and move nothing that training reads; ASan/UBSan
-    find nothing; the steps equal the reference's."""
+    find nothing; the steps equal the reference's (every state byte)."""
     path = tmp_path / "m.tflite"
-    path.write_bytes(small_model(False, True, seed=3))
-    compiled = api.compile(path, train="head", name="kws", external_arena=True)
+    path.write_bytes(small_model(False, True, seed=3) if build == "fc" else conv_model(seed=3))
+    compiled = api.compile(path, train=scheme, name="kws", external_arena=True)
     header = compiled.library().files["kws_model.h"]
     assert "int kws_train_step(const int8_t *input, int label);" in header
     x, labels = samples(compiled, 5, 2)
@@ -287,5 +417,5 @@ def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tm
     xs = head_inputs(str(path), compiled.training, x[:20])
     losses = [ref.step(xi, int(li))[0] for xi, li in zip(xs, labels[:20])]
     assert run.losses.tobytes() == np.array(losses, np.float32).tobytes()
-    assert run.state["filter"].tobytes() == ref.filter.tobytes()
-    assert run.state["filter_delta"].tobytes() == ref.filter_delta.tobytes()
+    for key, value in ref.state().items():
+        assert run.state[key].tobytes() == value.tobytes(), key

@@ -53,6 +53,12 @@ def check_on_m4(scheme: str, lr: float, rows: int, steps: int):
         assert result.run.state["filter_velocity"].tobytes() == ref.filter_velocity.tobytes()
         assert not np.array_equal(ref.filter, t.head.filter)
     assert not np.array_equal(ref.bias, t.head.bias)
+    if t.conv is not None:  # the conv under the pool (bias, last:2)
+        for key, value in ref.state().items():
+            assert result.run.state[key].tobytes() == value.tobytes(), key
+        assert not np.array_equal(ref.conv["bias"], t.conv.bias)
+    if t.conv_filter:
+        assert not np.array_equal(ref.conv["filter"], t.conv.filter)
     assert reference_mismatches(str(source), compiled, result, tx, ty, ex[:2], lr=lr) == []
     assert "-ffp-contract=off" in result.flags
     # Instructions: one count per step and per invoke; a step is an invoke and a bit more.
@@ -80,8 +86,14 @@ def test_kws_bias_steps_on_the_m4_are_bit_exact():
 
 
 @needs_tools
+def test_kws_last2_steps_on_the_m4_are_bit_exact():
+    """The backward through the pool to the 1x1 conv (op 8), on the M4F."""
+    check_on_m4("last:2", 0.01, rows=3, steps=4)
+
+
+@needs_tools
 @pytest.mark.slow
-@pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05)])
+@pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05), ("last:2", 0.01)])
 def test_kws_100_steps_on_the_m4_are_bit_exact(scheme, lr):
     result = check_on_m4(scheme, lr, rows=10, steps=100)
     assert result.run.losses[-10:].mean() < result.run.losses[:10].mean()
