@@ -71,7 +71,7 @@ def baselines(args) -> None:
     print()
     print(f"Fashion-MNIST, int8 test accuracy (%), {args.time_budget:g} s per run, seeds "
           f"{args.seeds}:")
-    print(f"{'budget':>14}  {'method':<12} {'per seed':<24} {'mean':>6} {'spread':>7}  "
+    print(f"{'budget':>16}  {'method':<12} {'per seed':<24} {'mean':>6} {'spread':>7}  "
           f"{'peak SRAM B':>11} {'M MACs':>7}")
     for sram_kb, flash_kb in budgets:
         means = {}
@@ -79,19 +79,19 @@ def baselines(args) -> None:
             metas = [results[(sram_kb, flash_kb, method, s)] for s in seeds]
             accs = [100 * m["measured"]["test_accuracy_int8"] for m in metas]
             means[method] = statistics.mean(accs)
-            spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            spread = statistics.stdev(accs) if len(accs) > 1 else None  # one seed: none
             sram = max(m["measured"]["peak_sram_bytes"] for m in metas)
             macs = statistics.mean(m["measured"]["macs"] for m in metas) / 1e6
-            print(f"{sram_kb:>5} KB/{flash_kb:>4} KB  {method:<12} "
+            print(f"{sram_kb:>5} KB /{flash_kb:>4} KB  {method:<12} "
                   f"{' '.join(f'{a:.2f}' for a in accs):<24} {means[method]:6.2f} "
-                  f"{spread:7.2f}  {sram:11d} {macs:7.2f}")
+                  f"{'-' if spread is None else f'{spread:.2f}':>7}  {sram:11d} {macs:7.2f}")
             rows.append({"sram_kb": sram_kb, "flash_kb": flash_kb, "method": method,
                          "test_accuracy_int8": accs, "mean": means[method], "stdev": spread,
                          "peak_sram_bytes": sram, "mean_macs": macs * 1e6,
                          "arch_keys": [m["arch_key"] for m in metas]})
         margin = means["mcunet"] - max(means["mobilenetv2"], means["random"])
         verdict = "met" if margin >= MARGIN_TARGET else "not met"
-        print(f"{'':>14}  mcunet over the better baseline: {margin:+.2f} points "
+        print(f"{'':>16}  mcunet over the better baseline: {margin:+.2f} points "
               f"(target +{MARGIN_TARGET}: {verdict})")
     (Path(args.out) / "baselines.json").write_text(json.dumps(rows, indent=1))
 
