@@ -7,7 +7,8 @@ average pooling into MEAN over axes (1, 2) and Dense+softmax into FULLY_CONNECTE
 SOFTMAX). So the planner measures peak SRAM and flash of a candidate in milliseconds, with
 no conversion (tests/test_search_graph.py checks the bytes against a real conversion).
 
-The quantisation is a placeholder: memory does not depend on it. Per-channel scales are
+The quantisation is a placeholder: memory does not depend on it (but for one choice, see
+LOGITS_SCALE). Per-channel scales are
 random per layer so that no two constant arrays are equal: mcunet stores equal arrays once,
 and the arrays of a trained network practically never coincide, so the flash measured here
 is what an exported model needs (an upper bound if some arrays happened to coincide).
@@ -23,6 +24,11 @@ from .space import Arch, SearchSpace
 
 INPUT_SCALE, INPUT_ZP = 1.0 / 255.0, -128  # inputs normalised to [0, 1]
 RELU6_SCALE, RELU6_ZP = 6.0 / 255.0, -128
+# Puts the classifier's rescale (pooled scale x weight scale / this) inside the range where
+# FULLY_CONNECTED takes its fast form and stores its `near` constants (quant.near_rescale:
+# 2^-21 .. 2^-2), as trained classifiers' scales are: the flash is then that of the usual
+# case, and an upper bound where a model's scales fall outside.
+LOGITS_SCALE = 0.5
 
 
 def _q(scale, zp=0, axis: int = 0) -> QuantParams:
@@ -107,7 +113,7 @@ def build_graph(space: SearchSpace, arch: Arch, seed: int = 0) -> Graph:
     b.op("MEAN", [x, axes], [pooled])
     n = space.num_classes
     wt, bias = b.weights("classifier", (n, channels), n, 0, b.tensors[pooled].quant.s)
-    logits = b.tensor("logits", (1, n), quant=_q(0.1, 0))
+    logits = b.tensor("logits", (1, n), quant=_q(LOGITS_SCALE, 0))
     b.op("FULLY_CONNECTED", [pooled, wt, bias], [logits])
     probs = b.tensor("probs", (1, n), quant=_q(1.0 / 256.0, -128))
     b.op("SOFTMAX", [logits], [probs], beta=1.0)
