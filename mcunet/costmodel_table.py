@@ -11,7 +11,9 @@ Refitted with --only: depthwise_conv_s8_dsp, depthwise_conv_inplace_s8_dsp (the 
 band kernels), to 420 spans of 23 networks on the M4, M7 and M33.
 Refitted with --only: fully_connected_s8, fully_connected_s8_dsp,
 fully_connected_s8_dsp_col (the one-multiply rescale, mcunet_round_scaled_near), to 308
-spans of 40 networks on the M3, M4, M7 and M33."""
+spans of 40 networks on the M3, M4, M7 and M33.
+Refitted with --only: conv2d_s8_dsp, depthwise_conv_inplace_s8_dsp,
+depthwise_conv_s8_dsp, to 2109 spans of 28 networks."""
 
 TABLE = {
     'cortex-m3': {
@@ -30,10 +32,10 @@ TABLE = {
     'cortex-m4': {
         'add_s8': {'calls': 3362},
         'average_pool_s8': {'calls': 173.654, 'valid_taps': 4.40148},
-        'conv2d_s8_dsp': {'calls': 620.285, 'macs': 0.903905, 'macs_per_block': 0.318792, 'out': 14.2288, 'pixels': 16.9442, 'im2col': 0.00590972, 'row_taps': 1.27582, 'rq_general': 8.29581, 'fused': 28.9178, 'looped_macs': 0.0324481},
-        'depthwise_conv_inplace_s8_dsp': {'macs': 1.08121, 'in': 7.23229, 'channels': 37.26, 'pair_out': 13.5054, 'tap_groups': 2.05594, 'channel_taps': 2.15797},
+        'conv2d_s8_dsp': {'calls': 2541.83, 'macs': 0.379041, 'macs_per_block': 2.19993, 'out': 6.02078, 'pixels': 6.98447, 'row_taps': 3.53362, 'rq_general': 4.22989, 'fused': 24.6491},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 1.14102, 'in': 6.2264, 'channels': 51.8934, 'plane_area': 6.76686, 'pair_out': 7.34892, 'tap_groups': 1.64369, 'channel_taps': 2.78391},
         'depthwise_conv_s8': {'macs': 2.89452, 'valid_taps': 2.48469, 'row_taps': 37.6776},
-        'depthwise_conv_s8_dsp': {'calls': 839.626, 'macs': 1.21175, 'in': 2.26172, 'channels': 248.525, 'valid_taps': 1.47282},
+        'depthwise_conv_s8_dsp': {'macs': 2.38236, 'in': 2.34792, 'channels': 88.2733},
         'fully_connected_s8_dsp': {'calls': 37.2553, 'macs': 1.34226, 'out': 20.577, 'in': 2.18227},
         'max_pool_s8': {'calls': 79.3936, 'pixels': 5.74104, 'taps': 4.06775},
         'mean_s8': {'calls': 33.5256, 'out': 28.3861, 'in': 3.89987},
@@ -44,10 +46,10 @@ TABLE = {
     'cortex-m7': {
         'add_s8': {'calls': 3395},
         'average_pool_s8': {'calls': 255.233, 'valid_taps': 4.35576},
-        'conv2d_s8_dsp': {'calls': 589.449, 'macs': 0.903176, 'macs_per_block': 0.319705, 'out': 13.6377, 'pixels': 17.3461, 'im2col': 0.0781097, 'row_taps': 1.75432, 'rq_general': 8.40044, 'fused': 28.6493, 'looped_macs': 0.032583},
-        'depthwise_conv_inplace_s8_dsp': {'macs': 1.08122, 'in': 7.2322, 'channels': 37.26, 'pair_out': 13.5055, 'tap_groups': 2.05592, 'channel_taps': 2.15795},
+        'conv2d_s8_dsp': {'calls': 2563.62, 'macs': 0.383459, 'macs_per_block': 2.19877, 'out': 4.92885, 'pixels': 11.6734, 'row_taps': 4.04685, 'rq_general': 4.62427, 'fused': 24.548},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 1.14103, 'in': 6.22641, 'channels': 51.8938, 'plane_area': 6.76674, 'pair_out': 7.34874, 'tap_groups': 1.64367, 'channel_taps': 2.78383},
         'depthwise_conv_s8': {'macs': 2.46469, 'valid_taps': 2.47845, 'row_taps': 41.0539},
-        'depthwise_conv_s8_dsp': {'calls': 839.548, 'macs': 1.21265, 'in': 2.26236, 'channels': 248.479, 'valid_taps': 1.47175},
+        'depthwise_conv_s8_dsp': {'macs': 2.38245, 'in': 2.34766, 'channels': 88.2941},
         'fully_connected_s8_dsp': {'calls': 37.4515, 'macs': 1.34166, 'out': 20.6519, 'in': 2.18841},
         'max_pool_s8': {'calls': 78.4376, 'pixels': 5.75771, 'taps': 4.06833},
         'mean_s8': {'calls': 32.0403, 'out': 27.2067, 'in': 3.91704},
@@ -59,10 +61,10 @@ TABLE = {
     'cortex-m33': {
         'add_s8': {'calls': 72.6826, 'out': 58.4336},
         'average_pool_s8': {'calls': 177.096, 'valid_taps': 4.27614},
-        'conv2d_s8_dsp': {'calls': 620.272, 'macs': 0.90365, 'macs_per_block': 0.319522, 'out': 14.2296, 'pixels': 16.9441, 'im2col': 0.00593272, 'row_taps': 1.27544, 'rq_general': 8.29591, 'fused': 28.9181, 'looped_macs': 0.0324575},
-        'depthwise_conv_inplace_s8_dsp': {'macs': 1.08099, 'in': 7.23237, 'channels': 37.2588, 'pair_out': 13.5094, 'tap_groups': 2.05627, 'channel_taps': 2.1594},
+        'conv2d_s8_dsp': {'calls': 2541.81, 'macs': 0.378926, 'macs_per_block': 2.20026, 'out': 6.0212, 'pixels': 6.98718, 'row_taps': 3.5335, 'rq_general': 4.22994, 'fused': 24.6489},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 1.14102, 'in': 6.22645, 'channels': 51.8938, 'plane_area': 6.76728, 'pair_out': 7.34887, 'tap_groups': 1.64369, 'channel_taps': 2.78389},
         'depthwise_conv_s8': {'macs': 2.96961, 'valid_taps': 2.42962, 'row_taps': 38.6706},
-        'depthwise_conv_s8_dsp': {'calls': 839.344, 'macs': 1.21212, 'in': 2.26203, 'channels': 248.415, 'valid_taps': 1.47242},
+        'depthwise_conv_s8_dsp': {'macs': 2.38236, 'in': 2.34794, 'channels': 88.2675},
         'fully_connected_s8_dsp': {'calls': 37.1629, 'macs': 1.34203, 'out': 20.6377, 'in': 2.18376},
         'fully_connected_s8_dsp_col': {'calls': 5.82917, 'macs': 1.30169, 'out': 19.6492, 'in': 4.07234},
         'max_pool_s8': {'calls': 69.2464, 'pixels': 5.87539, 'taps': 4.06851},
