@@ -132,3 +132,30 @@ def test_train_plan_stays_off_tensorflow(task):
                        text=True)
     assert r.returncode == 0, r.stderr
     assert "heavy: []" in r.stdout and "pick: --train" in r.stdout
+
+
+@pytest.mark.slow
+def test_bench_training_runs_on_a_tiny_case(task, tmp_path):
+    """scripts/bench_training.py on the small conv model and its task: every scheme's training
+    SRAM is plan --train's, TensorFlow's full back-propagation is counted and measured (about
+    10 s: TensorFlow's import in the worker)."""
+    model, data = task
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "scripts/bench_training.py", "--model", str(model),
+                        "--dataset", str(data), "--samples", "50", "--eval", "50", "--epochs", "1",
+                        "--lr", "0.05", "--json", str(out)], capture_output=True, text=True,
+                       cwd=__import__("pathlib").Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stderr[-2000:]
+    [result] = json.loads(out.read_text())
+    plan = train_plan(str(model), str(data), sram="256KB", samples=20, val=20, epochs=1)
+    sram = {s.scheme: s.training_peak_sram_bytes for s in plan.schemes}
+    assert {s["scheme"]: s["training_peak_sram_bytes"] for s in result["schemes"]} == sram
+    tf = result["tensorflow_full_backprop"]
+    # 3x3x3x8 + 8, 8x16 + 16, 16x5 + 5 parameters; input, conv, conv, pool, reshape, fc, softmax
+    assert tf["parameters"] == 224 + 144 + 85
+    assert tf["activations"] == 108 + 72 + 144 + 16 + 16 + 5 + 5
+    assert tf["counted_bytes"] == 4 * (3 * 453 + 366)
+    for s in result["schemes"]:
+        assert s["accuracy_after"] is not None
+        assert s["tf_over_mcunet"] == pytest.approx(tf["counted_bytes"] / sram[s["scheme"]])
+    assert "TF counted / mcunet" in r.stdout
