@@ -346,6 +346,69 @@ def evaluate(model, dataset, board, target, float_model, calibration, limit, inp
         click.echo(f"wrote {json_path}")
 
 
+def _lrs(text: str) -> list[float]:
+    try:
+        lrs = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise McunetError(f"--lr {text!r}: give a learning rate or a comma-separated list, "
+                          "e.g. 0.01 or 0.003,0.01,0.03") from None
+    if not all(v > 0 for v in lrs):
+        raise McunetError(f"--lr {text!r}: learning rates are positive")
+    return lrs
+
+
+@cli.command(name="train-plan")
+@click.argument("model", type=click.Path())
+@click.option("--dataset", required=True,
+              help="fashion-mnist, or an .npz of x_train, y_train[, x_test, y_test] (or x, y); "
+                   "samples and the validation split come from its training rows")
+@click.option("--sram", default=None, help="SRAM budget, e.g. 256KB (default: the board's)")
+@click.option("--flash", default=None, help="flash budget, e.g. 1MB (default: the board's)")
+@click.option("--board", default=None, help="plan for this board (its core's kernels and "
+                                            "stack; its memory as the budget)")
+@click.option("--classes", default=None,
+              help="train on these classes only, relabelled 0.. in order (e.g. 5-9)")
+@click.option("--samples", default=500, show_default=True, type=click.IntRange(min=1),
+              help="labelled training samples (drawn at random)")
+@click.option("--val", default=500, show_default=True, type=click.IntRange(min=1),
+              help="validation rows (other training rows) each scheme is scored on")
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1),
+              help="passes over the samples (reshuffled each time, the same order for every "
+                   "scheme)")
+@click.option("--lr", "lr_text", default="0.01", show_default=True,
+              help="learning rate, or a comma-separated list: each scheme keeps its best on "
+                   "the validation split")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the table")
+def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, epochs, lr_text,
+                   seed, as_json):
+    """Choose the training scheme (docs/training.md): train every scheme the compiler accepts
+    for MODEL with the NumPy reference (bit-exact with the generated C) on labelled samples,
+    score it on a validation split, set its accuracy gain against its training peak SRAM
+    (plan --train) and propose the most accurate that fits the budget."""
+    from .boards.cli import _parse_classes
+    from .trainplan import table, train_plan
+
+    start = time.perf_counter()
+    result = train_plan(model, dataset, sram=sram, flash=flash, board=board,
+                        classes=_parse_classes(classes), samples=samples, val=val,
+                        epochs=epochs, lrs=_lrs(lr_text), seed=seed)
+    pick = next(s for s in result.schemes if s.scheme == result.pick)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    budget = ", ".join(f"{k} {v:,} B" for k, v in (("SRAM", result.sram_bytes),
+                                                  ("flash", result.flash_bytes)) if v)
+    click.echo(f"train-plan {model}: {plural(samples, 'sample')}, {epochs} epochs, "
+               f"{plural(val, 'validation row')}; budget {budget}"
+               f"{' on ' + result.board if result.board else ''}")
+    click.echo(table(result))
+    click.echo(f"pick: --train {pick.scheme} (validation {pick.accuracy_before:.1%} -> "
+               f"{pick.accuracy_after:.1%} at lr {pick.lr:g}; training peak SRAM "
+               f"{pick.training_peak_sram_bytes:,} B, flash {pick.training_flash_bytes:,} B) "
+               f"in {time.perf_counter() - start:.1f} s")
+
+
 # Commands that live beside their subsystem: boards/cli.py (boards, build, run, deploy) and
 # search/cli.py (search, search-and-deploy). Neither imports heavy packages (TensorFlow) at
 # module level.
