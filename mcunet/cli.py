@@ -22,6 +22,7 @@ from .errors import McunetError
 from .evaluate import DEFAULT_BOARD_ROWS, confusion_table
 from .evaluate import evaluate as run_evaluation
 from .host import build_host, load_inputs
+from .search.data import parse_classes
 from .outdir import check_dir, check_file, make_dir, record
 from .options import (arithmetic_option, library_kwargs, library_options, memory_options,
                       tune_first, tune_option)
@@ -386,12 +387,11 @@ def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, ep
     for MODEL with the NumPy reference (bit-exact with the generated C) on labelled samples,
     score it on a validation split, set its accuracy gain against its training peak SRAM
     (plan --train) and propose the most accurate that fits the budget."""
-    from .boards.cli import _parse_classes
     from .trainplan import table, train_plan
 
     start = time.perf_counter()
     result = train_plan(model, dataset, sram=sram, flash=flash, board=board,
-                        classes=_parse_classes(classes), samples=samples, val=val,
+                        classes=parse_classes(classes), samples=samples, val=val,
                         epochs=epochs, lrs=_lrs(lr_text), seed=seed)
     pick = next(s for s in result.schemes if s.scheme == result.pick)
     if as_json:

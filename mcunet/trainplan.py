@@ -19,6 +19,8 @@ import numpy as np
 
 from .errors import McunetError
 from .progress import enabled, plural
+from .boards import get_board
+from .search.data import as_model_input, load_training_data
 from .training import TrainReference
 
 DEFAULT_SAMPLES = 500
@@ -183,8 +185,6 @@ def train_plan(model: str, dataset: str, sram=None, flash=None, board=None,
                lrs: list[float] | None = None, seed: int = 0) -> TrainPlan:
     """Measure every accepted scheme that fits and pick the most accurate (ties: the smaller
     training peak SRAM). McunetError: no budget, a bad dataset, an unknown board, nothing fits."""
-    from .boards import get_board
-    from .boards.cli import _as_input, load_training_data
     from .budget import fit
 
     b = get_board(board) if board else None
@@ -227,7 +227,7 @@ def train_plan(model: str, dataset: str, sram=None, flash=None, board=None,
                           f"--samples {samples} and --val {val} need {need:,}")
     rng = np.random.default_rng(seed)
     take = rng.permutation(len(x_train))[:need]
-    rows = _as_input(x_train[take], first)
+    rows = as_model_input(x_train[take], first)
     labels = y_train[take]
     results = measure(model, compiled_schemes, rows[:samples], labels[:samples], rows[samples:],
                       labels[samples:], epochs, lrs, seed=seed,

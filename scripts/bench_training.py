@@ -123,7 +123,7 @@ def tf_full_backprop(model: Path) -> dict:
 
 def fashion_task(samples: int, eval_rows: int, seed: int = 0):
     """Classes 5-9 relabelled 0-4: `samples` training images and `eval_rows` test images."""
-    from mcunet.boards.cli import load_training_data
+    from mcunet.search.data import load_training_data
 
     x_train, y_train, x_test, y_test = load_training_data("fashion-mnist", [5, 6, 7, 8, 9])
     rng = np.random.default_rng(seed)
@@ -133,7 +133,7 @@ def fashion_task(samples: int, eval_rows: int, seed: int = 0):
 
 
 def npz_task(path: str, samples: int, eval_rows: int, seed: int = 0):
-    from mcunet.boards.cli import load_training_data
+    from mcunet.search.data import load_training_data
 
     x_train, y_train, x_test, y_test = load_training_data(path)
     rng = np.random.default_rng(seed)

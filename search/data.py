@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mcunet.errors import McunetError
+from mcunet.host import quantize_with
 
 FASHION_DIRS = [Path(os.environ.get("MCUNET_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))]
 FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
@@ -296,3 +297,82 @@ def calibration_inputs(spec: str, shape: tuple[int, ...], samples: int = 200,
         return x[:samples].astype(np.float32)
     ds = load_dataset(spec, seed=seed)
     return model_inputs(ds.train.subset(samples, seed).x, shape, input_range)
+
+
+# Labelled rows for on-device training (mcunet train-on-device, train-plan,
+# scripts/bench_training.py): the dataset as arrays, and rows as the model's int8 input.
+
+def parse_classes(spec: str | None) -> list[int] | None:
+    """--classes: '5-9' or '0,2,4' as a list of distinct class numbers (None: all)."""
+    if not spec:
+        return None
+    found: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.partition("-")
+            found += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise McunetError(f"--classes {spec!r}: give class numbers like 5-9 or 0,2,4") from None
+    if not found or len(set(found)) != len(found) or min(found) < 0:
+        raise McunetError(f"--classes {spec!r}: give distinct class numbers like 5-9 or 0,2,4")
+    return found
+
+
+def load_training_data(spec: str, classes: list[int] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test) of fashion-mnist (Debian's dataset-fashion-mnist) or
+    an .npz holding x_train, y_train, x_test, y_test (or x, y: the last fifth is held out).
+    With classes, only their rows, relabelled 0.. in the order given."""
+    if spec.lower().replace("_", "-") in ("fashion-mnist", "fashion", "fmnist"):
+        train, test = load_fashion_mnist()
+        arrays = (train.x, train.y, test.x, test.y)
+    else:
+        path = Path(spec)
+        if path.suffix != ".npz" or not path.is_file():
+            raise McunetError(f"--dataset {spec}: no such .npz file; give fashion-mnist or an "
+                              ".npz holding x_train, y_train, x_test, y_test (or x, y)")
+        try:
+            with np.load(path) as data:
+                keys = set(data.files)
+                if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+                    arrays = tuple(data[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+                elif {"x", "y"} <= keys:
+                    x, y = data["x"], data["y"]
+                    cut = len(x) - max(1, len(x) // 5)
+                    arrays = (x[:cut], y[:cut], x[cut:], y[cut:])
+                else:
+                    raise McunetError(f"{spec} holds {', '.join(sorted(keys))}; give x_train, "
+                                      "y_train, x_test, y_test (or x, y)")
+        except (OSError, ValueError) as exc:
+            raise McunetError(f"cannot read {spec}: {exc}") from None
+    x_train, y_train, x_test, y_test = arrays
+    y_train, y_test = y_train.astype(np.int64).reshape(-1), y_test.astype(np.int64).reshape(-1)
+    if classes is not None:
+        relabel = {c: k for k, c in enumerate(classes)}
+
+        def pick(x, y):
+            keep = np.isin(y, classes)
+            return x[keep], np.array([relabel[int(v)] for v in y[keep]], np.int64)
+
+        x_train, y_train = pick(x_train, y_train)
+        x_test, y_test = pick(x_test, y_test)
+        if not len(x_train):
+            raise McunetError(f"--dataset {spec} has no training rows of classes {classes}")
+    return x_train, y_train, x_test, y_test
+
+
+def as_model_input(x: np.ndarray, compiled) -> np.ndarray:
+    """Rows as the model's int8 input: int8 as they are, uint8 images as x/255 and floats as
+    real values, quantised with the input's scale and zero point."""
+    t = compiled.graph.t(compiled.graph.inputs[0])
+    if x.dtype == np.int8:
+        q = x
+    elif t.quant is None:
+        raise McunetError("the model's input has no quantisation parameters")
+    else:
+        real = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+        q = quantize_with(real, float(t.quant.s), int(t.quant.zp), "int8")
+    if int(np.prod(q.shape[1:])) != t.size:
+        raise McunetError(f"the dataset's rows have shape {q.shape[1:]}; the model's input is "
+                          f"{tuple(t.shape[1:])}")
+    return q.reshape((len(q),) + tuple(t.shape[1:]))

@@ -27,7 +27,7 @@ CORE_MODULES = {"errors", "graph", "layers", "step", "frontend", "opschema", "va
 DRIVER_MODULES = {"compiler", "tune", "selection", "work", "target", "budget", "host", "check",
                   "reference", "report", "plot", "outdir", "footprint", "progress", "costmodel",
                   "costmodel_table", "training"}
-INTERFACE_MODULES = {"cli", "api", "__main__", "options", "evaluate", "mcunet.boards.cli",
+INTERFACE_MODULES = {"cli", "api", "__main__", "options", "evaluate", "trainplan", "mcunet.boards.cli",
                      "mcunet.search.cli"}
 
 
