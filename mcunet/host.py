@@ -193,35 +193,12 @@ def build_host(model: CompiledModel, trace: bool = False, sanitize: bool = False
                    "outputs": [{"bytes": model.graph.t(t).nbytes} for t in model.graph.outputs]}
     files["host_harness.c"] = library_environment(lib.name).get_template(
         "host_harness.c.j2").render(**harness_ctx)
-    cc = find_cc()
     macro = lib.options.macro
     # Sanitized builds also put guard bytes around a static arena.
     guard = [f"-D{macro}_ARENA_GUARD"] if sanitize and not lib.options.external_arena else []
     flags = CFLAGS + ([f"-D{macro}_TRACE"] if trace else []) + \
         (SANITIZE_FLAGS + guard if sanitize else []) + (extra_flags or [])
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
-    digest.update(" ".join([cc] + flags).encode())
-    folder = cache_dir() / digest.hexdigest()[:24]
-    exe = folder / "sim"
-    if exe.exists():
-        return HostBuild(exe=exe, model=model)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir()))
-    for rel, text in files.items():
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / rel).write_text(text)
-    sources = sorted(str(tmp / rel) for rel in files if rel.endswith(".c"))
-    cmd = [cc, *flags, "-I", str(tmp), *sources, "-o", str(tmp / "sim")]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise McunetError(f"the host C compiler rejected the generated code (this is a bug in "
-                          f"mcunet; please report it):\n{proc.stderr.strip()[-4000:]}")
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process built the same thing meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-    return HostBuild(exe=exe, model=model)
+    return HostBuild(exe=_compile_files(files, flags, "sim"), model=model)
 
 
 # Training builds (--train): the float32 training step is bit-exact with the NumPy reference

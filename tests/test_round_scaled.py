@@ -50,6 +50,18 @@ def cases(seed: int = 0, n: int = 6000) -> list[tuple[int, float]]:
     return result
 
 
+def run_under_ubsan(folder) -> list[int]:
+    """Compile folder/t.c (with the library's mcunet_common.h beside it) under UBSan, run it
+    and return the integers it prints; a sanitizer report fails the test."""
+    exe = folder / "t"
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
+                    "-fno-sanitize-recover=all", str(folder / "t.c"), "-o", str(exe)],
+                   check=True, capture_output=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
+    assert run.stderr == ""
+    return [int(v) for v in run.stdout.split()]
+
+
 def test_python_model_is_the_double_arithmetic():
     for acc, scale in cases(1, 2000):
         assert round_scaled(acc, *double_parts(scale)) == reference(acc, scale), (acc, scale)
@@ -71,13 +83,7 @@ int main(void) {{
     return 0;
 }}
 """)
-    exe = tmp_path / "t"
-    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", str(tmp_path / "t.c"), "-o", str(exe)],
-                   check=True, capture_output=True)
-    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
-    assert run.stderr == ""
-    got = [int(v) for v in run.stdout.split()]
+    got = run_under_ubsan(tmp_path)
     expected = [reference(acc, s) for acc, s in all_cases]
     bad = [(c, g, e) for c, g, e in zip(all_cases, got, expected) if g != e]
     assert not bad, f"{len(bad)} of {len(all_cases)} differ, e.g. {bad[:3]}"
@@ -140,13 +146,7 @@ int main(void) {{
     return 0;
 }}
 """)
-    exe = tmp_path / "t"
-    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", str(tmp_path / "t.c"), "-o", str(exe)],
-                   check=True, capture_output=True)
-    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
-    assert run.stderr == ""
-    got = [int(v) for v in run.stdout.split()]
+    got = run_under_ubsan(tmp_path)
     expected = [clamped(reference(acc, s), o) for acc, s in all_cases for o in offsets]
     assert len(got) == len(expected)
     bad = [(all_cases[i // len(offsets)], g, e) for i, (g, e) in enumerate(zip(got, expected)) if g != e]
