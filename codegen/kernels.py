@@ -303,6 +303,12 @@ FULLY_CONNECTED_TRAIN_S8 = _k("fully_connected_train_s8", FULLY_CONNECTED_TRAIN)
 # filter and bias read from RAM; no variant, and no overlap (training keeps its input alive).
 CONV_TRAIN = "convolution, trainable"
 CONV2D_TRAIN_S8 = Kernel(name="conv2d_train_s8", family=CONV_TRAIN, template="conv2d_s8.c.j2")
+# A depthwise convolution a --train build updates (last:3, bias): the portable DEPTHWISE_CONV_2D
+# template with its filter, bias and rescale read from the training build's arrays; no
+# variant, no overlap and not in place (training keeps its input and output alive).
+DEPTHWISE_TRAIN = "depthwise, trainable"
+DEPTHWISE_CONV_TRAIN_S8 = Kernel(name="depthwise_conv_train_s8", family=DEPTHWISE_TRAIN,
+                                 template="depthwise_conv_s8.c.j2")
 
 AVERAGE_POOL_S8 = _k("average_pool_s8", AVERAGE_POOL, overlap=RasterOrder())
 MAX_POOL_S8 = _k("max_pool_s8", MAX_POOL, overlap=RasterOrder())
@@ -323,7 +329,8 @@ FAMILIES: dict[str, tuple[Kernel, ...]] = {}
 for _kernel in (CONV2D_S8_DSP, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
                 FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8,
-                FULLY_CONNECTED_TRAIN_S8, CONV2D_TRAIN_S8, AVERAGE_POOL_S8, MAX_POOL_S8,
+                FULLY_CONNECTED_TRAIN_S8, CONV2D_TRAIN_S8, DEPTHWISE_CONV_TRAIN_S8, AVERAGE_POOL_S8,
+                MAX_POOL_S8,
                 ADD_S8, MUL_S8, SOFTMAX_S8, MEAN_S8, PAD_S8, CONCAT_S8, QUANTIZE_F32_S8,
                 REQUANTIZE_S8, DEQUANTIZE_S8_F32, LUT_S8, RELU_S8):
     FAMILIES[_kernel.family] = FAMILIES.get(_kernel.family, ()) + (_kernel,)

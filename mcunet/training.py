@@ -52,14 +52,17 @@ from .errors import McunetError
 from .graph import Graph, Op
 from .layers import FullyConnectedLayer
 from .quant import activation_range, conv_multipliers, double_parts, round_scaled
+from .shapes import window_padding
 from .step import ConstArg, ConstArray, Step, TensorArg
 
 SCHEMES = {"head": "the last FULLY_CONNECTED layer's weights and bias",
            "bias": "the biases of the last FULLY_CONNECTED layer and of the 1x1 CONV_2D the "
-                   "backward reaches through the pooling (where there is one)"}
+                   "backward reaches through the pooling and the DEPTHWISE_CONV_2D under it "
+                   "(where there are)"}
 # What the backward passes through between the head and the layer below it (docs/training.md).
-BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, and a 1x1 stride-1 CONV_2D "
-                "(fused NONE, RELU or RELU6)")
+BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, a 1x1 "
+                "stride-1 CONV_2D and the DEPTHWISE_CONV_2D under it (depth multiplier 1; "
+                "fused NONE, RELU or RELU6)")
 _MASKED = ("NONE", "RELU", "RELU6")
 DEFAULT_LR = 0.01
 DEFAULT_MOMENTUM = 0.9
@@ -318,9 +321,128 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
                     act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
                     mask_hi=act_max if activation == "RELU6" else None, pool_op=pool.index,
                     pool_min=pool_min, pool_max=pool_max, mean=mean)
+    if np.any(w.quant.zero_point != 0):
+        return None, f"{_op_name(op)}, whose filter is not symmetric"
     below = producers.get(op.inputs[0])
-    return conv, (f"{_op_name(below)}, which the backward does not pass through yet (the "
-                  f"input gradient of CONV_2D op {op.index} is not derived)")
+    return conv, (f"{_op_name(below)}, which the backward does not pass through yet (below "
+                  f"CONV_2D op {op.index} it passes through a DEPTHWISE_CONV_2D only)")
+
+
+@dataclass(frozen=True)
+class DepthwiseTail:
+    """The DEPTHWISE_CONV_2D under the trained 1x1 conv (depth multiplier 1, no dilation):
+    the backward reaches it through the conv's input gradient (last:3, bias)."""
+    op_index: int
+    x: int  # its input (int8, ih x iw x channels), kept for the filter gradient
+    y: int  # its output = the conv's input, kept for the activation's mask
+    ih: int
+    iw: int
+    oh: int
+    ow: int
+    channels: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pad_top: int
+    pad_left: int
+    x_scale: float
+    x_zp: int
+    y_zp: int
+    w_scales: np.ndarray  # float32 [channels]
+    filter: np.ndarray  # int8 [kh * kw][channels] (TFLite's [1][kh][kw][channels])
+    bias: np.ndarray  # int32 [channels]
+    multiplier: np.ndarray  # int32 [channels] (Q31)
+    shift: np.ndarray
+    act_min: int
+    act_max: int
+    mask_lo: int | None
+    mask_hi: int | None
+
+    @property
+    def taps(self) -> int:
+        return self.kh * self.kw
+
+    @property
+    def pixels(self) -> int:
+        return self.oh * self.ow
+
+    def tap_index(self) -> np.ndarray:
+        """[taps][output pixels]: the input pixel each tap of each output pixel reads, or
+        ih * iw where it falls in the padding (outside the input)."""
+        out = np.full((self.taps, self.pixels), self.ih * self.iw, np.int64)
+        for ky in range(self.kh):
+            for kx in range(self.kw):
+                for oy in range(self.oh):
+                    iy = oy * self.sh - self.pad_top + ky
+                    for ox in range(self.ow):
+                        ix = ox * self.sw - self.pad_left + kx
+                        if 0 <= iy < self.ih and 0 <= ix < self.iw:
+                            out[ky * self.kw + kx, oy * self.ow + ox] = iy * self.iw + ix
+        return out
+
+    def qas_filter(self) -> np.ndarray:
+        return np.array([self.x_scale / float(s) for s in self.w_scales], dtype=np.float32)
+
+    def qas_bias(self) -> np.ndarray:
+        return np.array([1.0 / (self.x_scale * float(s)) for s in self.w_scales],
+                        dtype=np.float32)
+
+    @property
+    def prefix(self) -> str:
+        return f"mcunet_train_op{self.op_index}_"
+
+    @property
+    def key(self) -> str:
+        return f"op{self.op_index}_"
+
+
+def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, str]:
+    """The DEPTHWISE_CONV_2D whose output is the trained conv's input (or None), and what
+    stops the backward there or below it."""
+    producers, consumers = graph.producers(), graph.consumers()
+    t = conv.x
+    op = producers.get(t)
+    if op is None:
+        return None, "the model's input"
+    if len(consumers.get(t, [])) != 1 or t in graph.outputs:
+        return None, f"{_op_name(op)}, whose output has other consumers"
+    if op.kind != "DEPTHWISE_CONV_2D":
+        return None, (f"{_op_name(op)}, which the backward does not pass through yet (below "
+                      f"CONV_2D op {conv.op_index} it passes through a DEPTHWISE_CONV_2D only)")
+    x, w, y = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
+    _, kh, kw, channels = w.shape
+    if len(x.shape) != 4 or x.shape[3] != channels:
+        return None, f"{_op_name(op)}, whose depth multiplier is not 1 (only 1 is supported)"
+    if (op.attrs.get("dilation_h", 1), op.attrs.get("dilation_w", 1)) != (1, 1):
+        return None, f"{_op_name(op)}, which is dilated (not supported)"
+    activation = op.attrs.get("activation", "NONE")
+    if activation not in _MASKED:
+        return None, f"{_op_name(op)}, whose fused {activation} is not supported"
+    if np.any(w.quant.zero_point != 0):
+        return None, f"{_op_name(op)}, whose filter is not symmetric"
+    _, ih, iw, _ = x.shape
+    _, oh, ow, _ = y.shape
+    pad_top, pad_left = window_padding(op.attrs, ih, iw, kh, kw, oh, ow)
+    scales = w.quant.scale.astype(np.float32).reshape(-1)
+    scales = scales if scales.size == channels else np.repeat(scales[:1], channels)
+    mult, shift = conv_multipliers(x.quant.s, w.quant.scale, y.quant.s, channels)
+    shift = np.where(mult == 0, -2, shift).astype(np.int32)
+    act_min, act_max = activation_range(activation, y.quant.s, y.quant.zp)
+    bias = graph.t(op.inputs[2]).data.astype(np.int32).reshape(-1) \
+        if len(op.inputs) > 2 and op.inputs[2] >= 0 else np.zeros(channels, np.int32)
+    dw = DepthwiseTail(op_index=op.index, x=op.inputs[0], y=op.outputs[0], ih=ih, iw=iw,
+                       oh=oh, ow=ow, channels=channels, kh=kh, kw=kw,
+                       sh=op.attrs["stride_h"], sw=op.attrs["stride_w"], pad_top=pad_top,
+                       pad_left=pad_left, x_scale=float(x.quant.s), x_zp=x.quant.zp,
+                       y_zp=y.quant.zp, w_scales=scales,
+                       filter=w.data.astype(np.int8).reshape(kh * kw, channels), bias=bias,
+                       multiplier=mult.astype(np.int32), shift=shift, act_min=act_min,
+                       act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
+                       mask_hi=act_max if activation == "RELU6" else None)
+    below = producers.get(op.inputs[0])
+    return dw, (f"{_op_name(below)}, which the backward does not pass through yet (the "
+                f"input gradient of DEPTHWISE_CONV_2D op {op.index} is not derived)")
 
 
 @dataclass(frozen=True)
@@ -330,6 +452,7 @@ class Training:
     scheme: str
     head: Head
     conv: ConvTail | None = None
+    dw: DepthwiseTail | None = None  # the depthwise under the conv (last:3, bias)
     lr: float = DEFAULT_LR
     momentum: float = DEFAULT_MOMENTUM
 
@@ -344,9 +467,16 @@ class Training:
         return self.conv is not None and self.scheme != "bias"
 
     @property
+    def dw_filter(self) -> bool:
+        """The depthwise's filter is trained (last:3)."""
+        return self.dw is not None and self.scheme != "bias"
+
+    @property
     def entry(self) -> int:
         """The tensor the trained tail starts from: the reference computes forward from it (it
         does not change with training), as the forward of the layers below it is frozen."""
+        if self.dw is not None:
+            return self.dw.x
         return self.conv.x if self.conv is not None else self.head.x
 
     @property
@@ -355,6 +485,9 @@ class Training:
         keep = [self.head.y] + ([self.head.x] if self.updates_filter else [])
         if self.conv is not None:
             keep += [self.conv.y] + ([self.conv.x] if self.conv_filter else [])
+        if self.dw is not None:
+            keep += ([self.dw.y] if not self.conv_filter else []) + \
+                ([self.dw.x] if self.dw_filter else [])
         return tuple(keep)
 
     def state_layout(self) -> list[tuple[str, str, str, tuple[int, ...]]]:
@@ -378,6 +511,15 @@ class Training:
                           ("filter_delta", "float", (c.units, c.depth)),
                           ("filter_velocity", "float", (c.units, c.depth))]
             out += [(c.key + n, c.prefix + n, ct, shape) for n, ct, shape in names]
+        d = self.dw
+        if d is not None:
+            names = [("bias", "int32_t", (d.channels,)), ("bias_delta", "float", (d.channels,)),
+                     ("bias_velocity", "float", (d.channels,))]
+            if self.dw_filter:
+                names += [("filter", "int8_t", (d.taps, d.channels)),
+                          ("filter_delta", "float", (d.taps, d.channels)),
+                          ("filter_velocity", "float", (d.taps, d.channels))]
+            out += [(d.key + n, d.prefix + n, ct, shape) for n, ct, shape in names]
         return out
 
     def template_state(self) -> list[tuple[str, str, int]]:
@@ -391,6 +533,8 @@ class Training:
         arrays.append(("train_dz", "float", self.head.units))
         if self.conv is not None:
             arrays.append(("train_dx", "float", self.head.depth))
+        if self.dw is not None:
+            arrays.append(("train_db", "float", self.conv.units))
         return arrays
 
     @property
@@ -404,13 +548,19 @@ class Training:
         n = h.units * (h.depth + 1) if self.updates_filter else h.units
         if c is not None:
             n += c.units * (c.depth + 1) if self.conv_filter else c.units
+        d = self.dw
+        if d is not None:
+            n += d.channels * (d.taps + 1) if self.dw_filter else d.channels
         return n
 
     @property
     def gradient_bytes(self) -> int:
-        """The float32 gradient buffers of the backward (dL/dz, and dL/dx of the head's input
-        when the conv is trained)."""
-        return 4 * (self.head.units + (self.head.depth if self.conv is not None else 0))
+        """The float32 gradient buffers of the backward (dL/dz, dL/dx of the head's input
+        when the conv is trained, and the conv's per-channel output gradient times its scale
+        when the depthwise is: the conv's input gradient is streamed channel by channel, one
+        value at a time, so no [pixels][channels] buffer)."""
+        return 4 * (self.head.units + (self.head.depth if self.conv is not None else 0) +
+                    (self.conv.units if self.dw is not None else 0))
 
     def rewrite(self, graph: Graph, steps: list[Step], consts: list[ConstArray]
                 ) -> tuple[list[Step], list[ConstArray]]:
@@ -460,6 +610,30 @@ class Training:
                          a.name == "bias" else a for a in old.args)
             new = replace(old, kernel=kernels.CONV2D_TRAIN_S8, args=args)
             steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
+        d = self.dw
+        if d is not None:
+            own += [ConstArray(c.prefix + "w_scale", "float", c.w_scales.astype(np.float32)),
+                    ConstArray(d.prefix + "bias0", "int32_t", d.bias),
+                    ConstArray(d.prefix + "multiplier", "int32_t", d.multiplier),
+                    ConstArray(d.prefix + "shift", "int32_t", d.shift),
+                    ConstArray(d.prefix + "qas_bias", "float", d.qas_bias())]
+            if self.dw_filter:
+                own.append(ConstArray(d.prefix + "qas_filter", "float", d.qas_filter()))
+            at = [i for i, s in enumerate(steps) if s.op.index == d.op_index]
+            assert len(at) == 1
+            old = steps[at[0]]
+            symbols = {a.name: a.symbol for a in old.args if isinstance(a, ConstArg)}
+            self.symbols.update(dw_filter0=symbols["filter"])
+            # The depthwise's own bias and rescale (the graph's, not the lowering's folded
+            # constant channels: a trained bias moves), and its filter in RAM when trained.
+            rename = {"bias": d.prefix + "bias", "multiplier": d.prefix + "multiplier",
+                      "shift": d.prefix + "shift"}
+            if self.dw_filter:
+                rename["filter"] = d.prefix + "filter"
+            args = tuple(replace(a, symbol=rename[a.name]) if isinstance(a, ConstArg) and
+                         a.name in rename else a for a in old.args)
+            new = replace(old, kernel=kernels.DEPTHWISE_CONV_TRAIN_S8, args=args)
+            steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
         used = {a.symbol for s in steps for a in s.args if isinstance(a, ConstArg)}
         used |= set(self.symbols.values())
         return steps, [k for k in consts if k.symbol in used] + own
@@ -501,13 +675,31 @@ class Training:
                            "x_zp": c.x_zp, "count": c_float(c.pixels), "pool_op": c.pool_op,
                            "mask": " && ".join(cond) or "1",
                            "filter0": self.symbols["filter0"], "bias0": self.symbols["bias0"]}
+        d = self.dw
+        out["dw"] = None
+        if d is not None:
+            cond = []
+            if d.mask_lo is not None:
+                cond.append(f"y > {d.mask_lo}")
+            if d.mask_hi is not None:
+                cond.append(f"y < {d.mask_hi}")
+            out["dw"] = {"op": d.op_index, "prefix": d.prefix, "filter": self.dw_filter,
+                         "ih": d.ih, "iw": d.iw, "oh": d.oh, "ow": d.ow, "channels": d.channels,
+                         "kh": d.kh, "kw": d.kw, "sh": d.sh, "sw": d.sw, "taps": d.taps,
+                         "pad_top": d.pad_top, "pad_left": d.pad_left,
+                         "x_offset": plan.tensor_offset(d.x), "y_offset": plan.tensor_offset(d.y),
+                         "x_zp": d.x_zp, "mask": " && ".join(cond) or "1",
+                         "filter0": self.symbols["dw_filter0"],
+                         "conv_w": (c.prefix + "filter") if self.conv_filter
+                         else self.symbols["filter0"]}
         return out
 
     def summary(self, compiled) -> dict:
         """`plan --json`'s training figures."""
         h = self.head
         return {"scheme": self.scheme, "updates": describe(self.scheme), "head_op": h.op_index,
-                "layers": [h.op_index] + ([self.conv.op_index] if self.conv else []),
+                "layers": [h.op_index] + ([self.conv.op_index] if self.conv else []) +
+                ([self.dw.op_index] if self.dw else []),
                 "parameters": self.parameters,
                 "static_bytes": self.static_bytes,
                 "gradient_bytes": self.gradient_bytes,
@@ -530,15 +722,21 @@ def prepare(graph: Graph, spec: str, options: LibraryOptions) -> Training:
     if scheme == "head":
         return Training(scheme, head)
     conv, stop = find_tail(graph, head)
+    dw = None
+    if conv is not None:
+        dw, below = find_depthwise(graph, conv)
     if scheme == "bias":
-        return Training(scheme, head, conv)
+        return Training(scheme, head, conv, dw)
     n = int(scheme[5:])
-    if conv is None or n > 2:
-        layer = "the head" if conv is None else f"CONV_2D (op {conv.op_index})"
+    reach = 1 if conv is None else 2 if dw is None else 3
+    if n > reach:
+        layer = ["the head", f"CONV_2D (op {conv.op_index})" if conv else "",
+                 f"DEPTHWISE_CONV_2D (op {dw.op_index})" if dw else ""][reach - 1]
+        stop = stop if reach == 1 else below
         raise McunetError(f"--train {scheme}: the backward below {layer} reaches {stop}; "
                           f"this version passes through {BACKWARD_OPS}, so at most "
-                          f"last:{1 if conv is None else 2} on this model")
-    return Training(scheme, head, conv)
+                          f"last:{reach} on this model")
+    return Training(scheme, head, conv, dw if n >= 3 else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,6 +826,8 @@ class TrainReference:
         self.t = training
         self.h = training.head
         self.c = training.conv
+        self.d = training.dw
+        self._taps = self.d.tap_index() if self.d is not None else None
         self.lr = F(training.lr if lr is None else lr)
         self.momentum = F(training.momentum if momentum is None else momentum)
         self.reset()
@@ -647,12 +847,21 @@ class TrainReference:
                          "filter_velocity": np.zeros((c.units, c.depth), np.float32),
                          "bias_delta": np.zeros(c.units, np.float32),
                          "bias_velocity": np.zeros(c.units, np.float32)}
+        d = self.d
+        if d is not None:
+            self.dw = {"filter": d.filter.copy(), "bias": d.bias.copy(),
+                       "filter_delta": np.zeros((d.taps, d.channels), np.float32),
+                       "filter_velocity": np.zeros((d.taps, d.channels), np.float32),
+                       "bias_delta": np.zeros(d.channels, np.float32),
+                       "bias_velocity": np.zeros(d.channels, np.float32)}
 
     def state(self) -> dict[str, np.ndarray]:
         """The state as the harnesses write it (Training.state_layout's keys)."""
         out = {}
         for key, _, _, shape in self.t.state_layout():
-            if self.c is not None and key.startswith(self.c.key):
+            if self.d is not None and key.startswith(self.d.key):
+                out[key] = self.dw[key[len(self.d.key):]]
+            elif self.c is not None and key.startswith(self.c.key):
                 out[key] = self.conv[key[len(self.c.key):]]
             else:
                 out[key] = getattr(self, key)
@@ -677,6 +886,54 @@ class TrainReference:
         avg = np.where(total > 0, (total + n // 2) // n, -((n // 2 - total) // n))
         return y, np.clip(avg, c.pool_min, c.pool_max).astype(np.int8)
 
+    def dw_forward(self, x: np.ndarray) -> np.ndarray:
+        """The depthwise's int8 output [pixels][channels] for its int8 input x (TFLite's
+        reference arithmetic: padding contributes nothing)."""
+        d = self.d
+        xc = x.reshape(d.ih * d.iw, d.channels).astype(np.int64) - d.x_zp
+        xc = np.concatenate([xc, np.zeros((1, d.channels), np.int64)])  # the padding row
+        w = self.dw["filter"].astype(np.int64)
+        acc = np.zeros((d.pixels, d.channels), np.int64)
+        for k in range(d.taps):
+            acc += xc[self._taps[k]] * w[k][None, :]
+        acc = _wrap32(_wrap32(acc) + self.dw["bias"].astype(np.int64))
+        y = _wrap32(_requantize(acc, d.multiplier, d.shift) + d.y_zp)
+        return np.clip(y, d.act_min, d.act_max).astype(np.int8)
+
+    def dw_terms(self, x: np.ndarray, ydw: np.ndarray, y: np.ndarray, dx: np.ndarray):
+        """The depthwise's float32 gradient sums from the conv's input gradient, in the C's
+        order: g[p][i] = sum over o in order of (mask[p][o] ? (dx[o] / P) s_w[o] : 0) W[o][i]
+        (the conv's forward filter), zero where the depthwise's own mask does not pass;
+        T[k][i] = sum over output pixels p in order of g[p][i] (x[tap k of p][i] - zp_x)
+        (padding taps add nothing), B[i] = sum over p in order of g[p][i]."""
+        c, d = self.c, self.d
+        mask = np.ones(y.shape, bool)
+        if c.mask_lo is not None:
+            mask &= y > c.mask_lo
+        if c.mask_hi is not None:
+            mask &= y < c.mask_hi
+        b = ((dx / F(c.pixels)).astype(np.float32) * c.w_scales.astype(np.float32)
+             ).astype(np.float32)
+        w = self.conv["filter"].astype(np.float32)
+        g = np.zeros((d.pixels, d.channels), np.float32)
+        for o in range(c.units):
+            g = (g + np.where(mask[:, o], b[o], F(0.0))[:, None] * w[o][None, :]
+                 ).astype(np.float32)
+        dmask = np.ones(ydw.shape, bool)
+        if d.mask_lo is not None:
+            dmask &= ydw > d.mask_lo
+        if d.mask_hi is not None:
+            dmask &= ydw < d.mask_hi
+        g = np.where(dmask, g, F(0.0)).astype(np.float32)
+        xc = (x.reshape(d.ih * d.iw, d.channels).astype(np.int32) - d.x_zp).astype(np.float32)
+        xc = np.concatenate([xc, np.zeros((1, d.channels), np.float32)])
+        taps = np.zeros((d.taps, d.channels), np.float32)
+        total = np.zeros(d.channels, np.float32)
+        for p in range(d.pixels):
+            total = (total + g[p]).astype(np.float32)
+            taps = (taps + g[p][None, :] * xc[self._taps[:, p]]).astype(np.float32)
+        return taps, total
+
     def head_logits(self, x: np.ndarray) -> np.ndarray:
         """The head's int8 output for its int8 input row x (TFLite's reference arithmetic)."""
         h = self.h
@@ -692,6 +949,8 @@ class TrainReference:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """The head's int8 logits for the entry tensor's int8 values x."""
+        if self.d is not None:
+            x = self.dw_forward(x)
         if self.c is not None:
             x = self.conv_forward(x)[1]
         return self.head_logits(x)
@@ -743,7 +1002,10 @@ class TrainReference:
 
     def step(self, x: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
         """One training step on the entry tensor's values x; returns (loss, the logits)."""
-        h, c = self.h, self.c
+        h, c, d = self.h, self.c, self.d
+        x_dw = x
+        if d is not None:
+            x = ydw = self.dw_forward(x_dw)
         head_x = x
         if c is not None:
             y, head_x = self.conv_forward(x)
@@ -762,6 +1024,19 @@ class TrainReference:
                                                                 self.filter_delta)
             w = h.filter.astype(np.int64) + round_delta(self.filter_delta, FILTER_LIMIT)
             self.filter = np.clip(w, -127, 127).astype(np.int8)
+        if d is not None:  # before the conv's update: its input gradient uses the forward's filter
+            s = self.dw
+            taps, total = self.dw_terms(x_dw, ydw, y, dx)
+            g = (total * d.qas_bias()).astype(np.float32)
+            s["bias_velocity"], s["bias_delta"] = self._sgd(g, s["bias_velocity"], s["bias_delta"])
+            b = d.bias.astype(np.int64) + round_delta(s["bias_delta"], BIAS_LIMIT)
+            s["bias"] = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
+            if self.t.dw_filter:
+                g = (taps * d.qas_filter()[None, :]).astype(np.float32)
+                s["filter_velocity"], s["filter_delta"] = self._sgd(
+                    g, s["filter_velocity"], s["filter_delta"])
+                w = d.filter.astype(np.int64) + round_delta(s["filter_delta"], FILTER_LIMIT)
+                s["filter"] = np.clip(w, -127, 127).astype(np.int8)
         if c is not None:
             s = self.conv
             a, count, sums = self.conv_terms(x, y, dx)
@@ -781,7 +1056,10 @@ class TrainReference:
         """The gradients of the real-valued parameters (float32) at the current state: what
         TensorFlow's autodiff of the float computation is checked against. Keys: filter,
         bias (the head's), and for a trained conv conv_filter, conv_bias."""
-        h, c = self.h, self.c
+        h, c, d = self.h, self.c, self.d
+        x_dw = x
+        if d is not None:
+            x = ydw = self.dw_forward(x_dw)
         head_x = x if c is None else self.conv_forward(x)[1]
         _, dz = self.gradient(self.head_logits(head_x), label)
         xr = (head_x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32) * F(h.x_scale)
@@ -791,4 +1069,8 @@ class TrainReference:
             a, count, sums = self.conv_terms(x, y, self.head_input_gradient(dz))
             out["conv_bias"] = a * count.astype(np.float32)
             out["conv_filter"] = a[:, None] * (sums.astype(np.float32) * F(c.x_scale))
+            if d is not None:
+                taps, total = self.dw_terms(x_dw, ydw, y, self.head_input_gradient(dz))
+                out["dw_bias"] = total
+                out["dw_filter"] = taps * F(d.x_scale)
         return out

@@ -5,7 +5,7 @@ five-way head relearnt from 500 labelled images). Writes the .tflite and prints 
 report.
 
 usage: python scripts/fashion_adapt.py OUT_DIR [--epochs-host 2] [--epochs 5] [--lr 0.01]
-       [--train head|bias|last:2] [--pointwise]
+       [--train head|bias|last:2|last:3] [--pointwise] [--depthwise]
 """
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 
-def build_model(out: Path, epochs: int, seed: int = 0, pointwise: bool = False) -> Path:
+def model_name(pointwise: bool, depthwise: bool) -> str:
+    return "fashion04_dw.tflite" if depthwise else \
+        "fashion04_pw.tflite" if pointwise else "fashion04.tflite"
+
+
+def build_model(out: Path, epochs: int, seed: int = 0, pointwise: bool = False,
+                depthwise: bool = False) -> Path:
     import tensorflow as tf
 
     from mcunet.search.data import load_fashion_mnist
@@ -33,7 +39,9 @@ def build_model(out: Path, epochs: int, seed: int = 0, pointwise: bool = False) 
         tf.keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
         tf.keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
         tf.keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
-        *([tf.keras.layers.Conv2D(64, 1, activation="relu")] if pointwise else []),
+        *([tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")]
+          if depthwise else []),
+        *([tf.keras.layers.Conv2D(64, 1, activation="relu")] if pointwise or depthwise else []),
         tf.keras.layers.GlobalAveragePooling2D(),
         tf.keras.layers.Dense(5),
         tf.keras.layers.Softmax(),
@@ -43,7 +51,7 @@ def build_model(out: Path, epochs: int, seed: int = 0, pointwise: bool = False) 
     tk = test.y < 5
     print("host float accuracy on classes 0-4:",
           model.evaluate(test.x[tk].astype(np.float32) / 255.0, test.y[tk], verbose=0)[1])
-    path = out / ("fashion04_pw.tflite" if pointwise else "fashion04.tflite")
+    path = out / model_name(pointwise, depthwise)
     path.write_bytes(to_int8_tflite(model, x[:500]))
     return path
 
@@ -58,11 +66,14 @@ def main() -> None:
     ap.add_argument("--train", default="head", help="the scheme (head, bias, last:2)")
     ap.add_argument("--pointwise", action="store_true",
                     help="a 1x1 conv (64, ReLU) before the pooling: what last:2 and bias train")
+    ap.add_argument("--depthwise", action="store_true",
+                    help="a 3x3 depthwise conv (ReLU) and the 1x1 conv before the pooling: "
+                         "what last:3 trains")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    model = a.out / ("fashion04_pw.tflite" if a.pointwise else "fashion04.tflite")
+    model = a.out / model_name(a.pointwise, a.depthwise)
     if not model.exists():
-        model = build_model(a.out, a.epochs_host, pointwise=a.pointwise)
+        model = build_model(a.out, a.epochs_host, pointwise=a.pointwise, depthwise=a.depthwise)
     cmd = [sys.executable, "-m", "mcunet", "train-on-device", str(model), "--train", a.train,
            "--board", "mps2-an386", "--dataset", "fashion-mnist", "--classes", "5-9",
            "--samples", "500", "--epochs", str(a.epochs), "--eval", str(a.eval),

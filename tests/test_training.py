@@ -93,6 +93,56 @@ def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 
     return m.build()
 
 
+def depthwise_model(k: int = 3, stride: int = 1, padding: str = "SAME", dw_act: str = "RELU",
+                    pw_act: str = "RELU6", per_channel: bool = True, seed: int = 0) -> bytes:
+    """input (1, 8, 8, 3) -> CONV_2D 3x3 stride 1 SAME RELU (6 channels) -> DEPTHWISE_CONV_2D kxk
+    [stride, padding, dw_act] -> 1x1 CONV_2D 6->12 [pw_act] -> global AVERAGE_POOL_2D ->
+    RESHAPE -> FULLY_CONNECTED 12->5 -> SOFTMAX: the tail of KWS (and of MobileNet-style
+    classifiers) on a small model, for last:3."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, 8, 8, 3), "int8", scale=0.04, zero_point=-5)
+    w0 = m.const(rng.integers(-127, 128, (6, 3, 3, 3)).astype(np.int8), scale=[0.01] * 6,
+                 zero_point=[0] * 6, quantized_dimension=0)
+    b0 = m.const(rng.integers(-300, 300, 6).astype(np.int32), scale=[0.0004] * 6,
+                 zero_point=[0] * 6)
+    h0 = m.tensor((1, 8, 8, 6), "int8", scale=0.05, zero_point=-128)
+    m.op("CONV_2D", [x, w0, b0], [h0], padding="SAME", stride_w=1, stride_h=1,
+         fused_activation="RELU")
+    n = 6 if per_channel else 1
+    ds = [float(np.float32(s)) for s in rng.uniform(0.01, 0.03, n)]
+    wd = m.const(rng.integers(-127, 128, (1, k, k, 6)).astype(np.int8), scale=ds,
+                 zero_point=[0] * n, quantized_dimension=3)
+    bd = m.const(rng.integers(-400, 400, 6).astype(np.int32), scale=[0.05 * s for s in ds],
+                 zero_point=[0] * n)
+    o = (8 + stride - 1) // stride if padding == "SAME" else (8 - k) // stride + 1
+    h1 = m.tensor((1, o, o, 6), "int8", scale=0.06, zero_point=-128 if dw_act != "NONE" else 2)
+    m.op("DEPTHWISE_CONV_2D", [h0, wd, bd], [h1], padding=padding, stride_h=stride,
+         stride_w=stride, dilation_h=1, dilation_w=1, depth_multiplier=1,
+         fused_activation=dw_act)
+    ps = [float(np.float32(s)) for s in rng.uniform(0.005, 0.02, 12)]
+    w1 = m.const(rng.integers(-127, 128, (12, 1, 1, 6)).astype(np.int8), scale=ps,
+                 zero_point=[0] * 12, quantized_dimension=0)
+    b1 = m.const(rng.integers(-400, 400, 12).astype(np.int32), scale=[0.06 * s for s in ps],
+                 zero_point=[0] * 12)
+    zp = -128 if pw_act != "NONE" else 3
+    h2 = m.tensor((1, o, o, 12), "int8", scale=0.03, zero_point=zp)
+    m.op("CONV_2D", [h1, w1, b1], [h2], padding="VALID", fused_activation=pw_act)
+    p = m.tensor((1, 1, 1, 12), "int8", scale=0.03, zero_point=zp)
+    m.op("AVERAGE_POOL_2D", [h2], [p], padding="VALID", filter_width=o, filter_height=o,
+         stride_w=1, stride_h=1)
+    r = m.tensor((1, 12), "int8", scale=0.03, zero_point=zp)
+    m.op("RESHAPE", [p, m.const(np.array([1, 12], np.int32))], [r], new_shape=[1, 12])
+    w2 = m.const(rng.integers(-127, 128, (5, 12)).astype(np.int8), scale=[0.01], zero_point=[0])
+    b2 = m.const(rng.integers(-300, 300, 5).astype(np.int32), scale=[0.0003], zero_point=[0])
+    y = m.tensor((1, 5), "int8", scale=0.1, zero_point=2)
+    m.op("FULLY_CONNECTED", [r, w2, b2], [y])
+    out = m.tensor((1, 5), "int8", scale=1 / 256, zero_point=-128)
+    m.op("SOFTMAX", [y], [out])
+    m.output(out)
+    return m.build()
+
+
 def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
     """The trained tail's int8 input (the head's, or the trained conv's) for every row, by
     TFLite's reference kernels."""
@@ -123,6 +173,10 @@ def patched(model: bytes, training, state) -> bytes:
     if c is not None:
         pairs += [(c.filter, state.get(c.key + "filter", c.filter), np.int8),
                   (c.bias, state[c.key + "bias"], "<i4")]
+    d = training.dw
+    if d is not None:
+        pairs += [(d.filter, state.get(d.key + "filter", d.filter), np.int8),
+                  (d.bias, state[d.key + "bias"], "<i4")]
     for old, new, dtype in pairs:
         old, new = np.asarray(old).astype(dtype).tobytes(), np.asarray(new).astype(dtype).tobytes()
         assert model.count(old) == 1, "the trained parameters appear once in the file"
@@ -162,6 +216,10 @@ def check_training(model, tmp_path, scheme: str, lr: float, rows: int = 10, seed
         assert not np.array_equal(run.state[t.conv.key + "bias"], t.conv.bias)
     if t.conv_filter:
         assert not np.array_equal(run.state[t.conv.key + "filter"], t.conv.filter)
+    if t.dw is not None:
+        assert not np.array_equal(run.state[t.dw.key + "bias"], t.dw.bias)
+    if t.dw_filter:
+        assert not np.array_equal(run.state[t.dw.key + "filter"], t.dw.filter)
     # It learns: the last pass over the samples has a lower loss than the first.
     assert run.losses[-rows:].mean() < run.losses[:rows].mean()
     # After training invoke uses the trained parameters: TFLite's reference on the model
@@ -195,6 +253,29 @@ def test_small_conv_model_last2_is_bit_exact(tmp_path, scheme, activation, per_c
     compiled, _ = check_training(conv_model(activation, per_channel, mean=mean), tmp_path,
                                  scheme, lr=0.05, rows=8)
     assert compiled.training.conv.op_index == 1
+
+
+@pytest.mark.parametrize("scheme, lr", [("last:3", 0.01), ("bias", 0.05)])
+def test_kws_last3_and_depthwise_bias_are_bit_exact_with_the_reference(tmp_path, scheme, lr):
+    """The backward on through op 8's input gradient and op 7's ReLU mask to the
+    DEPTHWISE_CONV_2D (op 7): its filter and bias (last:3) or bias (bias) too."""
+    compiled, run = check_training(mlperf_model("kws_ref_model.tflite"), tmp_path, scheme, lr)
+    assert compiled.training.dw.op_index == 7
+    assert compiled.training.dw_filter == (scheme == "last:3")
+
+
+@pytest.mark.parametrize("scheme, k, stride, padding, dw_act, pw_act, per_channel", [
+    ("last:3", 3, 1, "SAME", "RELU", "RELU6", True),
+    ("last:3", 3, 2, "SAME", "RELU6", "RELU", False),
+    ("last:3", 5, 2, "VALID", "NONE", "NONE", True),
+    ("bias", 3, 2, "VALID", "RELU", "RELU", True)])
+def test_small_depthwise_model_last3_is_bit_exact(tmp_path, scheme, k, stride, padding, dw_act,
+                                                  pw_act, per_channel):
+    compiled, _ = check_training(depthwise_model(k, stride, padding, dw_act, pw_act,
+                                                 per_channel), tmp_path, scheme, lr=0.05, rows=8)
+    t = compiled.training
+    assert (t.dw.op_index, t.conv.op_index) == (1, 2)
+    assert (t.dw.sh, t.dw.kh) == (stride, k)
 
 
 @pytest.mark.parametrize("scheme, per_channel, softmax",
@@ -231,7 +312,7 @@ def test_exp_and_log_are_close_to_libm():
 def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     model = mlperf_model("kws_ref_model.tflite")
     plans = {}
-    for scheme in ("head", "bias", "last:2"):
+    for scheme in ("head", "bias", "last:2", "last:3"):
         r = subprocess.run([sys.executable, "-m", "mcunet", "plan", str(model), "--train", scheme,
                             "--json", "--no-png"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
@@ -259,12 +340,17 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     assert plans["bias"]["training"]["static_bytes"] < plans["head"]["training"]["static_bytes"]
     assert plans["last:2"]["training"]["parameters"] == 12 * 65 + 64 * 65
     assert plans["last:2"]["training"]["layers"] == [11, 8]
-    assert plans["bias"]["training"]["parameters"] == 12 + 64
+    assert plans["bias"]["training"]["parameters"] == 12 + 64 + 64
+    assert plans["last:3"]["training"]["parameters"] == 12 * 65 + 64 * 65 + 64 * 10
+    assert plans["last:3"]["training"]["layers"] == [11, 8, 7]
+    # The gradient buffers: dL/dz, dL/dx of the head's input, op 8's scaled output gradient.
+    assert plans["last:3"]["training"]["gradient_bytes"] == 4 * (12 + 64 + 64)
 
 
 @pytest.mark.parametrize("spec, words", [
     ("everything", "is not a training scheme"),
-    ("last:3", "reaches DEPTHWISE_CONV_2D (op 7), which the backward does not pass through"),
+    ("last:4", "below DEPTHWISE_CONV_2D (op 7) reaches CONV_2D (op 6), which the backward "
+               "does not pass through"),
     ("last:x", "N in last:N"),
     ("scheme.json", "sparse update schemes"),
 ])
@@ -419,3 +505,75 @@ def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tm
     assert run.losses.tobytes() == np.array(losses, np.float32).tobytes()
     for key, value in ref.state().items():
         assert run.state[key].tobytes() == value.tobytes(), key
+
+
+def test_depthwise_gradients_match_tensorflow_autodiff():
+    """last:3 on KWS, float against float: the reference's gradients of op 7's (the
+    DEPTHWISE_CONV_2D's) real-valued filter and bias, and of op 8's and the head's, against
+    TensorFlow's autodiff of the straight-through float computation (the int8 forward's values
+    at every layer; TF's gradients through the FC, the mean, op 8's mask and 1x1 conv, op 7's
+    mask and tf.nn.depthwise_conv2d), within 1e-5 of the largest gradient of each; one step's
+    QAS update of op 7, scaled back, is -lr times TF's gradient (1e-5 of the largest)."""
+    tf = pytest.importorskip("tensorflow")
+    model = mlperf_model("kws_ref_model.tflite")
+    compiled = api.compile(model, train="last:3")
+    t = compiled.training
+    h, c, d = t.head, t.conv, t.dw
+    x, labels = samples(compiled, 3, 7)
+    xs = head_inputs(str(model), t, x[:3])
+
+    def masked(v, lo, hi):
+        m = np.ones(v.shape, bool)
+        if lo is not None:
+            m &= v > lo
+        if hi is not None:
+            m &= v < hi
+        return m
+
+    padding = "SAME" if d.pad_top or d.pad_left else "VALID"
+    for xi, label in zip(xs, labels[:3]):
+        ref = TrainReference(t, momentum=0.0)
+        grads = ref.real_gradients(xi, int(label))
+        ydw = ref.dw_forward(xi)
+        y, pooled = ref.conv_forward(ydw)
+        zq = ref.head_logits(pooled).astype(np.float32) - h.y_zp
+        ds, cs, hs = (v.w_scales.astype(np.float64) for v in (d, c, h))
+        Wd = tf.Variable((d.filter * ds[None, :]).reshape(d.kh, d.kw, d.channels, 1)
+                         .astype(np.float32))
+        bd = tf.Variable((d.bias * d.x_scale * ds).astype(np.float32))
+        Wc = tf.Variable((c.filter * cs[:, None]).astype(np.float32))
+        bc = tf.Variable((c.bias * c.x_scale * cs).astype(np.float32))
+        W = tf.Variable((h.filter * hs[:, None]).astype(np.float32))
+        b = tf.Variable((h.bias * h.x_scale * hs).astype(np.float32))
+        xr = tf.constant(((xi.reshape(1, d.ih, d.iw, d.channels).astype(np.float32) - d.x_zp)
+                          * np.float32(d.x_scale)))
+        yr = tf.constant((ydw.astype(np.float32) - c.x_zp) * np.float32(c.x_scale))
+        pr = tf.constant((pooled.astype(np.float32) - h.x_zp) * np.float32(h.x_scale))
+        with tf.GradientTape() as tape:
+            lin0 = tf.nn.depthwise_conv2d(xr, Wd, [1, d.sh, d.sw, 1], padding) + bd
+            lin0 = tf.reshape(lin0, [d.pixels, d.channels]) * \
+                tf.constant(masked(ydw, d.mask_lo, d.mask_hi), tf.float32)
+            a0 = tf.stop_gradient(yr - lin0) + lin0
+            lin = (tf.matmul(a0, Wc, transpose_b=True) + bc) * \
+                tf.constant(masked(y, c.mask_lo, c.mask_hi), tf.float32)
+            mean = tf.reduce_mean(lin, axis=0)
+            pst = tf.stop_gradient(pr - mean) + mean
+            lin2 = tf.reshape(tf.matmul(W, pst[:, None]), [-1]) + b
+            z = tf.stop_gradient(tf.constant(zq * np.float32(h.y_scale)) - lin2) + lin2
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.constant([int(label)]), logits=z[None])[0]
+        tw, tb, tcw, tcb, tdw, tdb = (g.numpy() for g in
+                                      tape.gradient(loss, [W, b, Wc, bc, Wd, bd]))
+        tdw = tdw.reshape(d.taps, d.channels)
+        for mine, theirs in [(grads["filter"], tw), (grads["bias"], tb),
+                             (grads["conv_filter"], tcw), (grads["conv_bias"], tcb),
+                             (grads["dw_filter"], tdw), (grads["dw_bias"], tdb)]:
+            assert np.max(np.abs(mine - theirs)) <= 1e-5 * np.max(np.abs(theirs))
+        assert np.any(grads["dw_filter"] != 0) and not masked(ydw, d.mask_lo, d.mask_hi).all()
+        ref.step(xi, int(label))
+        moved = ref.dw["filter_delta"].astype(np.float64) * ds[None, :]
+        np.testing.assert_allclose(moved, -t.lr * tdw, rtol=1e-5,
+                                   atol=1e-5 * np.max(np.abs(t.lr * tdw)))
+        moved_b = ref.dw["bias_delta"] * d.x_scale * ds
+        np.testing.assert_allclose(moved_b, -t.lr * tdb, rtol=1e-5,
+                                   atol=1e-5 * np.max(np.abs(t.lr * tdb)))

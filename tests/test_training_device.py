@@ -59,6 +59,10 @@ def check_on_m4(scheme: str, lr: float, rows: int, steps: int):
         assert not np.array_equal(ref.conv["bias"], t.conv.bias)
     if t.conv_filter:
         assert not np.array_equal(ref.conv["filter"], t.conv.filter)
+    if t.dw is not None:  # the depthwise under the conv (bias, last:3)
+        assert not np.array_equal(ref.dw["bias"], t.dw.bias)
+    if t.dw_filter:
+        assert not np.array_equal(ref.dw["filter"], t.dw.filter)
     assert reference_mismatches(str(source), compiled, result, tx, ty, ex[:2], lr=lr) == []
     assert "-ffp-contract=off" in result.flags
     # Instructions: one count per step and per invoke; a step is an invoke and a bit more.
@@ -92,8 +96,17 @@ def test_kws_last2_steps_on_the_m4_are_bit_exact():
 
 
 @needs_tools
+def test_kws_last3_steps_on_the_m4_are_bit_exact():
+    """On through op 8's input gradient to the DEPTHWISE_CONV_2D (op 7), on the M4F."""
+    result = check_on_m4("last:3", 0.01, rows=3, steps=4)
+    print("last:3 instructions per step", result.step_instructions,
+          "per invoke", result.invoke_instructions, result.ram)
+
+
+@needs_tools
 @pytest.mark.slow
-@pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05), ("last:2", 0.01)])
+@pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05), ("last:2", 0.01),
+                                        ("last:3", 0.01)])
 def test_kws_100_steps_on_the_m4_are_bit_exact(scheme, lr):
     result = check_on_m4(scheme, lr, rows=10, steps=100)
     assert result.run.losses[-10:].mean() < result.run.losses[:10].mean()
