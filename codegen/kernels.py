@@ -101,12 +101,42 @@ def conv_dsp_pixels(layer: ConvLayer) -> int:
     return 2
 
 
-def conv_dsp_col_bytes(layer: ConvLayer) -> int:
+def conv_dsp_doubled(layer: ConvLayer) -> bool:
+    """Whether the DSP conv accumulates twice the sum and requantises with mcunet_rqd (the
+    predicate of dsp_common.j2's `doubled`, with this kernel's `doubling`)."""
+    return layer.acc_bound < 2 ** 30 and -30 <= layer.shift_min and layer.shift_max <= -1 \
+        and conv_doubling_pays(layer)
+
+
+def conv_dsp_rq_words(layer: ConvLayer) -> int:
+    """The words of the DSP conv's requantisation constants per channel (its rq_t):
+    mcunet_rqd_t or mcunet_rq2_t 3, mcunet_rq_t 7 (dsp_common.j2 picks the one)."""
+    fast = conv_dsp_doubled(layer) or (-31 <= layer.shift_min and layer.shift_max <= -2)
+    return 3 if fast else 7
+
+
+def conv_dsp_record_bytes(layer: ConvLayer) -> int:
+    """The per-channel records (a channel's bias, doubled where the kernel doubles, and its
+    requantisation constants side by side; on the pair path a pair's two biases, then its
+    two channels' constants), built once a call from bias, multiplier and shift so a
+    channel's (pair's) setup is a few LDRD or one LDM: 4 (1 + rq words) bytes a channel (on
+    the pair path an odd last channel reads the arrays)."""
+    oc = layer.window.oc
+    return 4 * (1 + conv_dsp_rq_words(layer)) * (oc if conv_dsp_inner(layer) else oc - oc % 2)
+
+
+def conv_dsp_lean_col_bytes(layer: ConvLayer) -> int:
     """P pixels' padded windows as int16; with a fused ADD, then the P pixels' sums (staged
     until every residual value of the block was read: the sum may then lie over the
     residual)."""
     staged = conv_dsp_pixels(layer) * layer.window.oc if layer.fused_add is not None else 0
     return 2 * conv_dsp_pixels(layer) * conv_padded_window(layer) + staged
+
+
+def conv_dsp_col_bytes(layer: ConvLayer) -> int:
+    """conv_dsp_lean_col_bytes and the channel records (conv_dsp_record_bytes) after the
+    windows."""
+    return conv_dsp_lean_col_bytes(layer) + conv_dsp_record_bytes(layer)
 
 
 def one_filter_per_channel(layer: DepthwiseLayer) -> bool:
@@ -255,14 +285,25 @@ def _k(name: str, family: str, **kw) -> Kernel:
     return Kernel(name=name, family=family, template=f"{name}.c.j2", **kw)
 
 
+def _conv_dsp_constants(layer: ConvLayer, records: bool) -> dict:
+    return {"P": conv_dsp_pixels(layer), "unrolled": conv_dsp_unrolled(layer),
+            "inner": conv_dsp_inner(layer), "doubling": conv_doubling_pays(layer),
+            "rec_bytes": conv_dsp_record_bytes(layer) if records else 0,
+            "rq_words": conv_dsp_rq_words(layer)}
+
+
+# With the channel records in scratch (faster), or reading bias, multiplier and shift for
+# each block (no records: what a layer at the arena's peak gets, leaner_variant).
 CONV2D_S8_DSP = _k("conv2d_s8_dsp", CONV, isa=ARM_DSP,
                    scratch=Scratch("col", "int16_t", conv_dsp_col_bytes),
                    overlap=RasterOrder(block=conv_dsp_pixels),
-                   constants=lambda layer: {"P": conv_dsp_pixels(layer),
-                                            "unrolled": conv_dsp_unrolled(layer),
-                                            "inner": conv_dsp_inner(layer),
-                                            "doubling": conv_doubling_pays(layer)},
+                   constants=lambda layer: _conv_dsp_constants(layer, True),
                    tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
+CONV2D_S8_DSP_LEAN = Kernel("conv2d_s8_dsp_lean", CONV, "conv2d_s8_dsp.c.j2", isa=ARM_DSP,
+                            scratch=Scratch("col", "int16_t", conv_dsp_lean_col_bytes),
+                            overlap=RasterOrder(block=conv_dsp_pixels),
+                            constants=lambda layer: _conv_dsp_constants(layer, False),
+                            tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
 CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 
 DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
@@ -326,7 +367,7 @@ RELU_S8 = _k("relu_s8", RELU, overlap=Elementwise())
 
 # Each family's variants, best first; the last is the portable one.
 FAMILIES: dict[str, tuple[Kernel, ...]] = {}
-for _kernel in (CONV2D_S8_DSP, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
+for _kernel in (CONV2D_S8_DSP, CONV2D_S8_DSP_LEAN, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
                 FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8,
                 FULLY_CONNECTED_TRAIN_S8, CONV2D_TRAIN_S8, DEPTHWISE_CONV_TRAIN_S8, AVERAGE_POOL_S8,

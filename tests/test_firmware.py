@@ -79,6 +79,8 @@ def test_generated_net_on_m33_bit_exact_with_dsp_kernels(tmp_path):
     path.write_bytes(net.build(net.head(y)))
     model, result = check_run(path, "mps2-an505", rows=2, work_dir=tmp_path / "fw")
     kernels = {s.kernel.name for s in model.steps if s.kernel}
+    if "conv2d_s8_dsp_lean" in kernels:  # the DSP conv without its records (at the peak)
+        kernels.add("conv2d_s8_dsp")
     assert model.target.name == "cortex-m33" and result.dsp
     assert {"conv2d_s8_dsp", "depthwise_conv_inplace_s8_dsp",
             "fully_connected_s8_dsp_col"} <= kernels, kernels
