@@ -203,8 +203,28 @@ def find_head(graph: Graph) -> Head:
                 shift=np.array([e for _, e in parts], dtype=np.int32))
 
 
+class _TrainedConvLayer:
+    """What the trained conv-like layers (ConvTail, DepthwiseTail) share: their per-channel
+    QAS factors (from x_scale and w_scales) and the names of their state (from op_index)."""
+
+    def qas_filter(self) -> np.ndarray:
+        return np.array([self.x_scale / float(s) for s in self.w_scales], dtype=np.float32)
+
+    def qas_bias(self) -> np.ndarray:
+        return np.array([1.0 / (self.x_scale * float(s)) for s in self.w_scales],
+                        dtype=np.float32)
+
+    @property
+    def prefix(self) -> str:
+        return f"mcunet_train_op{self.op_index}_"
+
+    @property
+    def key(self) -> str:
+        return f"op{self.op_index}_"
+
+
 @dataclass(frozen=True)
-class ConvTail:
+class ConvTail(_TrainedConvLayer):
     """The 1x1 CONV_2D below the head, reached backward through RESHAPE/SQUEEZE and a global
     AVERAGE_POOL_2D: its numbers, the pool's, and the symbols of its flash constants."""
     op_index: int
@@ -232,20 +252,6 @@ class ConvTail:
     # (sum + mean_offset, requantised with 1/n folded in, + mean_zp); None for the pool.
     mean: tuple[int, int, int, int] | None = None  # (sum offset, multiplier, shift, output zp)
 
-    def qas_filter(self) -> np.ndarray:
-        return np.array([self.x_scale / float(s) for s in self.w_scales], dtype=np.float32)
-
-    def qas_bias(self) -> np.ndarray:
-        return np.array([1.0 / (self.x_scale * float(s)) for s in self.w_scales],
-                        dtype=np.float32)
-
-    @property
-    def prefix(self) -> str:
-        return f"mcunet_train_op{self.op_index}_"
-
-    @property
-    def key(self) -> str:
-        return f"op{self.op_index}_"
 
 
 def _op_name(op: Op | None) -> str:
@@ -329,7 +335,7 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
 
 
 @dataclass(frozen=True)
-class DepthwiseTail:
+class DepthwiseTail(_TrainedConvLayer):
     """The DEPTHWISE_CONV_2D under the trained 1x1 conv (depth multiplier 1, no dilation):
     the backward reaches it through the conv's input gradient (last:3, bias)."""
     op_index: int
@@ -381,20 +387,6 @@ class DepthwiseTail:
                             out[ky * self.kw + kx, oy * self.ow + ox] = iy * self.iw + ix
         return out
 
-    def qas_filter(self) -> np.ndarray:
-        return np.array([self.x_scale / float(s) for s in self.w_scales], dtype=np.float32)
-
-    def qas_bias(self) -> np.ndarray:
-        return np.array([1.0 / (self.x_scale * float(s)) for s in self.w_scales],
-                        dtype=np.float32)
-
-    @property
-    def prefix(self) -> str:
-        return f"mcunet_train_op{self.op_index}_"
-
-    @property
-    def key(self) -> str:
-        return f"op{self.op_index}_"
 
 
 def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, str]:
