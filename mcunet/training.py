@@ -485,33 +485,24 @@ class Training:
     def state_layout(self) -> list[tuple[str, str, str, tuple[int, ...]]]:
         """(key, C symbol, C type, shape) of the state the harnesses write after training, in
         their order."""
-        h = self.head
-        out = [("bias", "mcunet_train_bias", "int32_t", (h.units,)),
-               ("bias_delta", "mcunet_train_bias_delta", "float", (h.units,)),
-               ("bias_velocity", "mcunet_train_bias_velocity", "float", (h.units,))]
-        if self.updates_filter:
-            out += [("filter", "mcunet_train_filter", "int8_t", (h.units, h.depth)),
-                    ("filter_delta", "mcunet_train_filter_delta", "float", (h.units, h.depth)),
-                    ("filter_velocity", "mcunet_train_filter_velocity", "float",
-                     (h.units, h.depth))]
-        c = self.conv
+        def arrays(key: str, prefix: str, bias: tuple[int, ...], filt: tuple[int, ...] | None):
+            """A trained layer's bias (and filter) with their float32 delta and velocity."""
+            names = [("bias", "int32_t", bias), ("bias_delta", "float", bias),
+                     ("bias_velocity", "float", bias)]
+            if filt is not None:
+                names += [("filter", "int8_t", filt), ("filter_delta", "float", filt),
+                          ("filter_velocity", "float", filt)]
+            return [(key + n, prefix + n, ct, shape) for n, ct, shape in names]
+
+        h, c, d = self.head, self.conv, self.dw
+        out = arrays("", "mcunet_train_", (h.units,),
+                     (h.units, h.depth) if self.updates_filter else None)
         if c is not None:
-            names = [("bias", "int32_t", (c.units,)), ("bias_delta", "float", (c.units,)),
-                     ("bias_velocity", "float", (c.units,))]
-            if self.conv_filter:
-                names += [("filter", "int8_t", (c.units, c.depth)),
-                          ("filter_delta", "float", (c.units, c.depth)),
-                          ("filter_velocity", "float", (c.units, c.depth))]
-            out += [(c.key + n, c.prefix + n, ct, shape) for n, ct, shape in names]
-        d = self.dw
+            out += arrays(c.key, c.prefix, (c.units,),
+                          (c.units, c.depth) if self.conv_filter else None)
         if d is not None:
-            names = [("bias", "int32_t", (d.channels,)), ("bias_delta", "float", (d.channels,)),
-                     ("bias_velocity", "float", (d.channels,))]
-            if self.dw_filter:
-                names += [("filter", "int8_t", (d.taps, d.channels)),
-                          ("filter_delta", "float", (d.taps, d.channels)),
-                          ("filter_velocity", "float", (d.taps, d.channels))]
-            out += [(d.key + n, d.prefix + n, ct, shape) for n, ct, shape in names]
+            out += arrays(d.key, d.prefix, (d.channels,),
+                          (d.taps, d.channels) if self.dw_filter else None)
         return out
 
     def template_state(self) -> list[tuple[str, str, int]]:
