@@ -83,7 +83,13 @@ def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 
         shape = m.const(np.array([1, 16], np.int32))
         r = m.tensor((1, 16), "int8", scale=0.03, zero_point=-128 if activation != "NONE" else 3)
         m.op("RESHAPE", [p, shape], [r], new_shape=[1, 16])
-    w2 = m.const(rng.integers(-127, 128, (5, 16)).astype(np.int8), scale=[0.01], zero_point=[0])
+    return classifier_tail(m, rng, r, 16)
+
+
+def classifier_tail(m, rng, r: int, depth: int) -> bytes:
+    """The models' common end: a 5-unit FULLY_CONNECTED head on `depth` features and SOFTMAX,
+    built."""
+    w2 = m.const(rng.integers(-127, 128, (5, depth)).astype(np.int8), scale=[0.01], zero_point=[0])
     b2 = m.const(rng.integers(-300, 300, 5).astype(np.int32), scale=[0.0003], zero_point=[0])
     y = m.tensor((1, 5), "int8", scale=0.1, zero_point=2)
     m.op("FULLY_CONNECTED", [r, w2, b2], [y])
@@ -133,14 +139,7 @@ def depthwise_model(k: int = 3, stride: int = 1, padding: str = "SAME", dw_act: 
          stride_w=1, stride_h=1)
     r = m.tensor((1, 12), "int8", scale=0.03, zero_point=zp)
     m.op("RESHAPE", [p, m.const(np.array([1, 12], np.int32))], [r], new_shape=[1, 12])
-    w2 = m.const(rng.integers(-127, 128, (5, 12)).astype(np.int8), scale=[0.01], zero_point=[0])
-    b2 = m.const(rng.integers(-300, 300, 5).astype(np.int32), scale=[0.0003], zero_point=[0])
-    y = m.tensor((1, 5), "int8", scale=0.1, zero_point=2)
-    m.op("FULLY_CONNECTED", [r, w2, b2], [y])
-    out = m.tensor((1, 5), "int8", scale=1 / 256, zero_point=-128)
-    m.op("SOFTMAX", [y], [out])
-    m.output(out)
-    return m.build()
+    return classifier_tail(m, rng, r, 12)
 
 
 def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
