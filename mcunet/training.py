@@ -222,6 +222,16 @@ class _TrainedConvLayer:
     def key(self) -> str:
         return f"op{self.op_index}_"
 
+    def mask_condition(self) -> str:
+        """The C condition on a saved int8 output y under which its activation passes the
+        gradient (strictly inside the clamp the fused activation applies; "1" for NONE)."""
+        cond = []
+        if self.mask_lo is not None:
+            cond.append(f"y > {self.mask_lo}")
+        if self.mask_hi is not None:
+            cond.append(f"y < {self.mask_hi}")
+        return " && ".join(cond) or "1"
+
 
 @dataclass(frozen=True)
 class ConvTail(_TrainedConvLayer):
@@ -647,31 +657,21 @@ class Training:
                "state": self.template_state()}
         c = self.conv
         if c is not None:
-            cond = []
-            if c.mask_lo is not None:
-                cond.append(f"y > {c.mask_lo}")
-            if c.mask_hi is not None:
-                cond.append(f"y < {c.mask_hi}")
             out["conv"] = {"op": c.op_index, "prefix": c.prefix, "filter": self.conv_filter,
                            "pixels": c.pixels, "units": c.units, "depth": c.depth,
                            "x_offset": plan.tensor_offset(c.x), "y_offset": plan.tensor_offset(c.y),
                            "x_zp": c.x_zp, "count": c_float(c.pixels), "pool_op": c.pool_op,
-                           "mask": " && ".join(cond) or "1",
+                           "mask": c.mask_condition(),
                            "filter0": self.symbols["filter0"], "bias0": self.symbols["bias0"]}
         d = self.dw
         out["dw"] = None
         if d is not None:
-            cond = []
-            if d.mask_lo is not None:
-                cond.append(f"y > {d.mask_lo}")
-            if d.mask_hi is not None:
-                cond.append(f"y < {d.mask_hi}")
             out["dw"] = {"op": d.op_index, "prefix": d.prefix, "filter": self.dw_filter,
                          "ih": d.ih, "iw": d.iw, "oh": d.oh, "ow": d.ow, "channels": d.channels,
                          "kh": d.kh, "kw": d.kw, "sh": d.sh, "sw": d.sw, "taps": d.taps,
                          "pad_top": d.pad_top, "pad_left": d.pad_left,
                          "x_offset": plan.tensor_offset(d.x), "y_offset": plan.tensor_offset(d.y),
-                         "x_zp": d.x_zp, "mask": " && ".join(cond) or "1",
+                         "x_zp": d.x_zp, "mask": d.mask_condition(),
                          "filter0": self.symbols["dw_filter0"],
                          "conv_w": (c.prefix + "filter") if self.conv_filter
                          else self.symbols["filter0"]}
