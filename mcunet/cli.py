@@ -21,7 +21,7 @@ from .costmodel import estimate
 from .errors import McunetError
 from .evaluate import DEFAULT_BOARD_ROWS, confusion_table
 from .evaluate import evaluate as run_evaluation
-from .host import build_host, load_inputs
+from .host import build_host, check_inputs, load_inputs
 from .search.data import parse_classes
 from .outdir import check_dir, check_file, make_dir, record
 from .options import (arithmetic_option, library_kwargs, library_options, memory_options,
@@ -234,8 +234,8 @@ def simulate(model, inputs, outputs, random_rows, seed, check, patch, max_overhe
     if outputs and len(outputs) != len(compiled.graph.outputs):
         raise McunetError(f"the model has {plural(len(compiled.graph.outputs), 'output')}; give as many "
                           f"--output files (got {len(outputs)})")
+    rows = check_inputs(compiled.graph, arrays)  # before the build: a bad input is one line
     start = time.perf_counter()
-    rows = arrays[0].shape[0] if arrays else 0
     with progress(f"building for the host and running {plural(rows, 'row')}"):
         results, _ = build_host(compiled, sanitize=sanitize).run(arrays)
     click.echo(f"ran {plural(rows, 'row')} in {time.perf_counter() - start:.2f} s "

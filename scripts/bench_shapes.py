@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -40,12 +41,20 @@ GENERATED = 19
 RANDOM = 3
 
 
-def generated_networks(out: Path, seed: int = 11) -> list[Path]:
-    """The generated part of the corpus, written to `out`."""
+def generated_networks(out: Path, seed: int = 11) -> list[tuple[str, Callable[[], Path]]]:
+    """The generated part of the corpus: (name, a function that writes it to `out`). The
+    shapes are drawn here, in corpus order, so a slice builds only what it runs."""
     from tests.netgen import MBConvNet, random_net
 
+    def written(name: str, make: Callable[[], bytes]) -> Callable[[], Path]:
+        def build() -> Path:
+            path = out / f"{name}.tflite"
+            path.write_bytes(make())
+            return path
+        return build
+
     rng = np.random.default_rng(seed)
-    paths = []
+    corpus = []
     for k in range(GENERATED):
         resolution = int(rng.choice([28, 32, 48, 64, 80, 96, 128, 160]))
         stem = int(rng.integers(5, 19))
@@ -55,26 +64,27 @@ def generated_networks(out: Path, seed: int = 11) -> list[Path]:
             stages.append((int(rng.integers(3, 7)), int(rng.choice([3, 5, 7])), width,
                            int(rng.integers(1, 3)), 1 if s == 0 else 2))
         net = MBConvNet(resolution, stem, tuple(stages), int(width * 1.5), seed=k)
-        path = out / f"gen{k:02d}_{resolution}px.tflite"
-        path.write_bytes(net.build(path.stem))
-        paths.append(path)
+        name = f"gen{k:02d}_{resolution}px"
+        corpus.append((name, written(name, lambda net=net, name=name: net.build(name))))
     for k in range(RANDOM):
-        path = out / f"odd{k}.tflite"
-        path.write_bytes(random_net(np.random.default_rng(1000 + k)))
-        paths.append(path)
-    return paths
+        corpus.append((f"odd{k}", written(f"odd{k}", lambda k=k: random_net(
+            np.random.default_rng(1000 + k)))))
+    return corpus
 
 
-def zoo_networks() -> list[Path]:
+def zoo_networks() -> list[tuple[str, Callable[[], Path | None]]]:
+    """The benchmark zoo: (name, a function that builds or finds it, None where it cannot)."""
     import model_zoo
 
-    paths = [model_zoo.build_generated(name) for name in model_zoo.NETWORKS]
-    for name in model_zoo.MODELS:
+    def keras(name: str) -> Path | None:
         try:
-            paths.append(model_zoo.build(name))
-        except Exception as exc:  # noqa: BLE001 - no TensorFlow and not cached: said below
+            return model_zoo.build(name)
+        except Exception as exc:  # noqa: BLE001 - no TensorFlow and not cached: said here
             print(f"(left out {name}: {exc})", file=sys.stderr)
-    return paths
+            return None
+
+    return [(name, lambda name=name: model_zoo.build_generated(name)) for name in model_zoo.NETWORKS] \
+        + [(name, lambda name=name: keras(name)) for name in model_zoo.MODELS]
 
 
 def measure(path: Path, board, patch: str) -> dict:
@@ -101,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     board = get_board(args.board)
     work = Path(tempfile.mkdtemp(prefix="mcunet-bench-shapes-"))
-    paths = args.models or (generated_networks(work) + zoo_networks())
-    paths = paths[args.first:]
+    corpus = [(p.stem, lambda p=p: p) for p in args.models] if args.models else \
+        generated_networks(work) + zoo_networks()
+    corpus = corpus[args.first:]
     if args.only:
-        paths = paths[:args.only]
+        corpus = corpus[:args.only]
+    paths = [path for path in (build() for _, build in corpus) if path is not None]
     print(f"{len(paths)} networks on {board.name} ({board.core}), --patch {args.patch}")
     print(f"{'network':<28} {'ops':>4} {'MACs':>12} {'instructions':>13} {'insn/MAC':>8} "
           f"{'exact':>5}  most instructions in")

@@ -71,7 +71,7 @@ def run_baseline(cfg, progress: bool = True, log=print) -> dict:
     from .data import load_dataset, prepare
     from .export import int8_accuracy, to_int8_tflite, write_model
     from .keras_net import build_keras
-    from .pipeline import EXPORT_RESERVE_S, _bar, _ticker, patch_plans
+    from .pipeline import EXPORT_RESERVE_S, patch_plans, progress_bar, step_ticker
     from .budget import compile_for_budget
     from .train import Deadline, finetune, keras_accuracy, setup_tf
 
@@ -100,8 +100,8 @@ def run_baseline(cfg, progress: bool = True, log=print) -> dict:
     x_train = prepare(train.x, res)
     model = build_keras(space, arch)
     left = cfg.time_budget_s - (time.perf_counter() - start) - EXPORT_RESERVE_S
-    with _bar(cfg.finetune_steps, "train", progress) as bar:
-        tick = _ticker(bar)
+    with progress_bar(cfg.finetune_steps, "train", progress) as bar:
+        tick = step_ticker(bar)
         if cfg.finetune_steps:
             total, deadline = cfg.finetune_steps, None
         else:  # as many steps as the time allows, re-planned as the machine's speed changes

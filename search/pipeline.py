@@ -146,7 +146,8 @@ class Clock:
         return self.budget - self.spent
 
 
-def _bar(total, desc, enabled):
+def progress_bar(total, desc, enabled):
+    """A tqdm bar on stderr for a phase of the search (off with --quiet)."""
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
 
@@ -160,7 +161,7 @@ def _seconds_per_step(train, timed_steps: int) -> float:
     return r["seconds"] / max(1, r["last"] - r["first"])
 
 
-def _ticker(bar, save_time=None, every: int = 50):
+def step_ticker(bar, save_time=None, every: int = 50):
     """A training loop's progress callback that moves `bar` (its total once it is known) and,
     every `every` steps (as often as the loops checkpoint), records the time spent, so a
     killed run's time counts against the budget when it resumes."""
@@ -242,7 +243,7 @@ def run_stage1(cfg: SearchConfig, space: SearchSpace, costs: CostCache, engine, 
 
     budget = cfg.budget
     n = len(space.width_choices) * len(space.resolution_choices) * cfg.stage1_samples
-    with _bar(n, label, progress) as bar:
+    with progress_bar(n, label, progress) as bar:
         prefetch = None if engine is None else \
             (lambda archs, limit: costs.plan_batch(archs, budget, _plan_many(engine, costs), limit))
         (width, res), stats = optimise_space(space, budget, costs, cfg.stage1_samples,
@@ -271,8 +272,8 @@ def supernet_phase(cfg: SearchConfig, state: State, clock: Clock, save_time, net
     if not state.get("supernet_done"):
         x_cache = data.x_trains(resolutions)
         total = cfg.supernet_steps or plan.get("supernet_steps")
-        with _bar(total, "supernet", progress) as bar:
-            tick = _ticker(bar, save_time)
+        with progress_bar(total, "supernet", progress) as bar:
+            tick = step_ticker(bar, save_time)
             warmup = 50 if not cfg.supernet_steps else max(1, cfg.supernet_steps // 10)
             if total is None:  # measure the speed (after tracing), then fix the plan
                 per_step = _seconds_per_step(partial(
@@ -505,7 +506,7 @@ def specialise(cfg: SearchConfig, state: State, clock: Clock, save_time, save_co
     evo = EvolutionState.from_dict(state["evolution"]) if state.get("evolution") else EvolutionState()
     if not state.get("evolution_done"):
         generations = cfg.generations or plan.get("generations")
-        with _bar(None, bar_label + "evolution", progress) as bar:
+        with progress_bar(None, bar_label + "evolution", progress) as bar:
             def on_gen(s: EvolutionState):
                 nonlocal generations
                 if generations is None:  # after the first generation: fix the plan
@@ -542,8 +543,8 @@ def specialise(cfg: SearchConfig, state: State, clock: Clock, save_time, save_co
     if engine is None and not state.get("finetune_done"):
         total = cfg.finetune_steps or plan.get("finetune_steps")
         warmup = 30 if not cfg.finetune_steps else max(1, cfg.finetune_steps // 10)
-        with _bar(total, bar_label + "fine-tune", progress) as bar:
-            tick = _ticker(bar, save_time)
+        with progress_bar(total, bar_label + "fine-tune", progress) as bar:
+            tick = step_ticker(bar, save_time)
             if total is None:
                 per_step = _seconds_per_step(partial(
                     finetune, model, train, res, 10 ** 9, cfg.seed, out, warmup=warmup,

@@ -22,6 +22,12 @@ def mlperf_model(name: str) -> Path:
     return path
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: a worker per core, at most four (each may hold TensorFlow, a Ray cluster or
+    a QEMU run; more workers than that mostly wait on the same slow files)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _build_cache(tmp_path_factory):
     """Host builds go to a cache private to this test session."""

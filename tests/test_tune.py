@@ -101,23 +101,36 @@ def test_measurements_choose_the_fewest_instructions_once_all_were_tried(tmp_pat
     assert m.best(conv, options).kernel is kernels.CONV2D_S8
 
 
-def test_tune_on_the_m4_is_cached_and_used(tmp_path, tune_cache):
+def test_tune_through_the_cli_is_measured_cached_and_used(tmp_path, tune_cache):
+    """One tune of the small net (the costly part: a firmware run per candidate round), then
+    everything that follows from it: the CLI's report, the cache's counts, a second tune and a
+    second compile that measure nothing, and a compile that takes the measured best."""
     path = tmp_path / "n.tflite"
     small_net(path)
-    graph = load_graph(path)
-    report = tune_graph(graph, "cortex-m4", LibraryOptions())
-    assert report.board == "mps2-an386" and report.rounds >= 5 and report.layers
+    proc = run_cli("compile", path, "--target", "cortex-m4", "--patch", "none", "--out",
+                   tmp_path / "lib", "--tune")
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("tuned "))
+    assert "on mps2-an386" in line and "the registry rule's pick on" in line
+    rounds = int(line.split(" in ")[1].split(" run(s)")[0])
+    assert rounds >= 5  # the DSP conv's four blockings and the portable conv
     cached = json.loads(cache_path("cortex-m4").read_text())["layers"]
-    for layer in report.layers:
-        counts = layer["counts"]
-        assert layer["best"] == min(counts, key=counts.get)
-        assert all(v > 0 for v in counts.values())
+    assert cached
+    for counts in cached.values():
+        assert all(v is None or v > 0 for v in counts.values())
+    graph = load_graph(path)
+    base = compile_graph(graph, patch="none", target=M4, choices=Choices())
     # Every conv's blockings were measured, and differ (the measurement sees them).
-    conv = [r for r in report.layers if r["kernel"] == kernels.CONV]
-    assert conv and all(len(set(r["counts"].values())) > 1 for r in conv)
-    # A second tune measures nothing; a compile takes the measured best of every layer.
+    convs = [signature(s) for s in base.steps if s.kernel is kernels.CONV2D_S8_DSP]
+    assert convs and all(len({v for v in cached[sig].values() if v is not None}) > 1
+                         for sig in convs)
+    # A second tune measures nothing, nor does a second compile --tune.
     again = tune_graph(graph, "cortex-m4", LibraryOptions())
     assert again.rounds == 0 and not again.layers and "before (cache)" in again.summary()
+    proc = run_cli("compile", path, "--target", "cortex-m4", "--patch", "none", "--out",
+                   tmp_path / "lib", "--tune")
+    assert proc.returncode == 0 and "measured on mps2-an386 before (cache)" in proc.stdout
+    # A compile takes the measured best of every layer.
     model = compile_graph(graph, patch="none", target=M4)
     chosen = set()
     for s in model.steps:
@@ -127,7 +140,8 @@ def test_tune_on_the_m4_is_cached_and_used(tmp_path, tune_cache):
         # (the measured fewest: a tie, e.g. two FC variants at the same count, either one)
         assert counts[Candidate.of(s).key] == min(counts.values())
         chosen.add(signature(s))
-    assert len(chosen) == len(report.layers)  # (two layers of one signature: one measurement)
+    assert chosen == {sig for sig, counts in cached.items()
+                      if any(v is not None for v in counts.values())}
     # The tuned firmware is bit-exact on the board.
     inputs = random_inputs(model.graph, 1, seed=2)
     result = run_on_board(model, get_board("mps2-an386"), inputs)
@@ -153,16 +167,3 @@ def test_cli_tune_needs_a_cortex_m_target(tmp_path, tune_cache):
         "(give --board or --target cortex-m0plus|m3|m4|m7|m33)"]
     proc = run_cli("run", "--project", tmp_path, "--tune")
     assert proc.returncode == 2 and "--tune" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_cli_compile_with_tune_reports_the_agreement(tmp_path, tune_cache):
-    path = tmp_path / "n.tflite"
-    small_net(path)
-    proc = run_cli("compile", path, "--target", "cortex-m4", "--patch", "none", "--out",
-                   tmp_path / "lib", "--tune")
-    assert proc.returncode == 0, proc.stderr
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("tuned "))
-    assert "on mps2-an386" in line and "the registry rule's pick on" in line
-    proc = run_cli("compile", path, "--target", "cortex-m4", "--patch", "none", "--out",
-                   tmp_path / "lib", "--tune")
-    assert proc.returncode == 0 and "measured on mps2-an386 before (cache)" in proc.stdout
