@@ -3,7 +3,9 @@
 
 For every network of the fitting corpus (scripts/corpus.py: the search space's networks,
 random layer stacks and single-op models; not the MLPerf Tiny models) and every emulated
-board, a profile build runs one row under QEMU, which counts each step's instructions. The
+board, compiled as `mcunet run --board` compiles it (the board's core and free flash: the
+DSP convs on int16 filters where it has room), a profile build runs one row under QEMU,
+which counts each step's instructions. The
 measurements are kept in --data (so a refit needs no runs); per core and kernel, a
 non-negative least-squares fit of relative error gives the coefficients written to
 mcunet/costmodel_table.py. Then the fit's error on the corpus is printed, per kernel.
@@ -51,7 +53,8 @@ def measure(items, board_names, data_path: Path) -> list[dict]:
                     continue
                 start = time.perf_counter()
                 try:
-                    model = compile_graph(graph, patch=patch, target=board.target)
+                    model = compile_graph(graph, patch=patch, target=board.target,
+                                          flash_budget=board.flash_bytes)
                     if patch == "auto" and model.patch is None:
                         continue  # the same steps as layer by layer
                     result = run_on_board(model, board, random_inputs(model.graph, 1, seed=3),
@@ -84,7 +87,9 @@ def single_steps(model) -> list:
 def with_features(records: list[dict], items) -> list[dict]:
     """The records with their steps' features computed now (the feature set may have grown
     since they were measured): the corpus is rebuilt and each network compiled again, which
-    gives the same steps in the same order."""
+    gives the same steps in the same order (for the board's core and free flash, as
+    measured)."""
+    from mcunet.boards import get_board
     from mcunet.compiler import compile_graph
     from mcunet.costmodel import features
 
@@ -98,7 +103,8 @@ def with_features(records: list[dict], items) -> list[dict]:
         name, patch = key.rsplit("@", 1)
         if name not in graphs:
             continue
-        model = compile_graph(graphs[name], patch=patch, target=core)
+        model = compile_graph(graphs[name], patch=patch, target=core,
+                              flash_budget=get_board(rows[0]["board"]).flash_bytes)
         steps = single_steps(model)
         if len(steps) != len(rows) or any(s.kernel.name != r["kernel"] for s, r in zip(steps, rows)):
             print(f"  {core} {key}: the steps changed since it was measured; left out",
