@@ -386,6 +386,28 @@ def test_conv2d_dsp_paths(h, w, kh, kw, stride, dilation, padding, c, oc, act, o
         assert len(values) == oc * k + (-k) % 4 and not values[oc * k:].any()
 
 
+@pytest.mark.parametrize("h,w,kh,kw,stride,dilation,padding,c,oc", [
+    (11, 10, 3, 3, 2, 1, "SAME", 3, 8),   # 27 values: groups of 1 + 3 and 2 + 2 across rows, 3 + 1 zero
+    (7, 6, 3, 3, 1, 1, "VALID", 5, 4),    # 45 values: runs of 15, groups across rows, 1 + 3 zeros
+    (8, 7, 2, 2, 1, 1, "SAME", 7, 3),     # 28 values: rows of 14
+    (6, 9, 1, 3, 1, 2, "SAME", 3, 5),     # dilated: runs of 3 (one tap), groups across taps
+    (9, 5, 3, 3, 1, 1, "VALID", 2, 6),    # 18 values: runs of 6, 2 + 2 across rows, 2 zeros
+])
+def test_conv2d_dsp_merged_loads_sanitized(h, w, kh, kw, stride, dilation, padding, c, oc):
+    """Windows with channels off the groups of four, inside the input: a group of two runs
+    of side-by-side values is two 4-byte loads merged, the last group's values past the
+    window a load ending at the window's last value, shifted; bit-exact under the
+    sanitizers, with int8 and int16 filters."""
+    oh = out_size(h, kh, stride, dilation, padding)
+    ow = out_size(w, kw, stride, dilation, padding)
+    win = dict(h=h, w=w, kh=kh, kw=kw, sh=stride, sw=stride, dh=dilation, dw=dilation,
+               padding=padding, oh=oh, ow=ow)
+    data = conv2d_model(win, c, oc, 0.05, 9, 1.0, -3, "RELU", seed=h + c)
+    for budget in (None, ROOMY_FLASH):
+        assert_dsp_bit_exact(data, rows=3, seed=c, sanitize=True, flash_budget=budget,
+                             expect={"conv2d_s8_dsp"})
+
+
 def test_wide_filter_words():
     """The int16 filter's words: per channel group g, (w[4g] | w[4g+2] << 16) and (w[4g+1] |
     w[4g+3] << 16), the window padded with zeros to whole groups, a pair's channels side by
