@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mcunet.costmodel import FOOTPRINT_AS
+from mcunet.costmodel import FITTED_AS
 from mcunet.errors import McunetError
 from mcunet.footprint import (FOOTPRINT_MODEL, LIBRARY_CFLAGS, Footprint, cache_folder,
                               compile_objects, digest, flash_bytes_of_object, is_weights,
@@ -255,7 +255,7 @@ def table_footprint(files: dict[str, str], core: ArmCore) -> Footprint:
     for rel, text in files.items():
         if rel.startswith("kernels/") and rel.endswith(".c"):
             stem = kernel_stem(Path(rel).stem, name)
-            row = (table["kernels"].get(stem) or table["kernels"].get(FOOTPRINT_AS.get(stem, ""))
+            row = (table["kernels"].get(stem) or table["kernels"].get(FITTED_AS.get(stem, ""))
                    or table["kernels"]["*"])
             stack = max(stack, row["stack"])
             code += row["code"][0] + row["code"][1] * len(text)

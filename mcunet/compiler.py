@@ -434,11 +434,13 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
     of the model's flash: constants and code), the convolutions onto the variant with an
     int16 filter (kernels.WIDER_FILTER: faster, twice the filter's bytes) as far as the
     budget has room, the most MACs per extra byte first: the plan is the same (the variants
-    have the same scratch and overlap). Without a budget the filters stay int8."""
+    have the same scratch and overlap). Without a budget, and in a --train build (whose
+    harness reads the trained layers' original filters by symbol), the filters stay int8."""
     model = _compile_graph(graph, patch=patch, target=target, max_overhead=max_overhead,
                            sram_budget=sram_budget, options=options, choices=choices,
                            training=training)
-    if flash_budget is None or not any(s.kernel in kernels.WIDER_FILTER for s in model.steps):
+    if flash_budget is None or training is not None or \
+            not any(s.kernel in kernels.WIDER_FILTER for s in model.steps):
         return model
     room = flash_budget - model.flash_bytes - (model.code_bytes or 0)
     wide = widen(model, room)
