@@ -20,6 +20,8 @@ family, a lowering in codegen/ops/ that returns a Step with the family's portabl
 """
 from __future__ import annotations
 
+import numpy as np
+
 from mcunet.layers import ConvLayer, DepthwiseLayer
 from mcunet.step import ARM_DSP, InPlace, Elementwise, Kernel, PORTABLE, RasterOrder, Scratch
 
@@ -123,6 +125,33 @@ def conv_dsp_record_bytes(layer: ConvLayer) -> int:
     the pair path an odd last channel reads the arrays)."""
     oc = layer.window.oc
     return 4 * (1 + conv_dsp_rq_words(layer)) * (oc if conv_dsp_inner(layer) else oc - oc % 2)
+
+
+def conv_dsp_wide_applies(layer: ConvLayer) -> bool:
+    """The DSP conv with its filter widened to int16 at compile time (conv_wide_filter_words:
+    no SXTB16 of the weights in the dot products, twice the filter's flash): the channel
+    pair path (not conv_dsp_inner). Chosen by the flash budget (codegen.rewrites.widen_filters),
+    not by the rule or the tuner."""
+    return not conv_dsp_inner(layer)
+
+
+def conv_wide_filter_words(filt: np.ndarray, oc: int, k: int) -> np.ndarray:
+    """The conv's (oc, K) int8 filter (flat, possibly followed by padding bytes) as int16
+    pairs in SXTB16 order, packed in 32-bit words: each channel's window rounded up to whole
+    groups of four with zeros, group g as two words (w[4g] | w[4g+2] << 16, w[4g+1] |
+    w[4g+3] << 16), the pairs of channels (o, o + 1) interleaved group by group (o's two
+    words, then o + 1's: one pointer and four words a group), an odd last channel's groups
+    after them. oc * Kp / 2 words."""
+    kp = k + (-k) % 4
+    w = np.zeros((oc, kp), np.int64)
+    w[:, :k] = np.asarray(filt[:oc * k], np.int64).reshape(oc, k)
+    g = w.reshape(oc, kp // 4, 4)
+    even = (g[:, :, 0] & 0xFFFF) | ((g[:, :, 2] & 0xFFFF) << 16)
+    odd = (g[:, :, 1] & 0xFFFF) | ((g[:, :, 3] & 0xFFFF) << 16)
+    words = np.stack([even, odd], axis=2)  # (oc, G, 2)
+    pairs = oc - oc % 2
+    paired = words[:pairs].reshape(pairs // 2, 2, kp // 4, 2).transpose(0, 2, 1, 3)
+    return np.concatenate([paired.reshape(-1), words[pairs:].reshape(-1)]).astype(np.uint32)
 
 
 def conv_dsp_lean_col_bytes(layer: ConvLayer) -> int:
@@ -285,8 +314,8 @@ def _k(name: str, family: str, **kw) -> Kernel:
     return Kernel(name=name, family=family, template=f"{name}.c.j2", **kw)
 
 
-def _conv_dsp_constants(layer: ConvLayer, records: bool) -> dict:
-    return {"P": conv_dsp_pixels(layer), "unrolled": conv_dsp_unrolled(layer),
+def _conv_dsp_constants(layer: ConvLayer, records: bool, wide: bool = False) -> dict:
+    return {"P": conv_dsp_pixels(layer), "unrolled": conv_dsp_unrolled(layer), "wide": wide,
             "inner": conv_dsp_inner(layer), "doubling": conv_doubling_pays(layer),
             "rec_bytes": conv_dsp_record_bytes(layer) if records else 0,
             "rq_words": conv_dsp_rq_words(layer)}
@@ -299,11 +328,26 @@ CONV2D_S8_DSP = _k("conv2d_s8_dsp", CONV, isa=ARM_DSP,
                    overlap=RasterOrder(block=conv_dsp_pixels),
                    constants=lambda layer: _conv_dsp_constants(layer, True),
                    tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
+# conv2d_s8_dsp and conv2d_s8_dsp_lean on a filter widened to int16 at compile time
+# (conv_wide_filter_words), where the flash budget has room for it
+# (codegen.rewrites.widen_filters); the same scratch as theirs.
+CONV2D_S8_DSP_WIDE = Kernel("conv2d_s8_dsp_wide", CONV, "conv2d_s8_dsp.c.j2", isa=ARM_DSP,
+                            applies=conv_dsp_wide_applies,
+                            scratch=Scratch("col", "int16_t", conv_dsp_col_bytes),
+                            overlap=RasterOrder(block=conv_dsp_pixels),
+                            constants=lambda layer: _conv_dsp_constants(layer, True, True),
+                            tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
 CONV2D_S8_DSP_LEAN = Kernel("conv2d_s8_dsp_lean", CONV, "conv2d_s8_dsp.c.j2", isa=ARM_DSP,
                             scratch=Scratch("col", "int16_t", conv_dsp_lean_col_bytes),
                             overlap=RasterOrder(block=conv_dsp_pixels),
                             constants=lambda layer: _conv_dsp_constants(layer, False),
                             tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
+CONV2D_S8_DSP_WIDE_LEAN = Kernel("conv2d_s8_dsp_wide_lean", CONV, "conv2d_s8_dsp.c.j2",
+                                 isa=ARM_DSP, applies=conv_dsp_wide_applies,
+                                 scratch=Scratch("col", "int16_t", conv_dsp_lean_col_bytes),
+                                 overlap=RasterOrder(block=conv_dsp_pixels),
+                                 constants=lambda layer: _conv_dsp_constants(layer, False, True),
+                                 tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
 CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 
 DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
@@ -367,7 +411,8 @@ RELU_S8 = _k("relu_s8", RELU, overlap=Elementwise())
 
 # Each family's variants, best first; the last is the portable one.
 FAMILIES: dict[str, tuple[Kernel, ...]] = {}
-for _kernel in (CONV2D_S8_DSP, CONV2D_S8_DSP_LEAN, CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
+for _kernel in (CONV2D_S8_DSP, CONV2D_S8_DSP_WIDE, CONV2D_S8_DSP_LEAN, CONV2D_S8_DSP_WIDE_LEAN,
+                CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
                 FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8,
                 FULLY_CONNECTED_TRAIN_S8, CONV2D_TRAIN_S8, DEPTHWISE_CONV_TRAIN_S8, AVERAGE_POOL_S8,
@@ -377,6 +422,18 @@ for _kernel in (CONV2D_S8_DSP, CONV2D_S8_DSP_LEAN, CONV2D_S8, DEPTHWISE_CONV_S8_
     FAMILIES[_kernel.family] = FAMILIES.get(_kernel.family, ()) + (_kernel,)
 
 KERNELS: dict[str, Kernel] = {k.name: k for ks in FAMILIES.values() for k in ks}
+
+
+# Variants that the flash budget chooses (codegen.rewrites.widen_filters), from the one the
+# rule or the tuner chose: never a rule's or a tuner's candidate themselves (their constants
+# differ from the lowering's).
+WIDER_FILTER: dict[Kernel, Kernel] = {CONV2D_S8_DSP: CONV2D_S8_DSP_WIDE,
+                                       CONV2D_S8_DSP_LEAN: CONV2D_S8_DSP_WIDE_LEAN}
+
+
+def by_flash(kernel: Kernel) -> bool:
+    """Whether the kernel is one that only the flash budget chooses (WIDER_FILTER)."""
+    return kernel in WIDER_FILTER.values()
 
 
 def portable(family: str) -> Kernel:

@@ -2,7 +2,8 @@
 
 - fuse_residual_adds: a residual ADD into the convolution that produces one of its operands;
 - in_place_depthwise: depthwise layers onto the in-place kernel where that needs less memory;
-- leaner_variant: a step onto a later variant of its family with less scratch.
+- leaner_variant: a step onto a later variant of its family with less scratch;
+- widen_filters: convolutions onto the variant with an int16 filter, where the flash has room.
 
 Which variant (and blocking) each step runs first is mcunet.tune's choice: measured, or the
 cost model's.
@@ -15,7 +16,7 @@ from mcunet.graph import Graph
 from mcunet.layers import AddLayer, FusedAdd
 from mcunet.memory import align
 from mcunet.overlaps import window_delta
-from mcunet.step import Step, TensorArg
+from mcunet.step import ConstArg, ConstArray, Step, TensorArg
 
 from . import kernels
 
@@ -109,3 +110,49 @@ def leaner_variant(step: Step) -> Step | None:
                 and kernel.scratch_bytes(step.layer) < step.scratch_bytes:
             return replace(step, kernel=kernel)
     return None
+
+
+def widen_filters(steps: list[Step], consts: list[ConstArray], room: int
+                  ) -> tuple[list[Step], list[ConstArray]]:
+    """Steps and constants with the convolutions whose kernel has a wider-filter variant
+    (kernels.WIDER_FILTER) moved onto it, their filters rewritten as that variant reads them
+    (kernels.conv_wide_filter_words, about twice the bytes), as many as `room` bytes of
+    extra flash allow: the most MACs per extra byte first. A filter array that another step
+    reads as something else, or that a step without the variant reads, stays as it is."""
+    readers: dict[str, list[int]] = {}
+    for i, step in enumerate(steps):
+        for a in step.args:
+            if isinstance(a, ConstArg):
+                readers.setdefault(a.symbol, []).append(i)
+    by_symbol = {c.symbol: c for c in consts}
+
+    def widens(i: int, symbol: str) -> bool:
+        step = steps[i]
+        wide = kernels.WIDER_FILTER.get(step.kernel) if step.kernel is not None else None
+        return wide is not None and wide.applies(step.layer) and all(
+            a.name == "filter" for a in step.args
+            if isinstance(a, ConstArg) and a.symbol == symbol)
+
+    options = []  # (MACs per extra byte, symbol, words)
+    for symbol, users in readers.items():
+        if not all(widens(i, symbol) for i in users):
+            continue
+        w = steps[users[0]].layer.window
+        words = kernels.conv_wide_filter_words(by_symbol[symbol].values, w.oc,
+                                               w.kh * w.kw * w.ic)
+        extra = 4 * len(words) - by_symbol[symbol].nbytes
+        options.append((sum(steps[i].macs for i in users) / max(extra, 1), symbol, words, extra))
+    options.sort(key=lambda o: -o[0])
+    steps, consts = list(steps), list(consts)
+    at = {c.symbol: k for k, c in enumerate(consts)}
+    for _, symbol, words, extra in options:
+        if extra > room:
+            continue
+        room -= extra
+        consts[at[symbol]] = ConstArray(symbol, "uint32_t", words)
+        for i in readers[symbol]:
+            step = steps[i]
+            args = tuple(replace(a, ctype="uint32_t") if isinstance(a, ConstArg)
+                         and a.symbol == symbol else a for a in step.args)
+            steps[i] = replace(step, kernel=kernels.WIDER_FILTER[step.kernel], args=args)
+    return steps, consts

@@ -130,12 +130,15 @@ def compile_unchecked(model: str | Path, *, board: str | Board | None = None,
     target = budget.target or core_target(target)
     # With an SRAM budget, `auto` takes the plan of least work whose arena fits it; where the
     # kernels' stack then tips it over, the smallest plan.
+    # With a flash budget, the convolutions' filters widened to int16 where it has room
+    # (compile_graph).
     compiled = compile_model(model, patch=patch, target=target, max_overhead=max_overhead,
-                             sram_budget=budget.sram_bytes, options=options, train=train)
+                             sram_budget=budget.sram_bytes, options=options, train=train,
+                             flash_budget=budget.flash_bytes)
     if (budget.sram_bytes is not None and compiled.peak_sram_bytes > budget.sram_bytes
             and compiled.stack_bytes):
         compiled = compile_model(model, patch=patch, target=target, max_overhead=max_overhead,
-                                 options=options, train=train)
+                                 options=options, train=train, flash_budget=budget.flash_bytes)
     return dataclasses.replace(compiled, budget=budget)
 
 

@@ -14,7 +14,7 @@ from .codegen import kernels
 from .codegen.library import Library, LibraryOptions, render_library
 from .codegen.lower import lower_graph
 from .codegen.rewrites import (fuse_residual_adds, in_place_depthwise,
-                               leaner_variant)
+                               leaner_variant, widen_filters)
 from .footprint import Footprint
 from .frontend import read_tflite
 from .graph import Graph
@@ -428,7 +428,43 @@ def compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
                   sram_budget: int | None = None,
                   options: LibraryOptions = LibraryOptions(),
-                  choices: Choices | None = None, training=None) -> CompiledModel:
+                  choices: Choices | None = None, training=None,
+                  flash_budget: int | None = None) -> CompiledModel:
+    """_compile_graph (the arguments are described there), then, with a flash budget (all
+    of the model's flash: constants and code), the convolutions onto the variant with an
+    int16 filter (kernels.WIDER_FILTER: faster, twice the filter's bytes) as far as the
+    budget has room, the most MACs per extra byte first: the plan is the same (the variants
+    have the same scratch and overlap). Without a budget, and in a --train build (whose
+    harness reads the trained layers' original filters by symbol), the filters stay int8."""
+    model = _compile_graph(graph, patch=patch, target=target, max_overhead=max_overhead,
+                           sram_budget=sram_budget, options=options, choices=choices,
+                           training=training)
+    if flash_budget is None or training is not None or \
+            not any(s.kernel in kernels.WIDER_FILTER for s in model.steps):
+        return model
+    room = flash_budget - model.flash_bytes - (model.code_bytes or 0)
+    wide = widen(model, room)
+    if wide is model or (wide.flash_total_bytes or wide.flash_bytes) > flash_budget:
+        return model  # (the wide kernels' code grew past the budget: int8 filters)
+    if model.layer_by_layer is not None:
+        wide = replace(wide, layer_by_layer=widen(model.layer_by_layer, room))
+    return wide
+
+
+def widen(model: CompiledModel, room: int) -> CompiledModel:
+    """The model with its filters widened where `room` extra bytes of flash allow
+    (codegen.rewrites.widen_filters); the model itself where none is."""
+    steps, consts = widen_filters(list(model.steps), list(model.consts), room)
+    if all(a is b for a, b in zip(steps, model.steps)):
+        return model
+    return replace(model, steps=tuple(steps), consts=tuple(consts), _cache={})
+
+
+def _compile_graph(graph: Graph, patch: str = "auto", target: Target | str | None = None,
+                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
+                   sram_budget: int | None = None,
+                   options: LibraryOptions = LibraryOptions(),
+                   choices: Choices | None = None, training=None) -> CompiledModel:
     """patch: 'auto' (patch-based and streamed sections where they lower the peak), 'none'
     or explicit sections ('RxC@LAYER', 'stream@FIRST-LAST', ...: mcunet.patch.parse_patch).
     target: the core (mcunet.target.TARGETS name or a Target; default: the host), whose
@@ -507,7 +543,8 @@ def compile_model(path: str | Path, patch: str = "auto", target: Target | str | 
                   max_overhead: float = DEFAULT_MAX_OVERHEAD,
                   sram_budget: int | None = None,
                   options: LibraryOptions = LibraryOptions(),
-                  choices: Choices | None = None, train: str | None = None) -> CompiledModel:
+                  choices: Choices | None = None, train: str | None = None,
+                  flash_budget: int | None = None) -> CompiledModel:
     """compile_graph of a .tflite file; train: a --train scheme (mcunet.training)."""
     graph = load_graph(path)
     training = None
@@ -515,4 +552,4 @@ def compile_model(path: str | Path, patch: str = "auto", target: Target | str | 
         training = prepare(graph, train, options)
     return compile_graph(graph, patch=patch, target=target, max_overhead=max_overhead,
                          sram_budget=sram_budget, options=options, choices=choices,
-                         training=training)
+                         training=training, flash_budget=flash_budget)

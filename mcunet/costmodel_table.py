@@ -13,7 +13,8 @@ Refitted with --only: fully_connected_s8, fully_connected_s8_dsp,
 fully_connected_s8_dsp_col (the one-multiply rescale, mcunet_round_scaled_near), to 308
 spans of 40 networks on the M3, M4, M7 and M33.
 Refitted with --only: conv2d_s8_dsp, depthwise_conv_inplace_s8_dsp,
-depthwise_conv_s8_dsp, to 2109 spans of 28 networks."""
+depthwise_conv_s8_dsp, to 2109 spans of 28 networks.
+Refitted with --only: conv2d_s8_dsp_wide, to 435 spans of 11 networks."""
 
 TABLE = {
     'cortex-m3': {
@@ -42,6 +43,7 @@ TABLE = {
         'mul_s8': {'calls': 1484},
         'softmax_s8': {'calls': 421.568, 'out': 260.043},
         'fully_connected_s8_dsp_col': {'calls': 5.86186, 'macs': 1.30274, 'out': 19.6244, 'in': 4.07298},
+        'conv2d_s8_dsp_wide': {'calls': 1150.1, 'macs': 0.90936, 'out': 5.25395, 'in': 0.926506, 'pixels': 20.1433, 'valid_taps': 0.959753, 'rq_general': 12.0952, 'fused': 29.685},
     },
     'cortex-m7': {
         'add_s8': {'calls': 3395},
@@ -57,6 +59,7 @@ TABLE = {
         'requantize_s8': {'calls': 342},
         'softmax_s8': {'calls': 432.374, 'out': 259.467},
         'fully_connected_s8_dsp_col': {'calls': 5.29994, 'macs': 1.30291, 'out': 19.6177, 'in': 4.08058},
+        'conv2d_s8_dsp_wide': {'calls': 1151.48, 'macs': 0.904831, 'out': 2.53105, 'pixels': 17.2834, 'im2col': 1.10823, 'row_taps': 3.61675, 'rq_general': 12.2536, 'fused': 30.147},
     },
     'cortex-m33': {
         'add_s8': {'calls': 72.6826, 'out': 58.4336},
@@ -71,5 +74,6 @@ TABLE = {
         'mean_s8': {'calls': 31.1969, 'out': 28.2865, 'in': 3.92254},
         'mul_s8': {'calls': 1484},
         'softmax_s8': {'calls': 345.979, 'out': 269.229},
+        'conv2d_s8_dsp_wide': {'calls': 1150.09, 'macs': 0.909403, 'out': 5.25227, 'in': 0.925765, 'pixels': 20.1709, 'valid_taps': 0.959537, 'rq_general': 12.0959, 'fused': 29.6853},
     },
 }

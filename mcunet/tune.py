@@ -53,10 +53,11 @@ class Candidate:
 
 def _applicable(step: Step, isas: frozenset[str]):
     """The family's kernels that the target runs and that apply to the layer (its tuning
-    cleared), in the registry's order, with that layer."""
+    cleared), in the registry's order, with that layer; not those the flash budget chooses
+    (kernels.by_flash: codegen.rewrites.widen_filters)."""
     base = replace(step.layer, tuning=())
     return ((kernel, base) for kernel in kernels.FAMILIES[step.kernel.family]
-            if kernel.isa in isas and kernel.applies(base))
+            if kernel.isa in isas and kernel.applies(base) and not kernels.by_flash(kernel))
 
 
 def rule_choice(step: Step, isas: frozenset[str]) -> Step:

@@ -38,15 +38,17 @@ TARGET_VS_LEADER = 0.80  # issue 11: at most 0.8 of the leader's cycles on every
 
 def run_checked(path: Path, board, patch: str, rows: int, seed: int = 1,
                 profile: bool = False, choices=None):
-    """Compile a model for the board's core, run `rows` random rows on the board and compare
-    every output byte with TFLite's reference kernels: (the compiled model, the run,
-    bit-exact?). choices: mcunet.tune.Choices (default: the tune cache, else the rule)."""
+    """Compile a model for the board's core and its free flash (the convolutions' filters as
+    int16 where it has room, as `mcunet run --board` does), run `rows` random rows on the board
+    and compare every output byte with TFLite's reference kernels: (the compiled model, the
+    run, bit-exact?). choices: mcunet.tune.Choices (default: the tune cache, else the rule)."""
     from mcunet.boards.firmware import run_on_board
     from mcunet.compiler import compile_model
     from mcunet.host import random_inputs
     from mcunet.reference import reference_outputs
 
-    model = compile_model(path, patch=patch, target=board.target, choices=choices)
+    model = compile_model(path, patch=patch, target=board.target, choices=choices,
+                          flash_budget=board.flash_bytes)
     inputs = random_inputs(model.graph, rows, seed=seed)
     r = run_on_board(model, board, inputs, profile=profile)
     exact = all(np.array_equal(a, b) for a, b in

@@ -3,14 +3,19 @@
 
 For every network of the fitting corpus (scripts/corpus.py: the search space's networks,
 random layer stacks and single-op models; not the MLPerf Tiny models) and every emulated
-board, a profile build runs one row under QEMU, which counts each step's instructions. The
+board, compiled as `mcunet run --board` compiles it (the board's core and free flash: the
+DSP convs on int16 filters where it has room), a profile build runs one row under QEMU,
+which counts each step's instructions. The
 measurements are kept in --data (so a refit needs no runs); per core and kernel, a
 non-negative least-squares fit of relative error gives the coefficients written to
 mcunet/costmodel_table.py. Then the fit's error on the corpus is printed, per kernel.
 
     python scripts/fit_costmodel.py [--boards mps2-an386,mps2-an385,mps2-an500,mps2-an505]
                                     [--networks 24] [--stacks 24] [--data costmodel-data.json]
-                                    [--refit] [--merge]
+                                    [--refit] [--merge] [--int8-filters] [--only KERNELS]
+
+--int8-filters compiles without a flash budget, so the DSP conv's pair path runs on int8
+filters (how conv2d_s8_dsp is refitted: --only conv2d_s8_dsp --int8-filters).
 
 --merge fits only the cores of --boards and keeps the table's other cores as they are: how a
 newly emulated core is added without measuring the others again, e.g.
@@ -32,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
-def measure(items, board_names, data_path: Path) -> list[dict]:
-    """One record per single-step span: core, kernel, features, instructions."""
+def measure(items, board_names, data_path: Path, int8: bool = False) -> list[dict]:
+    """One record per single-step span: core, kernel, features, instructions. int8: the
+    convolutions on their int8 filters (no flash budget), as the search compiles them."""
     from mcunet.boards import get_board
     from mcunet.boards.firmware import run_on_board, spans_alone
     from mcunet.compiler import compile_graph
@@ -51,7 +57,8 @@ def measure(items, board_names, data_path: Path) -> list[dict]:
                     continue
                 start = time.perf_counter()
                 try:
-                    model = compile_graph(graph, patch=patch, target=board.target)
+                    model = compile_graph(graph, patch=patch, target=board.target,
+                                          flash_budget=None if int8 else board.flash_bytes)
                     if patch == "auto" and model.patch is None:
                         continue  # the same steps as layer by layer
                     result = run_on_board(model, board, random_inputs(model.graph, 1, seed=3),
@@ -81,10 +88,12 @@ def single_steps(model) -> list:
     return [s for s in spans_alone(model) if s is not None]
 
 
-def with_features(records: list[dict], items) -> list[dict]:
+def with_features(records: list[dict], items, int8: bool = False) -> list[dict]:
     """The records with their steps' features computed now (the feature set may have grown
     since they were measured): the corpus is rebuilt and each network compiled again, which
-    gives the same steps in the same order."""
+    gives the same steps in the same order (for the board's core and free flash, as
+    measured)."""
+    from mcunet.boards import get_board
     from mcunet.compiler import compile_graph
     from mcunet.costmodel import features
 
@@ -98,7 +107,8 @@ def with_features(records: list[dict], items) -> list[dict]:
         name, patch = key.rsplit("@", 1)
         if name not in graphs:
             continue
-        model = compile_graph(graphs[name], patch=patch, target=core)
+        model = compile_graph(graphs[name], patch=patch, target=core,
+                              flash_budget=None if int8 else get_board(rows[0]["board"]).flash_bytes)
         steps = single_steps(model)
         if len(steps) != len(rows) or any(s.kernel.name != r["kernel"] for s, r in zip(steps, rows)):
             print(f"  {core} {key}: the steps changed since it was measured; left out",
@@ -192,6 +202,10 @@ def main() -> int:
                     help="refit only these kernels (comma-separated names), keeping the table's "
                          "other entries: after a kernel changed, measure a corpus that has it "
                          "(e.g. --networks 0 --stacks 0 --dense 40) into its own --data")
+    ap.add_argument("--int8-filters", action="store_true",
+                    help="compile without a flash budget (the convolutions on their int8 filters, "
+                         "as the search and --target compile them): how conv2d_s8_dsp's pair path "
+                         "is measured, which the boards' free flash otherwise widens")
     ap.add_argument("--merge", action="store_true",
                     help="fit only the cores of --boards, keeping the table's other cores")
     args = ap.parse_args()
@@ -206,8 +220,8 @@ def main() -> int:
     if args.refit:
         records = json.loads(data.read_text())
     else:
-        records = measure(items, args.boards.split(","), data)
-    records = with_features(records, items)
+        records = measure(items, args.boards.split(","), data, args.int8_filters)
+    records = with_features(records, items, args.int8_filters)
     merged = None
     if args.merge:
         from mcunet.boards import get_board

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from mcunet.codegen import kernels
 from mcunet.compiler import compile_graph, compile_model
 from mcunet.frontend import parse_tflite
 from mcunet.passes import run_passes
@@ -25,22 +26,31 @@ from .test_ops_core import (ACTIVATIONS, conv2d_model, log_uniform, out_size, we
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
-DSP_KERNELS = {"conv2d_s8_dsp", "conv2d_s8_dsp_lean", "depthwise_conv_s8_dsp",
+DSP_KERNELS = {"conv2d_s8_dsp", "conv2d_s8_dsp_lean", "conv2d_s8_dsp_wide", "depthwise_conv_s8_dsp",
                "depthwise_conv_inplace_s8_dsp", "fully_connected_s8_dsp",
                "fully_connected_s8_dsp_col"}
-# The DSP conv's two registry entries render one template (the lean one without the
-# per-channel records in scratch, where the scratch would set the arena's peak): an expected
-# "conv2d_s8_dsp" is met by either.
-DSP_CONV_VARIANTS = {"conv2d_s8_dsp", "conv2d_s8_dsp_lean"}
+# The DSP conv's three registry entries render one template (the lean one without the
+# per-channel records in scratch, where the scratch would set the arena's peak; the wide one
+# on an int16 filter, where a flash budget has room): an expected "conv2d_s8_dsp" is met by
+# any.
+DSP_CONV_VARIANTS = {"conv2d_s8_dsp", "conv2d_s8_dsp_lean", "conv2d_s8_dsp_wide",
+                     "conv2d_s8_dsp_wide_lean"}
+WIDE_CONV_VARIANTS = {"conv2d_s8_dsp_wide", "conv2d_s8_dsp_wide_lean"}  # met "conv2d_s8_dsp_wide"
+ROOMY_FLASH = 64 << 20  # a flash budget with room for every filter widened
 
 
 def assert_dsp_bit_exact(data: bytes, rows: int = 2, seed: int = 0, patch: str = "none",
-                         sanitize: bool = False, expect: set[str] = frozenset()):
-    """Compile with the DSP variants, run on the host, compare every byte with TFLite."""
-    compiled = compile_graph(run_passes(parse_tflite(data)), patch=patch, target="cortex-m4")
+                         sanitize: bool = False, expect: set[str] = frozenset(),
+                         flash_budget: int | None = None):
+    """Compile with the DSP variants (the convolutions' filters widened to int16 where
+    flash_budget has room), run on the host, compare every byte with TFLite."""
+    compiled = compile_graph(run_passes(parse_tflite(data)), patch=patch, target="cortex-m4",
+                             flash_budget=flash_budget)
     used = {s.kernel.name for s in compiled.steps if s.kernel}
     if used & DSP_CONV_VARIANTS:
         used.add("conv2d_s8_dsp")
+    if used & WIDE_CONV_VARIANTS:
+        used.add("conv2d_s8_dsp_wide")
     assert expect <= used, f"expected DSP kernels {expect - used} were not chosen"
     inputs = random_inputs(compiled.graph, rows, seed)
     ours, _ = build_host(compiled, sanitize=sanitize, extra_flags=["-O1"]).run(inputs)
@@ -63,6 +73,9 @@ def test_mlperf_models_dsp_path(name):
     # vww with the patch stage: its patches read rows of wider tensors (in_row/out_row).
     patch = "auto" if name == "vww_96_int8.tflite" else "none"
     assert_dsp_bit_exact(data, rows=2, seed=5, patch=patch, expect=expect)
+    if name != "ad01_int8.tflite":
+        assert_dsp_bit_exact(data, rows=2, seed=6, patch=patch, flash_budget=ROOMY_FLASH,
+                             expect=expect | {"conv2d_s8_dsp_wide"})
 
 
 @pytest.mark.slow
@@ -80,6 +93,7 @@ def test_conv2d_dsp(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed):
     odd pixel and channel counts (the unpaired last pixel and channel)."""
     data = conv2d_model(win, c, oc, in_s, in_zp, out_gain, out_zp, act, seed)
     assert_dsp_bit_exact(data, seed=seed, expect={"conv2d_s8_dsp"})
+    assert_dsp_bit_exact(data, seed=seed, expect={"conv2d_s8_dsp"}, flash_budget=ROOMY_FLASH)
 
 
 @given(win=window(), c=st.integers(1, 13), in_s=log_uniform(1e-3, 1), in_zp=zero_points,
@@ -346,23 +360,98 @@ CONV_PATHS = [
 
 @pytest.mark.parametrize("h,w,kh,kw,stride,dilation,padding,c,oc", CONV_PATHS)
 @pytest.mark.parametrize("act,out_zp", [("NONE", 5), ("RELU", -128), ("RELU", 17)])
-def test_conv2d_dsp_paths(h, w, kh, kw, stride, dilation, padding, c, oc, act, out_zp):
+@pytest.mark.parametrize("wide", [False, True])
+def test_conv2d_dsp_paths(h, w, kh, kw, stride, dilation, padding, c, oc, act, out_zp, wide):
     """The DSP conv's layouts: windows padded to groups of four (the filter then carries
     (-K) % 4 zero bytes after its last channel), the small windows written out, the loop's
     turns and the groups after them, windows whose groups cross taps or kernel rows; with the
     requantisation that drops its negative terms where a ReLU's bound is at or above the
-    output offset."""
+    output offset. `wide`: with room in flash, the channel pair path on its int16 filter
+    (kernels.conv_wide_filter_words), the one-channel path as it was."""
     oh = out_size(h, kh, stride, dilation, padding)
     ow = out_size(w, kw, stride, dilation, padding)
     win = dict(h=h, w=w, kh=kh, kw=kw, sh=stride, sw=stride, dh=dilation, dw=dilation,
                padding=padding, oh=oh, ow=ow)
     data = conv2d_model(win, c, oc, 0.05, -7, 1.0, out_zp, act, seed=h * oc + c)
-    compiled = assert_dsp_bit_exact(data, rows=3, seed=c, expect={"conv2d_s8_dsp"})
+    compiled = assert_dsp_bit_exact(data, rows=3, seed=c, expect={"conv2d_s8_dsp"},
+                                    flash_budget=ROOMY_FLASH if wide else None)
     step = next(s for s in compiled.steps if s.kernel and s.kernel.name in DSP_CONV_VARIANTS)
     k = kh * kw * c
     filt = next(a for a in step.args if getattr(a, "name", None) == "filter")
     values = next(a.values for a in compiled.consts if a.symbol == filt.symbol)
-    assert len(values) == oc * k + (-k) % 4 and not values[oc * k:].any()
+    if step.kernel.name in WIDE_CONV_VARIANTS:
+        assert wide and filt.ctype == "uint32_t" and len(values) == oc * (k + (-k) % 4) // 2
+    else:
+        assert not (wide and kernels.conv_dsp_wide_applies(step.layer))
+        assert len(values) == oc * k + (-k) % 4 and not values[oc * k:].any()
+
+
+@pytest.mark.parametrize("h,w,kh,kw,stride,dilation,padding,c,oc", [
+    (11, 10, 3, 3, 2, 1, "SAME", 3, 8),   # 27 values: groups of 1 + 3 and 2 + 2 across rows, 3 + 1 zero
+    (7, 6, 3, 3, 1, 1, "VALID", 5, 4),    # 45 values: runs of 15, groups across rows, 1 + 3 zeros
+    (8, 7, 2, 2, 1, 1, "SAME", 7, 3),     # 28 values: rows of 14
+    (6, 9, 1, 3, 1, 2, "SAME", 3, 5),     # dilated: runs of 3 (one tap), groups across taps
+    (9, 5, 3, 3, 1, 1, "VALID", 2, 6),    # 18 values: runs of 6, 2 + 2 across rows, 2 zeros
+])
+def test_conv2d_dsp_merged_loads_sanitized(h, w, kh, kw, stride, dilation, padding, c, oc):
+    """Windows with channels off the groups of four, inside the input: a group of two runs
+    of side-by-side values is two 4-byte loads merged, the last group's values past the
+    window a load ending at the window's last value, shifted; bit-exact under the
+    sanitizers, with int8 and int16 filters."""
+    oh = out_size(h, kh, stride, dilation, padding)
+    ow = out_size(w, kw, stride, dilation, padding)
+    win = dict(h=h, w=w, kh=kh, kw=kw, sh=stride, sw=stride, dh=dilation, dw=dilation,
+               padding=padding, oh=oh, ow=ow)
+    data = conv2d_model(win, c, oc, 0.05, 9, 1.0, -3, "RELU", seed=h + c)
+    for budget in (None, ROOMY_FLASH):
+        assert_dsp_bit_exact(data, rows=3, seed=c, sanitize=True, flash_budget=budget,
+                             expect={"conv2d_s8_dsp"})
+
+
+def test_wide_filter_words():
+    """The int16 filter's words: per channel group g, (w[4g] | w[4g+2] << 16) and (w[4g+1] |
+    w[4g+3] << 16), the window padded with zeros to whole groups, a pair's channels side by
+    side group by group, an odd last channel after the pairs."""
+    oc, k = 3, 5
+    filt = np.arange(1, oc * k + 1, dtype=np.int8) * np.int8(-1) ** np.arange(oc * k)
+    words = kernels.conv_wide_filter_words(np.concatenate([filt, np.zeros(3, np.int8)]), oc, k)
+    half = words.view("<i2").reshape(-1, 2)  # (lo, hi) per word
+    w = filt.reshape(oc, k).astype(int)
+    pad = lambda c: list(w[c]) + [0] * 3  # noqa: E731
+    # pair (0, 1): group 0 of 0, group 0 of 1, group 1 of 0, group 1 of 1; then channel 2
+    expect = []
+    for g in range(2):
+        for c in (0, 1):
+            v = pad(c)[4 * g:4 * g + 4]
+            expect += [(v[0], v[2]), (v[1], v[3])]
+    for g in range(2):
+        v = pad(2)[4 * g:4 * g + 4]
+        expect += [(v[0], v[2]), (v[1], v[3])]
+    assert [tuple(map(int, h)) for h in half] == expect
+
+
+def test_filters_widen_only_within_the_flash_budget():
+    """No flash budget: int8 filters. A budget with room for some: the convolutions with the
+    most MACs per extra byte, the constants and code within the budget; every output
+    bit-exact either way."""
+    from mcunet.boards import get_board
+    data = mlperf_model("kws_ref_model.tflite").read_bytes()
+    graph = run_passes(parse_tflite(data))
+    target = get_board("mps2-an386").target
+    narrow = compile_graph(graph, patch="none", target=target)
+    assert not any(s.kernel.name in WIDE_CONV_VARIANTS for s in narrow.steps if s.kernel)
+    roomy = compile_graph(graph, patch="none", target=target, flash_budget=ROOMY_FLASH)
+    wide = [s for s in roomy.steps if s.kernel and s.kernel.name in WIDE_CONV_VARIANTS]
+    assert len(wide) == 5 and roomy.plan.arena_bytes == narrow.plan.arena_bytes
+    budget = narrow.flash_total_bytes + (roomy.flash_bytes - narrow.flash_bytes) // 2
+    some = compile_graph(graph, patch="none", target=target, flash_budget=budget)
+    n = sum(s.kernel.name in WIDE_CONV_VARIANTS for s in some.steps if s.kernel)
+    assert 0 < n < 5 and some.flash_total_bytes <= budget
+    for compiled in (roomy, some):
+        inputs = random_inputs(compiled.graph, 2, 4)
+        ours, _ = build_host(compiled, extra_flags=["-O1"]).run(inputs)
+        for mine, ref in zip(ours, reference_outputs(data, inputs)):
+            assert np.array_equal(mine, ref)
 
 
 def test_fused_add_in_a_patch_stage_is_bit_exact():
