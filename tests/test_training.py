@@ -166,16 +166,15 @@ def samples(compiled, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def patched(model: bytes, training, state) -> bytes:
-    """The .tflite with the trained filters and biases written over the original bytes."""
-    h, c = training.head, training.conv
-    pairs = [(h.filter, state.get("filter", h.filter), np.int8), (h.bias, state["bias"], "<i4")]
-    if c is not None:
-        pairs += [(c.filter, state.get(c.key + "filter", c.filter), np.int8),
-                  (c.bias, state[c.key + "bias"], "<i4")]
-    d = training.dw
-    if d is not None:
-        pairs += [(d.filter, state.get(d.key + "filter", d.filter), np.int8),
-                  (d.bias, state[d.key + "bias"], "<i4")]
+    """The .tflite with the trained filters and biases written over the original bytes (a
+    sparse build's untrained channels as they were)."""
+    layers = {"": training.head, **({training.conv.key: training.conv} if training.conv else {}),
+              **({training.dw.key: training.dw} if training.dw else {})}
+    full = training.full_parameters(state)
+    pairs = []
+    for key, op, _, _ in training.layers():
+        filt, bias = full[op]
+        pairs += [(layers[key].filter, filt, np.int8), (layers[key].bias, bias, "<i4")]
     for old, new, dtype in pairs:
         old, new = np.asarray(old).astype(dtype).tobytes(), np.asarray(new).astype(dtype).tobytes()
         assert model.count(old) == 1, "the trained parameters appear once in the file"
@@ -208,17 +207,19 @@ def check_training(model, tmp_path, scheme: str, lr: float, rows: int = 10, seed
     assert sorted(run.state) == sorted(state)
     for name, value in state.items():  # every byte of every updated parameter and its state
         assert run.state[name].tobytes() == value.tobytes(), name
-    assert not np.array_equal(run.state["bias"], t.head.bias), "training changed the bias"
-    if t.updates_filter:
-        assert not np.array_equal(run.state["filter"], t.head.filter)
-    if t.conv is not None:
-        assert not np.array_equal(run.state[t.conv.key + "bias"], t.conv.bias)
-    if t.conv_filter:
-        assert not np.array_equal(run.state[t.conv.key + "filter"], t.conv.filter)
-    if t.dw is not None:
-        assert not np.array_equal(run.state[t.dw.key + "bias"], t.dw.bias)
-    if t.dw_filter:
-        assert not np.array_equal(run.state[t.dw.key + "filter"], t.dw.filter)
+    full = t.full_parameters(run.state)
+    layers = {t.head.op_index: t.head, **({t.conv.op_index: t.conv} if t.conv else {}),
+              **({t.dw.op_index: t.dw} if t.dw else {})}
+    for key, op, update, _ in t.layers():  # training changed what it trains, nothing else
+        filt, bias = full[op]
+        assert np.array_equal(bias, layers[op].bias) != update.bias, (op, "bias")
+        if update.channels:
+            k = update.channels
+            new, old = (filt[:, :k], layers[op].filter[:, :k]) if t.dw is not None and key == t.dw.key else \
+                (filt[:k], layers[op].filter[:k])
+            assert not np.array_equal(new, old), (op, "filter")
+        else:
+            assert np.array_equal(filt, layers[op].filter)
     # It learns: the last pass over the samples has a lower loss than the first.
     assert run.losses[-rows:].mean() < run.losses[:rows].mean()
     # After training invoke uses the trained parameters: TFLite's reference on the model
@@ -311,7 +312,8 @@ def test_exp_and_log_are_close_to_libm():
 def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     model = mlperf_model("kws_ref_model.tflite")
     plans = {}
-    for scheme in ("head", "bias", "last:2", "last:3"):
+    sparse = scheme_file(tmp_path, SPARSE_A)
+    for scheme in ("head", "bias", "last:2", "last:3", sparse):
         r = subprocess.run([sys.executable, "-m", "mcunet", "plan", str(model), "--train", scheme,
                             "--json", "--no-png"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
@@ -325,7 +327,7 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
         assert plan["arena_bytes"] >= inference.plan.arena_bytes
         # The static RAM counted is what the compiled object holds besides the arena.
         compiled = api.compile(model, train=scheme)
-        out = tmp_path / scheme
+        out = tmp_path / ("sparse" if scheme == sparse else scheme)
         compiled.write(out)
         obj = out / "m.o"
         subprocess.run(["cc", "-std=c99", "-O2", "-c", str(out / "mcunet_model.c"), "-I", str(out),
@@ -344,6 +346,16 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     assert plans["last:3"]["training"]["layers"] == [11, 8, 7]
     # The gradient buffers: dL/dz, dL/dx of the head's input, op 8's scaled output gradient.
     assert plans["last:3"]["training"]["gradient_bytes"] == 4 * (12 + 64 + 64)
+    # SPARSE_A: op 8's first 16 channels' weights and op 7's first 32 (of 64) in RAM, at 9 B
+    # each (int8, float32 delta and momentum): 30,240 B less state than last:3.
+    t = plans[sparse]["training"]
+    assert t["parameters"] == 12 * 65 + 16 * 64 + 64 + 32 * 9 + 64
+    assert t["layer_updates"] == [
+        {"op": 11, "kind": "FULLY_CONNECTED", "bias": True, "weight_channels": 12, "channels": 12},
+        {"op": 8, "kind": "CONV_2D", "bias": True, "weight_channels": 16, "channels": 64},
+        {"op": 7, "kind": "DEPTHWISE_CONV_2D", "bias": True, "weight_channels": 32, "channels": 64}]
+    assert plans["last:3"]["training"]["static_bytes"] - t["static_bytes"] == \
+        9 * (48 * 64 + 32 * 9)
 
 
 @pytest.mark.parametrize("spec, words", [
@@ -351,7 +363,6 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     ("last:4", "below DEPTHWISE_CONV_2D (op 7) reaches CONV_2D (op 6), which the backward "
                "does not pass through"),
     ("last:x", "N in last:N"),
-    ("scheme.json", "sparse update schemes"),
 ])
 def test_unsupported_schemes_are_one_line_errors(capsys, spec, words):
     with pytest.raises(SystemExit) as exc:
@@ -359,6 +370,98 @@ def test_unsupported_schemes_are_one_line_errors(capsys, spec, words):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --train") and words in err and len(err.strip().splitlines()) == 1
+
+
+# Sparse schemes (docs/training.md, "Sparse update"): on KWS the backward reaches op 11 (the
+# head), op 8 (the 1x1 conv) and op 7 (the depthwise). A: every part of the schema, partial
+# channels of the conv and the depthwise; B: not contiguous (op 8 frozen between the head's
+# bias and op 7's weights: the backward passes through op 8's input gradient only).
+SPARSE_A = {"layers": [{"op": "head", "weights": 1, "bias": True},
+                       {"op": 8, "weights": 0.25, "bias": True},
+                       {"op": 7, "weights": 0.5, "bias": True}]}
+SPARSE_B = {"layers": [{"op": 11, "bias": True}, {"op": 7, "weights": 0.25, "bias": True}]}
+
+
+def scheme_file(tmp_path, scheme: dict, name: str = "scheme.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(scheme))
+    return str(path)
+
+
+@pytest.mark.parametrize("scheme, layers, channels", [
+    (SPARSE_A, [11, 8, 7], [12, 16, 32]),
+    (SPARSE_B, [11, 7], [0, 0, 16])])
+def test_kws_sparse_schemes_are_bit_exact_with_the_reference(tmp_path, scheme, layers, channels):
+    """100 steps; the trained filters hold their first ceil(ratio x C) output channels only
+    (the rest stay in flash, and invoke reads them there: TFLite agrees after training)."""
+    compiled, run = check_training(mlperf_model("kws_ref_model.tflite"), tmp_path,
+                                   scheme_file(tmp_path, scheme), lr=0.01)
+    t = compiled.training
+    assert t.sparse and t.summary(compiled)["layers"] == layers
+    assert [t.head_channels, t.conv_channels, t.dw_channels] == channels
+    if t.conv_filter:
+        assert run.state[t.conv.key + "filter"].shape == (channels[1], 64)
+    if t.dw_filter:
+        assert run.state[t.dw.key + "filter"].shape == (9, channels[2])
+    if scheme is SPARSE_B:  # op 8 frozen: no state, its flash filter serves the backward
+        assert not any(k.startswith(t.conv.key) for k in run.state) and "filter" not in run.state
+
+
+def test_small_depthwise_model_sparse_is_bit_exact(tmp_path):
+    """The head's first 2 of 5 units' weights and no bias, the 1x1 conv's biases only, the
+    depthwise's first 3 of 6 channels' weights and no bias."""
+    scheme = {"layers": [{"op": "head", "weights": 0.4}, {"op": 2, "bias": True},
+                         {"op": 1, "weights": 0.5}]}
+    compiled, run = check_training(depthwise_model(3, 2, "SAME", "RELU6", "RELU", False),
+                                   tmp_path, scheme_file(tmp_path, scheme), lr=0.05, rows=8)
+    t = compiled.training
+    assert (t.head_channels, t.conv_channels, t.dw_channels) == (2, 0, 3)
+    assert sorted(run.state) == sorted(["filter", "filter_delta", "filter_velocity",
+                                        "op2_bias", "op2_bias_delta", "op2_bias_velocity",
+                                        "op1_filter", "op1_filter_delta", "op1_filter_velocity"])
+    assert t.parameters == 2 * 12 + 12 + 3 * 9
+
+
+@pytest.mark.parametrize("scheme, words", [
+    ({"layers": [{"op": 99, "bias": True}]}, "layers[0].op: no op 99 in this model"),
+    ({"layers": [{"op": "nowhere", "bias": True}]}, "layers[0].op: no op of this model outputs"),
+    ({"layers": [{"op": 11, "bias": True}, {"op": 8, "weights": 0}]},
+     "layers[1].weights: 0 is not a ratio of output channels in (0, 1]"),
+    ({"layers": [{"op": 8, "weights": 1.5}]}, "layers[0].weights: 1.5 is not a ratio"),
+    ({"layers": [{"op": 8, "weights": "half"}]}, "layers[0].weights: \"half\" is not a ratio"),
+    ({"layers": [{"op": 8, "bias": 1}]}, "layers[0].bias: 1 is not true or false"),
+    ({"layers": [{"op": 9, "bias": True}]},
+     "layers[0].op: AVERAGE_POOL_2D (op 9) is not a layer the backward reaches"),
+    ({"layers": [{"op": 6, "weights": 0.5}]},
+     "layers[0].op: CONV_2D (op 6) is not a layer the backward reaches: on this model it trains "
+     "op 11 (the head), op 8 (CONV_2D), op 7 (DEPTHWISE_CONV_2D), and below op 7 it stops at "
+     "CONV_2D (op 6)"),
+    ({"layers": [{"op": 8, "bias": True}, {"op": 8, "weights": 0.5}]}, "op 8 is listed twice"),
+    ({"layers": [{"op": 8}]}, "layers[0]: updates nothing"),
+    ({"layers": [{"op": 8, "bias": True, "ratio": 0.5}]}, "layers[0].ratio: unknown field"),
+    ({"layers": [{"bias": True}]}, "layers[0].op: missing"),
+    ({"layers": []}, "layers: missing or not a non-empty list"),
+    ({"layer": [{"op": 8, "bias": True}]}, "layer: unknown field"),
+    ([{"op": 8, "bias": True}], "the file must hold one JSON object"),
+    ('{"layers": [', "not valid JSON (line 1 column 13"),
+    (None, "is a directory, not a JSON scheme file"),
+    ("missing", "no such file"),
+])
+def test_bad_sparse_schemes_are_one_line_errors(tmp_path, capsys, scheme, words):
+    if scheme is None:
+        spec = str(tmp_path)
+    elif scheme == "missing":
+        spec = str(tmp_path / "missing.json")
+    else:
+        path = tmp_path / "scheme.json"
+        path.write_text(scheme if isinstance(scheme, str) else json.dumps(scheme))
+        spec = str(path)
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", str(mlperf_model("kws_ref_model.tflite")), "--train", spec, "--no-png"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --train {spec}: ") and words in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_a_model_without_a_fully_connected_head_is_refused(tmp_path, capsys):
@@ -486,13 +589,20 @@ def test_conv_gradients_match_tensorflow_autodiff():
                                    atol=1e-5 * np.max(np.abs(t.lr * tcb)))
 
 
-@pytest.mark.parametrize("build, scheme", [("fc", "head"), ("conv", "last:2")])
+SPARSE_DW = {"layers": [{"op": "head", "weights": 0.4}, {"op": 2, "weights": 0.5},
+                        {"op": 1, "weights": 0.5, "bias": True}]}
+
+
+@pytest.mark.parametrize("build, scheme", [("fc", "head"), ("conv", "last:2"),
+                                           ("dw", SPARSE_DW)])
 def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tmp_path, build,
                                                                              scheme):
     """--name and --external-arena rename and move nothing that training reads; ASan/UBSan
-    find nothing; the steps equal the reference's (every state byte)."""
+    find nothing (a sparse scheme's split filters included: partial head rows, conv channels
+    and depthwise channels); the steps equal the reference's (every state byte)."""
     path = tmp_path / "m.tflite"
-    path.write_bytes(small_model(False, True, seed=3) if build == "fc" else conv_model(seed=3))
+    path.write_bytes(small_model(False, True, seed=3) if build == "fc" else conv_model(seed=3)
+                     if build == "conv" else depthwise_model(seed=3))
     compiled = api.compile(path, train=scheme, name="kws", external_arena=True)
     header = compiled.library().files["kws_model.h"]
     assert "int kws_train_step(const int8_t *input, int label);" in header
