@@ -806,12 +806,18 @@ class Training:
             assert len(at) == 1 and steps[at[0]].layer.fused_add is None
             old = steps[at[0]]
             symbols = {a.name: a.symbol for a in old.args if isinstance(a, ConstArg)}
-            self.symbols.update(filter0=symbols["filter"], bias0=symbols["bias"])
-            rename = {}
+            self.symbols.update(filter0=symbols["filter"], bias0=c.prefix + "bias0")
+            # The conv's own bias and rescale (the graph's: the lowering gives channels whose
+            # output is a constant, e.g. VWW op 26's zero filters with bias -2^30, smaller
+            # constants; a trained bias starts from the model's and moves), the bias in RAM
+            # when trained.
+            own += [ConstArray(c.prefix + "bias0", "int32_t", c.bias),
+                    ConstArray(c.prefix + "multiplier", "int32_t", c.multiplier),
+                    ConstArray(c.prefix + "shift", "int32_t", c.shift)]
+            rename = {"bias": c.prefix + ("bias" if self.conv_update.bias else "bias0"),
+                      "multiplier": c.prefix + "multiplier", "shift": c.prefix + "shift"}
             if self.conv_filter:
                 rename["filter"] = c.prefix + "filter"
-            if self.conv_update.bias:
-                rename["bias"] = c.prefix + "bias"
             partial = self.conv_channels < c.units
             args, layer = retarget(old, rename, symbols["filter"] if self.conv_filter and partial
                                    else None, self.conv_channels if partial else 0)

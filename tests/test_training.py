@@ -20,6 +20,7 @@ from mcunet.training import TrainReference, train_exp, train_log
 
 from .conftest import mlperf_model
 from .modelgen import ModelBuilder
+from .searchnet import searched_fashion_model
 
 STEPS = 100
 
@@ -405,6 +406,69 @@ def test_kws_sparse_schemes_are_bit_exact_with_the_reference(tmp_path, scheme, l
         assert run.state[t.dw.key + "filter"].shape == (9, channels[2])
     if scheme is SPARSE_B:  # op 8 frozen: no state, its flash filter serves the backward
         assert not any(k.startswith(t.conv.key) for k in run.state) and "filter" not in run.state
+
+
+# VWW (MLPerf Tiny vww_96_int8): ... DEPTHWISE_CONV_2D op 25 (3x3, 256) -> 1x1 CONV_2D op 26
+# (256 -> 256, RELU) -> AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED op 29 (2 x 256) -> SOFTMAX.
+SPARSE_VWW = {"layers": [{"op": "head", "weights": 1, "bias": True},
+                         {"op": 26, "weights": 0.125, "bias": True},
+                         {"op": 25, "weights": 0.25, "bias": True}]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05), ("last:2", 0.01),
+                                        ("last:3", 0.01), ("sparse", 0.01)])
+def test_vww_training_is_bit_exact_with_the_reference(tmp_path, scheme, lr):
+    """100 steps on VWW (ops 29, 26, 25), every loss, logit and state byte, and invoke after
+    training against TFLite with the trained parameters written in."""
+    spec = scheme_file(tmp_path, SPARSE_VWW) if scheme == "sparse" else scheme
+    compiled, _ = check_training(mlperf_model("vww_96_int8.tflite"), tmp_path, spec, lr)
+    t = compiled.training
+    assert t.head.op_index == 29 and (t.conv is None or t.conv.op_index == 26)
+    if scheme == "sparse":
+        assert (t.conv_channels, t.dw_channels) == (32, 64)
+
+
+@pytest.fixture(scope="module")
+def fashion_model():
+    """A searched Fashion-MNIST network (tests/searchnet.py: mcunet's search space, exported
+    by the search's int8 path; about 40 s to build here with TensorFlow's import and a short
+    fit, cached under MCUNET_CACHE, so the tests using it are slow); skipped without
+    TensorFlow or the dataset."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs TensorFlow")
+    from mcunet.search.data import FASHION_DIRS
+
+    if not any(Path(d).is_dir() for d in FASHION_DIRS):
+        pytest.skip("needs the Fashion-MNIST dataset")
+    return searched_fashion_model()
+
+
+# Its tail: DEPTHWISE_CONV_2D op 13 (3x3, 72, RELU6) -> the block's 1x1 project CONV_2D op 14
+# (72 -> 32, no activation) -> MEAN -> FULLY_CONNECTED op 16 (10 x 32) -> SOFTMAX.
+SPARSE_FASHION = {"layers": [{"op": "head", "weights": 0.5, "bias": True},
+                             {"op": 14, "weights": 0.25, "bias": True},
+                             {"op": 13, "weights": 0.25}]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme, lr", [("sparse", 0.02), ("bias", 0.05), ("head", 0.02),
+                                        ("last:2", 0.02), ("last:3", 0.02)])
+def test_searched_fashion_model_training_is_bit_exact(tmp_path, fashion_model, scheme, lr):
+    """100 steps on a network of mcunet's own search space, quantised as the search exports
+    it (ops 16, 14, 13: the head, the last block's project conv with no activation, and its
+    depthwise)."""
+    spec = scheme_file(tmp_path, SPARSE_FASHION) if scheme == "sparse" else scheme
+    compiled, _ = check_training(fashion_model, tmp_path, spec, lr)
+    t = compiled.training
+    assert t.head.op_index == 16
+    if t.conv is not None:  # no activation; MEAN
+        assert t.conv.op_index == 14 and t.conv.mask_lo is None and t.conv.mean is not None
+    if scheme == "sparse":
+        assert (t.head_channels, t.conv_channels, t.dw_channels) == (5, 8, 18)
 
 
 def test_small_depthwise_model_sparse_is_bit_exact(tmp_path):
