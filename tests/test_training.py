@@ -471,21 +471,6 @@ def test_searched_fashion_model_training_is_bit_exact(tmp_path, fashion_model, s
         assert (t.head_channels, t.conv_channels, t.dw_channels) == (5, 8, 18)
 
 
-def test_small_depthwise_model_sparse_is_bit_exact(tmp_path):
-    """The head's first 2 of 5 units' weights and no bias, the 1x1 conv's biases only, the
-    depthwise's first 3 of 6 channels' weights and no bias."""
-    scheme = {"layers": [{"op": "head", "weights": 0.4}, {"op": 2, "bias": True},
-                         {"op": 1, "weights": 0.5}]}
-    compiled, run = check_training(depthwise_model(3, 2, "SAME", "RELU6", "RELU", False),
-                                   tmp_path, scheme_file(tmp_path, scheme), lr=0.05, rows=8)
-    t = compiled.training
-    assert (t.head_channels, t.conv_channels, t.dw_channels) == (2, 0, 3)
-    assert sorted(run.state) == sorted(["filter", "filter_delta", "filter_velocity",
-                                        "op2_bias", "op2_bias_delta", "op2_bias_velocity",
-                                        "op1_filter", "op1_filter_delta", "op1_filter_velocity"])
-    assert t.parameters == 2 * 12 + 12 + 3 * 9
-
-
 @pytest.mark.parametrize("scheme, words", [
     ({"layers": [{"op": 99, "bias": True}]}, "layers[0].op: no op 99 in this model"),
     ({"layers": [{"op": "nowhere", "bias": True}]}, "layers[0].op: no op of this model outputs"),
@@ -653,12 +638,14 @@ def test_conv_gradients_match_tensorflow_autodiff():
                                    atol=1e-5 * np.max(np.abs(t.lr * tcb)))
 
 
-SPARSE_DW = {"layers": [{"op": "head", "weights": 0.4}, {"op": 2, "weights": 0.5},
-                        {"op": 1, "weights": 0.5, "bias": True}]}
+# On KWS: the head's first 5 of 12 units' weights and no bias, op 8's biases only, op 7's
+# first 16 of 64 channels' weights and no bias.
+SPARSE_C = {"layers": [{"op": "head", "weights": 0.4}, {"op": 8, "bias": True},
+                       {"op": 7, "weights": 0.25}]}
 
 
 @pytest.mark.parametrize("build, scheme", [("fc", "head"), ("conv", "last:2"),
-                                           ("dw", SPARSE_DW)])
+                                           ("kws", SPARSE_C)])
 def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tmp_path, build,
                                                                              scheme):
     """--name and --external-arena rename and move nothing that training reads; ASan/UBSan
@@ -666,7 +653,7 @@ def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tm
     and depthwise channels); the steps equal the reference's (every state byte)."""
     path = tmp_path / "m.tflite"
     path.write_bytes(small_model(False, True, seed=3) if build == "fc" else conv_model(seed=3)
-                     if build == "conv" else depthwise_model(seed=3))
+                     if build == "conv" else mlperf_model("kws_ref_model.tflite").read_bytes())
     compiled = api.compile(path, train=scheme, name="kws", external_arena=True)
     header = compiled.library().files["kws_model.h"]
     assert "int kws_train_step(const int8_t *input, int label);" in header
@@ -678,6 +665,13 @@ def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tm
     assert run.losses.tobytes() == np.array(losses, np.float32).tobytes()
     for key, value in ref.state().items():
         assert run.state[key].tobytes() == value.tobytes(), key
+    if build == "kws":
+        t = compiled.training
+        assert (t.head_channels, t.conv_channels, t.dw_channels) == (5, 0, 16)
+        assert t.parameters == 5 * 64 + 64 + 16 * 9
+        assert sorted(run.state) == ["filter", "filter_delta", "filter_velocity", "op7_filter",
+                                     "op7_filter_delta", "op7_filter_velocity", "op8_bias",
+                                     "op8_bias_delta", "op8_bias_velocity"]
 
 
 def test_depthwise_gradients_match_tensorflow_autodiff():
