@@ -644,6 +644,19 @@ class Training:
             keep += [self.dw.y] + ([self.dw.x] if self.dw_filter else [])
         return tuple(dict.fromkeys(keep))
 
+    @property
+    def what(self) -> str:
+        """What the build updates, in words (a sparse scheme's layers one by one)."""
+        if not self.sparse:
+            return describe(self.scheme)
+        parts = []
+        for _, op, u, n in self.layers():
+            if u.trains:
+                parts.append(f"op {op} " + " and ".join(
+                    ([f"weights of {u.channels}/{n} channels"] if u.channels else []) +
+                    (["bias"] if u.bias else [])))
+        return f"sparsely: {'; '.join(parts)}"
+
     def layers(self) -> list[tuple[str, int, Update, int]]:
         """(state key prefix, op index, update, channels) of the head, conv and depthwise in
         the build, from the head down."""
@@ -872,7 +885,7 @@ class Training:
                "ln2_hi": c_float(LN2_HI), "ln2_lo": c_float(LN2_LO),
                "exp_poly": [c_float(c) for c in EXP_POLY], "sqrt2": c_float(SQRT2),
                "ln2": c_float(LN2), "log_poly": [c_float(c) for c in LOG_POLY],
-               "head_op": h.op_index, "what": describe(self.scheme),
+               "head_op": h.op_index, "what": self.what,
                "filter_offset": h.filter_offset, "conv": None,
                "state": self.template_state()}
         c = self.conv
@@ -908,7 +921,7 @@ class Training:
             kinds[self.conv.op_index] = "CONV_2D"
         if self.dw is not None:
             kinds[self.dw.op_index] = "DEPTHWISE_CONV_2D"
-        return {"scheme": str(self.scheme), "updates": describe(self.scheme),
+        return {"scheme": str(self.scheme), "updates": self.what,
                 "head_op": h.op_index,
                 "layers": [op for _, op, u, _ in self.layers() if u.trains],
                 "layer_updates": [{"op": op, "kind": kinds[op], "bias": u.bias,
