@@ -243,8 +243,8 @@ def _ram(model, board: Board, elf, elf_path: Path, text: str) -> dict:
 
 
 def head_inputs(source, model, rows: np.ndarray) -> np.ndarray:
-    """The trained tail's int8 input (Training.entry: the head's, or the trained conv's) for
-    every row, by TFLite's reference kernels."""
+    """The trained tail's int8 input (Training.entries: the head's, or the trained conv's, and
+    a residual ADD's other input) for every row, by TFLite's reference kernels."""
     from mcunet.reference import _interpreter
 
     interp = _interpreter(source, preserve=True)
@@ -253,8 +253,9 @@ def head_inputs(source, model, rows: np.ndarray) -> np.ndarray:
     for x in rows:
         interp.set_tensor(d["index"], np.asarray(x, np.int8).reshape(d["shape"]))
         interp.invoke()
-        xs.append(interp.get_tensor(model.training.entry).reshape(-1).copy())
-    size = model.graph.t(model.training.entry).size
+        xs.append(np.concatenate([interp.get_tensor(e).reshape(-1)
+                                  for e in model.training.entries]))
+    size = sum(model.graph.t(e).size for e in model.training.entries)
     return np.stack(xs) if xs else np.zeros((0, size), np.int8)
 
 

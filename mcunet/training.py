@@ -50,6 +50,7 @@ import numpy as np
 
 from .codegen import kernels
 from .codegen.library import LibraryOptions
+from .codegen.ops.add import add_arith
 from .codegen.ops.mean import mean_multiplier
 from .errors import McunetError
 from .graph import Graph, Op
@@ -364,7 +365,34 @@ class ConvTail(_TrainedConvLayer):
     # A MEAN over the pixels instead of AVERAGE_POOL_2D: TFLite's QuantizedMeanOrSum integers
     # (sum + mean_offset, requantised with 1/n folded in, + mean_zp); None for the pool.
     mean: tuple[int, int, int, int] | None = None  # (sum offset, multiplier, shift, output zp)
+    # A residual ADD between the conv and the pool (an inverted-residual block's end): y is
+    # then the ADD's output (kept: its activation's mask), the conv's own output is not (its
+    # activation is NONE: straight through, as the ADD's requantisation); `residual` is the
+    # ADD's other input, which the reference's forward needs.
+    add: object | None = None  # the ADD's AddArith (codegen.ops.add.add_arith)
+    add_op: int | None = None
+    residual: int | None = None
+    residual_first: bool = False
 
+
+
+def _residual_add(graph: Graph, op: Op, producers, consumers):
+    """((the ADD, which input is the residual, its AddArith), "") where the ADD's output is
+    the sum of a 1x1 conv's (read by the ADD only) and another tensor of its shape, else
+    (None, why)."""
+    if len(op.inputs) != 2 or any(graph.t(i).is_const or graph.t(i).shape !=
+                                  graph.t(op.outputs[0]).shape for i in op.inputs):
+        return None, f"{_op_name(op)}, which is not a residual ADD of two tensors of one shape"
+    for k in (1, 0):  # the conv is usually the second operand (Keras's Add([x, y]))
+        conv = producers.get(op.inputs[k])
+        if conv is not None and conv.kind == "CONV_2D" and \
+                len(consumers.get(op.inputs[k], [])) == 1 and op.inputs[k] not in graph.outputs \
+                and op.inputs[1 - k] != op.inputs[k]:
+            a, b = graph.t(op.inputs[0]), graph.t(op.inputs[1])
+            arith = add_arith(a, b, graph.t(op.outputs[0]), op.attrs.get("activation", "NONE"))
+            return (op, 1 - k, arith), ""
+    return None, (f"{_op_name(op)}, neither of whose inputs is a CONV_2D read by it alone "
+                  "(the backward passes through a residual ADD to such a conv)")
 
 
 def _op_name(op: Op | None) -> str:
@@ -413,6 +441,13 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
         return None, "the model's input"
     if not single(t):
         return None, f"{_op_name(op)}, whose output has other consumers"
+    add = None
+    if op.kind == "ADD":
+        add, why = _residual_add(graph, op, producers, consumers)
+        if add is None:
+            return None, why
+        t = op.inputs[1 - add[1]]
+        op = producers[t]
     w = graph.t(op.inputs[1]) if op.kind == "CONV_2D" else None
     if op.kind != "CONV_2D" or w.shape[1:3] != (1, 1) or \
             (op.attrs["stride_h"], op.attrs["stride_w"]) != (1, 1):
@@ -421,6 +456,15 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
     if activation not in _MASKED:
         return None, f"{_op_name(op)}, whose fused {activation} is not supported"
     x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    y_out, mask_act = op.outputs[0], activation
+    if add is not None:
+        add_op, _, arith = add
+        if activation != "NONE":
+            return None, (f"{_op_name(op)} under the residual ADD (op {add_op.index}), whose "
+                          f"fused {activation} is not supported (its output is not kept)")
+        y_out, mask_act = add_op.outputs[0], add_op.attrs.get("activation", "NONE")
+        if mask_act not in _MASKED:
+            return None, f"{_op_name(add_op)}, whose fused {mask_act} is not supported"
     units, depth = w.shape[0], w.shape[3]
     pixels = x.size // depth
     if pixels * 255 >= 1 << 24:
@@ -432,14 +476,19 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
     act_min, act_max = activation_range(activation, y.quant.s, y.quant.zp)
     bias = graph.t(op.inputs[2]).data.astype(np.int32).reshape(-1) \
         if len(op.inputs) > 2 and op.inputs[2] >= 0 else np.zeros(units, np.int32)
-    conv = ConvTail(op_index=op.index, x=op.inputs[0], y=op.outputs[0], pixels=pixels,
+    mask_min, mask_max = activation_range(mask_act, graph.t(y_out).quant.s,
+                                          graph.t(y_out).quant.zp)
+    conv = ConvTail(op_index=op.index, x=op.inputs[0], y=y_out, pixels=pixels,
                     units=units, depth=depth, x_scale=float(x.quant.s), x_zp=x.quant.zp,
                     y_zp=y.quant.zp, w_scales=scales,
                     filter=w.data.astype(np.int8).reshape(units, depth), bias=bias,
                     multiplier=mult.astype(np.int32), shift=shift, act_min=act_min,
-                    act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
-                    mask_hi=act_max if activation == "RELU6" else None, pool_op=pool.index,
-                    pool_min=pool_min, pool_max=pool_max, mean=mean)
+                    act_max=act_max, mask_lo=mask_min if mask_act != "NONE" else None,
+                    mask_hi=mask_max if mask_act == "RELU6" else None, pool_op=pool.index,
+                    pool_min=pool_min, pool_max=pool_max, mean=mean,
+                    **({} if add is None else
+                       {"add": add[2], "add_op": add[0].index,
+                        "residual": add[0].inputs[add[1]], "residual_first": add[1] == 0}))
     if np.any(w.quant.zero_point != 0):
         return None, f"{_op_name(op)}, whose filter is not symmetric"
     below = producers.get(op.inputs[0])
@@ -635,6 +684,15 @@ class Training:
         return self.conv.x if self.conv is not None else self.head.x
 
     @property
+    def entries(self) -> tuple[int, ...]:
+        """The tensors the reference's forward starts from: the entry, and the residual of an
+        ADD between the trained conv and the pool. TrainReference takes their int8 values
+        flattened and concatenated in this order (what the frozen forward gives)."""
+        if self.conv is not None and self.conv.residual is not None:
+            return (self.entry, self.conv.residual)
+        return (self.entry,)
+
+    @property
     def keep(self) -> tuple[int, ...]:
         """The tensors the training step reads after the forward pass (live to its end)."""
         keep = [self.head.y] + ([self.head.x] if self.updates_filter else [])
@@ -816,7 +874,9 @@ class Training:
             if self.conv_filter:
                 own.append(ConstArray(c.prefix + "qas_filter", "float", c.qas_filter()))
             at = [i for i, s in enumerate(steps) if s.op.index == c.op_index]
-            assert len(at) == 1 and steps[at[0]].layer.fused_add is None
+            assert len(at) == 1
+            fused = steps[at[0]].layer.fused_add
+            assert fused is None or fused.op == c.add_op, "only the residual ADD under the pool"
             old = steps[at[0]]
             symbols = {a.name: a.symbol for a in old.args if isinstance(a, ConstArg)}
             self.symbols.update(filter0=symbols["filter"], bias0=c.prefix + "bias0")
@@ -1069,6 +1129,17 @@ def train_log(x: np.float32) -> np.float32:
     return F(e) * LN2 + (F(2.0) * s) * p
 
 
+def residual_add(p, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """TFLite's int8 ADD of a and b (same shape) with AddArith p, elementwise."""
+    a = np.asarray(a, np.int64).reshape(-1)
+    b = np.asarray(b, np.int64).reshape(-1)
+    x = _requantize((a + p.input1_offset) << p.left_shift, p.input1_multiplier, p.input1_shift)
+    y = _requantize((b + p.input2_offset) << p.left_shift, p.input2_multiplier, p.input2_shift)
+    s = _wrap32(_requantize(_wrap32(x + y), p.output_multiplier, p.output_shift) +
+                p.output_offset)
+    return np.clip(s, p.act_min, p.act_max).astype(np.int8)
+
+
 def round_delta(v: np.ndarray, limit: np.float32) -> np.ndarray:
     """Deltas rounded half away from zero as the C's train_round: NaN to 0, clamped to the
     limit, trunc(v + 0.5) or -trunc(0.5 - v) in float32."""
@@ -1162,9 +1233,21 @@ class TrainReference:
             out[key] = np.ascontiguousarray(value)
         return out
 
-    def conv_forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The conv's int8 output [pixels][units] and the pooled head input [units] for the
-        conv's int8 input x (TFLite's reference arithmetic: the portable conv kernel and the
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The entry tensor's values and the residual's (None without a residual ADD) from
+        the concatenated values of Training.entries."""
+        c = self.c
+        if c is None or c.residual is None:
+            return x, None
+        x = np.asarray(x).reshape(-1)
+        n = c.pixels * c.units
+        return x[:-n], x[-n:]
+
+    def conv_forward(self, x: np.ndarray, r: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The conv's int8 output [pixels][units] (with a residual ADD: the ADD's output, of
+        the conv's and the residual r) and the pooled head input [units] for the conv's int8
+        input x (TFLite's reference arithmetic: the portable conv kernel, the ADD and the
         global average pool)."""
         c = self.c
         xs = x.reshape(c.pixels, c.depth).astype(np.int64) - c.x_zp
@@ -1172,6 +1255,8 @@ class TrainReference:
                       self.conv["bias"].astype(np.int64))
         y = _wrap32(_requantize(acc, c.multiplier, c.shift) + c.y_zp)
         y = np.clip(y, c.act_min, c.act_max).astype(np.int8)
+        if c.add is not None:
+            y = residual_add(c.add, *((r, y) if c.residual_first else (y, r))).reshape(y.shape)
         total = y.astype(np.int64).sum(axis=0)
         if c.mean is not None:
             offset, multiplier, shift, zp = c.mean
@@ -1243,11 +1328,12 @@ class TrainReference:
         return out
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """The head's int8 logits for the entry tensor's int8 values x."""
+        """The head's int8 logits for the entry tensor's int8 values x (Training.entries')."""
+        x, r = self.split(x)
         if self.d is not None:
             x = self.dw_forward(x)
         if self.c is not None:
-            x = self.conv_forward(x)[1]
+            x = self.conv_forward(x, r)[1]
         return self.head_logits(x)
 
     def gradient(self, logits: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
@@ -1296,14 +1382,16 @@ class TrainReference:
         return velocity, (delta - self.lr * velocity).astype(np.float32)
 
     def step(self, x: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
-        """One training step on the entry tensor's values x; returns (loss, the logits)."""
+        """One training step on the entry tensor's values x (Training.entries'); returns
+        (loss, the logits)."""
         h, c, d, t = self.h, self.c, self.d, self.t
+        x, r = self.split(x)
         x_dw = x
         if d is not None:
             x = ydw = self.dw_forward(x_dw)
         head_x = x
         if c is not None:
-            y, head_x = self.conv_forward(x)
+            y, head_x = self.conv_forward(x, r)
         logits = self.head_logits(head_x)
         loss, dz = self.gradient(logits, label)
         dx = self.head_input_gradient(dz) if c is not None else None
@@ -1362,15 +1450,16 @@ class TrainReference:
         TensorFlow's autodiff of the float computation is checked against. Keys: filter,
         bias (the head's), and for a trained conv conv_filter, conv_bias."""
         h, c, d = self.h, self.c, self.d
+        x, r = self.split(x)
         x_dw = x
         if d is not None:
             x = ydw = self.dw_forward(x_dw)
-        head_x = x if c is None else self.conv_forward(x)[1]
+        head_x = x if c is None else self.conv_forward(x, r)[1]
         _, dz = self.gradient(self.head_logits(head_x), label)
         xr = (head_x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32) * F(h.x_scale)
         out = {"filter": dz[:, None] * xr[None, :], "bias": dz}
         if c is not None:
-            y, _ = self.conv_forward(x)
+            y, _ = self.conv_forward(x, r)
             a, count, sums = self.conv_terms(x, y, self.head_input_gradient(dz))
             out["conv_bias"] = a * count.astype(np.float32)
             out["conv_filter"] = a[:, None] * (sums.astype(np.float32) * F(c.x_scale))

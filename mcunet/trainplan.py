@@ -151,7 +151,7 @@ def measure(model: str, compiled_schemes, x_train, y_train, x_val, y_val, epochs
     `only`), each trained `epochs` passes over the same reshuffled samples; with several
     learning rates the best on the validation rows."""
     todo = [(s, c) for s, c in compiled_schemes if only is None or s in only]
-    indices = {c.training.entry for _, c in todo}
+    indices = {e for _, c in todo for e in c.training.entries}
     start = time.perf_counter()
     values = entry_values(model, indices, np.concatenate([x_train, x_val]))
     say(f"train-plan: frozen forward of {plural(len(x_train) + len(x_val), 'row')} on TFLite's "
@@ -161,7 +161,7 @@ def measure(model: str, compiled_schemes, x_train, y_train, x_val, y_val, epochs
     order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
     out = {}
     for scheme, compiled in todo:
-        v = values[compiled.training.entry]
+        v = np.concatenate([values[e] for e in compiled.training.entries], axis=1)
         best = None
         for lr in lrs:
             start = time.perf_counter()

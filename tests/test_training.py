@@ -143,6 +143,48 @@ def depthwise_model(k: int = 3, stride: int = 1, padding: str = "SAME", dw_act: 
     return classifier_tail(m, rng, r, 12)
 
 
+def residual_model(depthwise: bool = False, add_act: str = "NONE", seed: int = 0) -> bytes:
+    """input (1, 6, 6, 3) -> CONV_2D 3x3 SAME RELU6 (8 channels) = r [-> DEPTHWISE_CONV_2D 3x3
+    SAME RELU6] -> 1x1 CONV_2D 8->8, no activation -> ADD(r, that) [add_act] -> global
+    AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED 8->5 -> SOFTMAX: an inverted-residual block's
+    end (expansion 1) under the classifier, for the backward through the ADD."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, 6, 6, 3), "int8", scale=0.04, zero_point=-5)
+    w0 = m.const(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), scale=[0.01] * 8,
+                 zero_point=[0] * 8, quantized_dimension=0)
+    b0 = m.const(rng.integers(-300, 300, 8).astype(np.int32), scale=[0.0004] * 8, zero_point=[0] * 8)
+    r = m.tensor((1, 6, 6, 8), "int8", scale=0.03, zero_point=-128)
+    m.op("CONV_2D", [x, w0, b0], [r], padding="SAME", stride_w=1, stride_h=1,
+         fused_activation="RELU6")
+    h = r
+    if depthwise:
+        ds = [float(np.float32(s)) for s in rng.uniform(0.01, 0.03, 8)]
+        wd = m.const(rng.integers(-127, 128, (1, 3, 3, 8)).astype(np.int8), scale=ds,
+                     zero_point=[0] * 8, quantized_dimension=3)
+        bd = m.const(rng.integers(-400, 400, 8).astype(np.int32), scale=[0.03 * s for s in ds],
+                     zero_point=[0] * 8)
+        h = m.tensor((1, 6, 6, 8), "int8", scale=0.05, zero_point=-128)
+        m.op("DEPTHWISE_CONV_2D", [r, wd, bd], [h], padding="SAME", stride_h=1, stride_w=1,
+             dilation_h=1, dilation_w=1, depth_multiplier=1, fused_activation="RELU6")
+    ps = [float(np.float32(s)) for s in rng.uniform(0.005, 0.02, 8)]
+    w1 = m.const(rng.integers(-127, 128, (8, 1, 1, 8)).astype(np.int8), scale=ps,
+                 zero_point=[0] * 8, quantized_dimension=0)
+    b1 = m.const(rng.integers(-400, 400, 8).astype(np.int32),
+                 scale=[(0.05 if depthwise else 0.03) * s for s in ps], zero_point=[0] * 8)
+    y = m.tensor((1, 6, 6, 8), "int8", scale=0.04, zero_point=3)
+    m.op("CONV_2D", [h, w1, b1], [y], padding="VALID", fused_activation="NONE")
+    zp = -128 if add_act != "NONE" else -20
+    s = m.tensor((1, 6, 6, 8), "int8", scale=0.06, zero_point=zp)
+    m.op("ADD", [r, y], [s], fused_activation=add_act)
+    p = m.tensor((1, 1, 1, 8), "int8", scale=0.06, zero_point=zp)
+    m.op("AVERAGE_POOL_2D", [s], [p], padding="VALID", filter_width=6, filter_height=6,
+         stride_w=1, stride_h=1)
+    q = m.tensor((1, 8), "int8", scale=0.06, zero_point=zp)
+    m.op("RESHAPE", [p, m.const(np.array([1, 8], np.int32))], [q], new_shape=[1, 8])
+    return classifier_tail(m, rng, q, 8)
+
+
 def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
     """The trained tail's int8 input (the head's, or the trained conv's) for every row, by
     TFLite's reference kernels."""
@@ -152,7 +194,7 @@ def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
     for x in rows:
         interp.set_tensor(d["index"], x[None].reshape(d["shape"]))
         interp.invoke()
-        xs.append(interp.get_tensor(training.entry).reshape(-1).copy())
+        xs.append(np.concatenate([interp.get_tensor(e).reshape(-1) for e in training.entries]))
     return np.stack(xs)
 
 
@@ -254,6 +296,29 @@ def test_small_conv_model_last2_is_bit_exact(tmp_path, scheme, activation, per_c
     compiled, _ = check_training(conv_model(activation, per_channel, mean=mean), tmp_path,
                                  scheme, lr=0.05, rows=8)
     assert compiled.training.conv.op_index == 1
+
+
+@pytest.mark.parametrize("scheme, depthwise, add_act", [
+    ("last:3", True, "NONE"),
+    pytest.param("last:2", False, "NONE", marks=pytest.mark.slow),
+    pytest.param("last:2", False, "RELU", marks=pytest.mark.slow),
+    pytest.param("bias", True, "RELU6", marks=pytest.mark.slow)])
+def test_training_through_a_residual_add_is_bit_exact(tmp_path, scheme, depthwise, add_act):
+    """The backward through a residual ADD (straight through its requantisation, the mask of
+    its fused activation on its kept output) to the 1x1 conv under it (no activation; fused
+    with the ADD in the forward), and on to the depthwise: 100 steps, the reference's forward
+    computing the ADD as TFLite from the conv's output and the residual."""
+    compiled, _ = check_training(residual_model(depthwise, add_act), tmp_path, scheme,
+                                 lr=0.05, rows=8)
+    t = compiled.training
+    conv_op = 2 if depthwise else 1
+    assert t.conv.op_index == conv_op and t.conv.add_op == conv_op + 1
+    assert t.entries == (t.entry, t.conv.residual)
+    # Under the depthwise the ADD runs inside the trained conv (fused: the conv's own output
+    # never exists); without it the conv reads the residual itself, so the ADD stays a step.
+    step = [s for s in compiled.steps if s.op.index == conv_op][0]
+    assert (step.layer.fused_add is not None) == depthwise
+    assert (t.dw is not None) == depthwise
 
 
 @pytest.mark.parametrize("scheme, lr", [("last:3", 0.01), ("bias", 0.05)])
@@ -391,7 +456,7 @@ def scheme_file(tmp_path, scheme: dict, name: str = "scheme.json") -> str:
 
 @pytest.mark.parametrize("scheme, layers, channels", [
     (SPARSE_A, [11, 8, 7], [12, 16, 32]),
-    (SPARSE_B, [11, 7], [0, 0, 16])])
+    pytest.param(SPARSE_B, [11, 7], [0, 0, 16], marks=pytest.mark.slow)])
 def test_kws_sparse_schemes_are_bit_exact_with_the_reference(tmp_path, scheme, layers, channels):
     """100 steps; the trained filters hold their first ceil(ratio x C) output channels only
     (the rest stay in flash, and invoke reads them there: TFLite agrees after training)."""
@@ -674,15 +739,22 @@ def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tm
                                      "op8_bias_delta", "op8_bias_velocity"]
 
 
-def test_depthwise_gradients_match_tensorflow_autodiff():
+@pytest.mark.parametrize("which", ["kws", pytest.param("residual", marks=pytest.mark.slow)])
+def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
     """last:3 on KWS, float against float: the reference's gradients of op 7's (the
     DEPTHWISE_CONV_2D's) real-valued filter and bias, and of op 8's and the head's, against
     TensorFlow's autodiff of the straight-through float computation (the int8 forward's values
     at every layer; TF's gradients through the FC, the mean, op 8's mask and 1x1 conv, op 7's
     mask and tf.nn.depthwise_conv2d), within 1e-5 of the largest gradient of each; one step's
-    QAS update of op 7, scaled back, is -lr times TF's gradient (1e-5 of the largest)."""
+    QAS update of op 7, scaled back, is -lr times TF's gradient (1e-5 of the largest).
+    "residual": the same through a residual ADD (residual_model with the depthwise and a
+    RELU6 on the ADD): TF adds the residual's real values to the 1x1 conv's and masks the sum
+    by the ADD's activation."""
     tf = pytest.importorskip("tensorflow")
     model = mlperf_model("kws_ref_model.tflite")
+    if which == "residual":
+        model = tmp_path / "residual.tflite"
+        model.write_bytes(residual_model(True, "RELU6", seed=2))
     compiled = api.compile(model, train="last:3")
     t = compiled.training
     h, c, d = t.head, t.conv, t.dw
@@ -701,8 +773,9 @@ def test_depthwise_gradients_match_tensorflow_autodiff():
     for xi, label in zip(xs, labels[:3]):
         ref = TrainReference(t, momentum=0.0)
         grads = ref.real_gradients(xi, int(label))
-        ydw = ref.dw_forward(xi)
-        y, pooled = ref.conv_forward(ydw)
+        xe, r = ref.split(xi)
+        ydw = ref.dw_forward(xe)
+        y, pooled = ref.conv_forward(ydw, r)
         zq = ref.head_logits(pooled).astype(np.float32) - h.y_zp
         ds, cs, hs = (v.w_scales.astype(np.float64) for v in (d, c, h))
         Wd = tf.Variable((d.filter * ds[None, :]).reshape(d.kh, d.kw, d.channels, 1)
@@ -712,7 +785,7 @@ def test_depthwise_gradients_match_tensorflow_autodiff():
         bc = tf.Variable((c.bias * c.x_scale * cs).astype(np.float32))
         W = tf.Variable((h.filter * hs[:, None]).astype(np.float32))
         b = tf.Variable((h.bias * h.x_scale * hs).astype(np.float32))
-        xr = tf.constant(((xi.reshape(1, d.ih, d.iw, d.channels).astype(np.float32) - d.x_zp)
+        xr = tf.constant(((xe.reshape(1, d.ih, d.iw, d.channels).astype(np.float32) - d.x_zp)
                           * np.float32(d.x_scale)))
         yr = tf.constant((ydw.astype(np.float32) - c.x_zp) * np.float32(c.x_scale))
         pr = tf.constant((pooled.astype(np.float32) - h.x_zp) * np.float32(h.x_scale))
@@ -721,8 +794,12 @@ def test_depthwise_gradients_match_tensorflow_autodiff():
             lin0 = tf.reshape(lin0, [d.pixels, d.channels]) * \
                 tf.constant(masked(ydw, d.mask_lo, d.mask_hi), tf.float32)
             a0 = tf.stop_gradient(yr - lin0) + lin0
-            lin = (tf.matmul(a0, Wc, transpose_b=True) + bc) * \
-                tf.constant(masked(y, c.mask_lo, c.mask_hi), tf.float32)
+            lin = tf.matmul(a0, Wc, transpose_b=True) + bc
+            if r is not None:  # the ADD: the residual's real values plus the conv's
+                rq = compiled.graph.t(c.residual).quant
+                lin = lin + tf.constant(((r.reshape(c.pixels, c.units).astype(np.float32) -
+                                          rq.zp) * np.float32(rq.s)))
+            lin = lin * tf.constant(masked(y, c.mask_lo, c.mask_hi), tf.float32)
             mean = tf.reduce_mean(lin, axis=0)
             pst = tf.stop_gradient(pr - mean) + mean
             lin2 = tf.reshape(tf.matmul(W, pst[:, None]), [-1]) + b
@@ -737,6 +814,7 @@ def test_depthwise_gradients_match_tensorflow_autodiff():
                              (grads["dw_filter"], tdw), (grads["dw_bias"], tdb)]:
             assert np.max(np.abs(mine - theirs)) <= 1e-5 * np.max(np.abs(theirs))
         assert np.any(grads["dw_filter"] != 0) and not masked(ydw, d.mask_lo, d.mask_hi).all()
+        assert r is None or not masked(y, c.mask_lo, c.mask_hi).all()
         ref.step(xi, int(label))
         moved = ref.dw["filter_delta"].astype(np.float64) * ds[None, :]
         np.testing.assert_allclose(moved, -t.lr * tdw, rtol=1e-5,

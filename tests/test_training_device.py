@@ -103,6 +103,7 @@ SPARSE = {"layers": [{"op": 11, "bias": True}, {"op": 8, "weights": 0.125},
 
 
 @needs_tools
+@pytest.mark.slow
 def test_kws_sparse_steps_on_the_m4_are_bit_exact():
     """Split filters on the M4F: op 8's first 8 channels and op 7's first 16 from RAM, the
     rest from flash, in the forward and in the backward."""
