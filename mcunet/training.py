@@ -64,9 +64,9 @@ SCHEMES = {"head": "the last FULLY_CONNECTED layer's weights and bias",
                    "backward reaches through the pooling and the DEPTHWISE_CONV_2D under it "
                    "(where there are)"}
 # What the backward passes through between the head and the layer below it (docs/training.md).
-BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, a 1x1 "
-                "stride-1 CONV_2D and the DEPTHWISE_CONV_2D under it (depth multiplier 1; "
-                "fused NONE, RELU or RELU6)")
+BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, a "
+                "residual ADD, a 1x1 stride-1 CONV_2D and the DEPTHWISE_CONV_2D under it "
+                "(depth multiplier 1; fused NONE, RELU or RELU6)")
 _MASKED = ("NONE", "RELU", "RELU6")
 DEFAULT_LR = 0.01
 DEFAULT_MOMENTUM = 0.9

@@ -19,6 +19,9 @@ from pathlib import Path
 # (the depthwise under the last 1x1 conv is 3x3), expands 3/4/3/3.
 ARCH = {"width": 0.5, "resolution": 28, "depths": [1, 1, 1, 1],
         "kernels": [3, 3, 5, 3, 3, 3, 3, 3, 3, 3], "expands": [3, 3, 4, 3, 3, 3, 3, 3, 3, 3]}
+# The same with two blocks in the last stage: the network ends with a residual ADD (the
+# second block's project conv plus its input) under the pooling.
+ARCH_RESIDUAL = {**ARCH, "depths": [1, 1, 1, 2]}
 
 _BUILD = r'''
 import json, sys
@@ -41,18 +44,18 @@ open(sys.argv[2], "wb").write(to_int8_tflite(model, x[:200]))
 '''
 
 
-def searched_fashion_model() -> Path:
+def searched_fashion_model(arch: dict = ARCH) -> Path:
     """The .tflite's path (built once per cache)."""
     import json
 
-    key = hashlib.sha256((_BUILD + json.dumps(ARCH, sort_keys=True)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((_BUILD + json.dumps(arch, sort_keys=True)).encode()).hexdigest()[:16]
     root = Path(os.environ.get("MCUNET_CACHE", tempfile.gettempdir())) / "searchnet"
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"fashion-{key}.tflite"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        r = subprocess.run([sys.executable, "-c", _BUILD, json.dumps(ARCH), str(tmp)],
+        r = subprocess.run([sys.executable, "-c", _BUILD, json.dumps(arch), str(tmp)],
                            capture_output=True, text=True, env=env)
         if r.returncode != 0:
             raise RuntimeError(f"building the searched Fashion-MNIST model failed:\n{r.stderr[-3000:]}")

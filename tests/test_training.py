@@ -20,7 +20,7 @@ from mcunet.training import TrainReference, train_exp, train_log
 
 from .conftest import mlperf_model
 from .modelgen import ModelBuilder
-from .searchnet import searched_fashion_model
+from .searchnet import ARCH_RESIDUAL, searched_fashion_model
 
 STEPS = 100
 
@@ -534,6 +534,27 @@ def test_searched_fashion_model_training_is_bit_exact(tmp_path, fashion_model, s
         assert t.conv.op_index == 14 and t.conv.mask_lo is None and t.conv.mean is not None
     if scheme == "sparse":
         assert (t.head_channels, t.conv_channels, t.dw_channels) == (5, 8, 18)
+
+
+@pytest.fixture(scope="module")
+def fashion_residual_model(fashion_model):
+    """The searched network with two blocks in its last stage: it ends DEPTHWISE_CONV_2D op 16
+    -> project CONV_2D op 17 -> ADD op 18 (op 14's output + op 17's) -> MEAN -> FC op 20."""
+    return searched_fashion_model(ARCH_RESIDUAL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["last:2", "last:3", "sparse"])
+def test_searched_fashion_model_through_its_residual_add(tmp_path, fashion_residual_model,
+                                                        scheme):
+    spec = scheme_file(tmp_path, {"layers": [{"op": "head", "weights": 1, "bias": True},
+                                             {"op": 17, "weights": 0.5, "bias": True},
+                                             {"op": 16, "weights": 0.25, "bias": True}]}) \
+        if scheme == "sparse" else scheme
+    compiled, _ = check_training(fashion_residual_model, tmp_path, spec, 0.02)
+    t = compiled.training
+    assert (t.head.op_index, t.conv.op_index, t.conv.add_op) == (20, 17, 18)
+    assert (t.dw is not None) == (scheme != "last:2")
 
 
 @pytest.mark.parametrize("scheme, words", [
