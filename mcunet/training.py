@@ -493,13 +493,15 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
         return None, f"{_op_name(op)}, whose filter is not symmetric"
     below = producers.get(op.inputs[0])
     return conv, (f"{_op_name(below)}, which the backward does not pass through yet (below "
-                  f"CONV_2D op {op.index} it passes through a DEPTHWISE_CONV_2D only)")
+                  f"CONV_2D op {op.index} it passes through a DEPTHWISE_CONV_2D or a CONV_2D "
+                  "only)")
 
 
 @dataclass(frozen=True)
 class DepthwiseTail(_TrainedConvLayer):
-    """The DEPTHWISE_CONV_2D under the trained 1x1 conv (depth multiplier 1, no dilation):
-    the backward reaches it through the conv's input gradient (last:3, bias)."""
+    """The DEPTHWISE_CONV_2D (depth multiplier 1) or CONV_2D (any kernel, kind "CONV_2D") under
+    the trained 1x1 conv, no dilation: the backward reaches it through the conv's input
+    gradient (last:3, bias). `channels` are its output channels (the 1x1 conv's depth)."""
     op_index: int
     x: int  # its input (int8, ih x iw x channels), kept for the filter gradient
     y: int  # its output = the conv's input, kept for the activation's mask
@@ -526,6 +528,17 @@ class DepthwiseTail(_TrainedConvLayer):
     act_max: int
     mask_lo: int | None
     mask_hi: int | None
+    kind: str = "DEPTHWISE_CONV_2D"
+    in_channels: int = 0  # a CONV_2D's input channels (its filter: [channels][taps * these])
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind == "CONV_2D"
+
+    @property
+    def weights_per_channel(self) -> int:
+        """Filter values per output channel: kh kw (depthwise), kh kw in_channels (conv)."""
+        return self.taps * (self.in_channels if self.is_conv else 1)
 
     @property
     def taps(self) -> int:
@@ -552,8 +565,8 @@ class DepthwiseTail(_TrainedConvLayer):
 
 
 def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, str]:
-    """The DEPTHWISE_CONV_2D whose output is the trained conv's input (or None), and what
-    stops the backward there or below it."""
+    """The DEPTHWISE_CONV_2D or CONV_2D whose output is the trained conv's input (or None), and
+    what stops the backward there or below it."""
     producers, consumers = graph.producers(), graph.consumers()
     t = conv.x
     op = producers.get(t)
@@ -561,13 +574,20 @@ def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, 
         return None, "the model's input"
     if len(consumers.get(t, [])) != 1 or t in graph.outputs:
         return None, f"{_op_name(op)}, whose output has other consumers"
-    if op.kind != "DEPTHWISE_CONV_2D":
+    if op.kind not in ("DEPTHWISE_CONV_2D", "CONV_2D"):
         return None, (f"{_op_name(op)}, which the backward does not pass through yet (below "
-                      f"CONV_2D op {conv.op_index} it passes through a DEPTHWISE_CONV_2D only)")
+                      f"CONV_2D op {conv.op_index} it passes through a DEPTHWISE_CONV_2D or a "
+                      "CONV_2D only)")
     x, w, y = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
-    _, kh, kw, channels = w.shape
-    if len(x.shape) != 4 or x.shape[3] != channels:
-        return None, f"{_op_name(op)}, whose depth multiplier is not 1 (only 1 is supported)"
+    if op.kind == "CONV_2D":
+        channels, kh, kw, in_channels = w.shape
+        if len(x.shape) != 4 or x.shape[3] != in_channels:
+            return None, f"{_op_name(op)}, a grouped convolution (not supported)"
+    else:
+        _, kh, kw, channels = w.shape
+        in_channels = 0
+        if len(x.shape) != 4 or x.shape[3] != channels:
+            return None, f"{_op_name(op)}, whose depth multiplier is not 1 (only 1 is supported)"
     if (op.attrs.get("dilation_h", 1), op.attrs.get("dilation_w", 1)) != (1, 1):
         return None, f"{_op_name(op)}, which is dilated (not supported)"
     activation = op.attrs.get("activation", "NONE")
@@ -590,13 +610,16 @@ def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, 
                        sh=op.attrs["stride_h"], sw=op.attrs["stride_w"], pad_top=pad_top,
                        pad_left=pad_left, x_scale=float(x.quant.s), x_zp=x.quant.zp,
                        y_zp=y.quant.zp, w_scales=scales,
-                       filter=w.data.astype(np.int8).reshape(kh * kw, channels), bias=bias,
+                       filter=w.data.astype(np.int8).reshape(channels, kh * kw * in_channels)
+                       if op.kind == "CONV_2D" else
+                       w.data.astype(np.int8).reshape(kh * kw, channels), bias=bias,
                        multiplier=mult.astype(np.int32), shift=shift, act_min=act_min,
                        act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
-                       mask_hi=act_max if activation == "RELU6" else None)
+                       mask_hi=act_max if activation == "RELU6" else None, kind=op.kind,
+                       in_channels=in_channels)
     below = producers.get(op.inputs[0])
     return dw, (f"{_op_name(below)}, which the backward does not pass through yet (the "
-                f"input gradient of DEPTHWISE_CONV_2D op {op.index} is not derived)")
+                f"input gradient of {op.kind} op {op.index} is not derived)")
 
 
 @dataclass(frozen=True)
@@ -749,7 +772,8 @@ class Training:
                           (self.conv_channels, c.depth) if self.conv_filter else None)
         if d is not None:
             out += arrays(d.key, d.prefix, (d.channels,) if self.dw_update.bias else None,
-                          (d.taps, self.dw_channels) if self.dw_filter else None)
+                          ((self.dw_channels, d.weights_per_channel) if d.is_conv else
+                           (d.taps, self.dw_channels)) if self.dw_filter else None)
         return out
 
     def template_state(self) -> list[tuple[str, str, int]]:
@@ -779,7 +803,8 @@ class Training:
         if c is not None:
             n += self.conv_channels * c.depth + (c.units if self.conv_update.bias else 0)
         if d is not None:
-            n += self.dw_channels * d.taps + (d.channels if self.dw_update.bias else 0)
+            n += self.dw_channels * d.weights_per_channel + \
+                (d.channels if self.dw_update.bias else 0)
         return n
 
     def full_parameters(self, state: dict[str, np.ndarray]) -> dict[int, tuple[np.ndarray,
@@ -796,7 +821,7 @@ class Training:
             k = update.channels
             if k:
                 trained = np.asarray(state[key + "filter"]).astype(np.int8)
-                if layer is self.dw:
+                if layer is self.dw and not self.dw.is_conv:
                     filt[:, :k] = trained.reshape(filt.shape[0], k)
                 else:
                     filt[:k] = trained.reshape(k, filt.shape[1])
@@ -920,7 +945,8 @@ class Training:
             partial = self.dw_channels < d.channels
             args, layer = retarget(old, rename, symbols["filter"] if self.dw_filter and partial
                                    else None, self.dw_channels if partial else 0)
-            new = replace(old, kernel=kernels.DEPTHWISE_CONV_TRAIN_S8, args=args, layer=layer)
+            new = replace(old, kernel=kernels.CONV2D_TRAIN_S8 if d.is_conv else
+                          kernels.DEPTHWISE_CONV_TRAIN_S8, args=args, layer=layer)
             steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
         used = {a.symbol for s in steps for a in s.args if isinstance(a, ConstArg)}
         used |= set(self.symbols.values())
@@ -961,6 +987,8 @@ class Training:
         out["dw"] = None
         if d is not None:
             out["dw"] = {"op": d.op_index, "prefix": d.prefix, "filter": self.dw_filter,
+                         "is_conv": d.is_conv, "ic": d.in_channels, "kind": d.kind,
+                         "wpc": d.weights_per_channel,
                          "bias": self.dw_update.bias, "k": self.dw_channels,
                          "ih": d.ih, "iw": d.iw, "oh": d.oh, "ow": d.ow, "channels": d.channels,
                          "kh": d.kh, "kw": d.kw, "sh": d.sh, "sw": d.sw, "taps": d.taps,
@@ -980,7 +1008,7 @@ class Training:
         if self.conv is not None:
             kinds[self.conv.op_index] = "CONV_2D"
         if self.dw is not None:
-            kinds[self.dw.op_index] = "DEPTHWISE_CONV_2D"
+            kinds[self.dw.op_index] = self.dw.kind
         return {"scheme": str(self.scheme), "updates": self.what,
                 "head_op": h.op_index,
                 "layers": [op for _, op, u, _ in self.layers() if u.trains],
@@ -1026,7 +1054,7 @@ def sparse_training(graph: Graph, scheme: SparseScheme, head: Head, conv: ConvTa
     if conv is not None:
         reach.append((conv.op_index, conv.units, "CONV_2D"))
     if dw is not None:
-        reach.append((dw.op_index, dw.channels, "DEPTHWISE_CONV_2D"))
+        reach.append((dw.op_index, dw.channels, dw.kind))
     names = ", ".join(f"op {op} ({what})" for op, _, what in reach)
     updates: dict[int, Update] = {}
     for entry in scheme.layers:
@@ -1075,7 +1103,7 @@ def prepare(graph: Graph, spec, options: LibraryOptions) -> Training:
     reach = 1 if conv is None else 2 if dw is None else 3
     if n > reach:
         layer = ["the head", f"CONV_2D (op {conv.op_index})" if conv else "",
-                 f"DEPTHWISE_CONV_2D (op {dw.op_index})" if dw else ""][reach - 1]
+                 f"{dw.kind} (op {dw.op_index})" if dw else ""][reach - 1]
         stop = stop if reach == 1 else below
         raise McunetError(f"--train {scheme}: the backward below {layer} reaches {stop}; "
                           f"this version passes through {BACKWARD_OPS}, so at most "
@@ -1210,9 +1238,10 @@ class TrainReference:
         d = self.d
         if d is not None:
             k = t.dw_channels
+            shape = (k, d.weights_per_channel) if d.is_conv else (d.taps, k)
             self.dw = {"filter": d.filter.copy(), "bias": d.bias.copy(),
-                       "filter_delta": np.zeros((d.taps, k), np.float32),
-                       "filter_velocity": np.zeros((d.taps, k), np.float32),
+                       "filter_delta": np.zeros(shape, np.float32),
+                       "filter_velocity": np.zeros(shape, np.float32),
                        "bias_delta": np.zeros(d.channels, np.float32),
                        "bias_velocity": np.zeros(d.channels, np.float32)}
 
@@ -1224,7 +1253,8 @@ class TrainReference:
         for key, _, _, shape in t.state_layout():
             if self.d is not None and key.startswith(self.d.key):
                 name, store, k = key[len(self.d.key):], self.dw, t.dw_channels
-                value = store[name][:, :k] if name == "filter" else store[name]
+                value = (store[name][:k] if self.d.is_conv else store[name][:, :k]) \
+                    if name == "filter" else store[name]
             elif self.c is not None and key.startswith(self.c.key):
                 name, store, k = key[len(self.c.key):], self.conv, t.conv_channels
                 value = store[name][:k] if name == "filter" else store[name]
@@ -1270,12 +1300,18 @@ class TrainReference:
         """The depthwise's int8 output [pixels][channels] for its int8 input x (TFLite's
         reference arithmetic: padding contributes nothing)."""
         d = self.d
-        xc = x.reshape(d.ih * d.iw, d.channels).astype(np.int64) - d.x_zp
-        xc = np.concatenate([xc, np.zeros((1, d.channels), np.int64)])  # the padding row
+        depth = d.in_channels if d.is_conv else d.channels
+        xc = x.reshape(d.ih * d.iw, depth).astype(np.int64) - d.x_zp
+        xc = np.concatenate([xc, np.zeros((1, depth), np.int64)])  # the padding row
         w = self.dw["filter"].astype(np.int64)
         acc = np.zeros((d.pixels, d.channels), np.int64)
-        for k in range(d.taps):
-            acc += xc[self._taps[k]] * w[k][None, :]
+        if d.is_conv:  # CONV_2D: [channels][taps][in_channels]
+            w = w.reshape(d.channels, d.taps, depth)
+            for k in range(d.taps):
+                acc += xc[self._taps[k]] @ w[:, k, :].T
+        else:
+            for k in range(d.taps):
+                acc += xc[self._taps[k]] * w[k][None, :]
         acc = _wrap32(_wrap32(acc) + self.dw["bias"].astype(np.int64))
         y = _wrap32(_requantize(acc, d.multiplier, d.shift) + d.y_zp)
         return np.clip(y, d.act_min, d.act_max).astype(np.int8)
@@ -1305,10 +1341,19 @@ class TrainReference:
         if d.mask_hi is not None:
             dmask &= ydw < d.mask_hi
         g = np.where(dmask, g, F(0.0)).astype(np.float32)
-        xc = (x.reshape(d.ih * d.iw, d.channels).astype(np.int32) - d.x_zp).astype(np.float32)
-        xc = np.concatenate([xc, np.zeros((1, d.channels), np.float32)])
-        taps = np.zeros((d.taps, d.channels), np.float32)
+        depth = d.in_channels if d.is_conv else d.channels
+        xc = (x.reshape(d.ih * d.iw, depth).astype(np.int32) - d.x_zp).astype(np.float32)
+        xc = np.concatenate([xc, np.zeros((1, depth), np.float32)])
         total = np.zeros(d.channels, np.float32)
+        if d.is_conv:
+            # T[o][k][i] = sum over p in order of g[p][o] (x[tap k of p][i] - zp_x).
+            taps = np.zeros((d.channels, d.taps, depth), np.float32)
+            for p in range(d.pixels):
+                total = (total + g[p]).astype(np.float32)
+                taps = (taps + g[p][:, None, None] * xc[self._taps[:, p]][None, :, :]
+                        ).astype(np.float32)
+            return taps.reshape(d.channels, d.taps * depth), total
+        taps = np.zeros((d.taps, d.channels), np.float32)
         for p in range(d.pixels):
             total = (total + g[p]).astype(np.float32)
             taps = (taps + g[p][None, :] * xc[self._taps[:, p]]).astype(np.float32)
@@ -1420,7 +1465,13 @@ class TrainReference:
                 b = d.bias.astype(np.int64) + round_delta(s["bias_delta"], BIAS_LIMIT)
                 s["bias"] = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
             k = t.dw_channels
-            if k:
+            if k and d.is_conv:
+                g = (taps[:k] * d.qas_filter()[:k, None]).astype(np.float32)
+                s["filter_velocity"], s["filter_delta"] = self._sgd(
+                    g, s["filter_velocity"], s["filter_delta"])
+                w = d.filter[:k].astype(np.int64) + round_delta(s["filter_delta"], FILTER_LIMIT)
+                s["filter"][:k] = np.clip(w, -127, 127).astype(np.int8)
+            elif k:
                 g = (taps[:, :k] * d.qas_filter()[None, :k]).astype(np.float32)
                 s["filter_velocity"], s["filter_delta"] = self._sgd(
                     g, s["filter_velocity"], s["filter_delta"])

@@ -321,6 +321,23 @@ def test_training_through_a_residual_add_is_bit_exact(tmp_path, scheme, depthwis
     assert (t.dw is not None) == depthwise
 
 
+@pytest.mark.parametrize("scheme", [
+    "last:3", pytest.param("bias", marks=pytest.mark.slow),
+    pytest.param({"layers": [{"op": "head", "bias": True},
+                             {"op": 0, "weights": 0.5, "bias": True}]}, marks=pytest.mark.slow)])
+def test_a_3x3_conv_under_the_1x1_conv_is_bit_exact(tmp_path, scheme):
+    """conv_model's 3x3 stride-2 SAME CONV_2D (op 0, on the model's input) under the 1x1 conv:
+    its weight gradient T[o][k][i] (every input channel of every tap) and bias, 100 steps;
+    last:4 is refused at the model's input. The sparse scheme: the head's biases, op 1 frozen,
+    op 0's first 4 of 8 output channels."""
+    spec = scheme if isinstance(scheme, str) else scheme_file(tmp_path, scheme)
+    compiled, _ = check_training(conv_model("RELU6", True), tmp_path, spec, lr=0.05, rows=8)
+    t = compiled.training
+    assert (t.dw.kind, t.dw.op_index, t.dw.in_channels, t.dw.kh) == ("CONV_2D", 0, 3, 3)
+    assert t.parameters == {"last:3": 5 * 17 + 16 * 9 + 8 * 28, "bias": 5 + 16 + 8}.get(
+        spec, 5 + 4 * 27 + 8)
+
+
 @pytest.mark.parametrize("scheme, lr", [("last:3", 0.01), ("bias", 0.05)])
 def test_kws_last3_and_depthwise_bias_are_bit_exact_with_the_reference(tmp_path, scheme, lr):
     """The backward on through op 8's input gradient and op 7's ReLU mask to the
@@ -760,7 +777,8 @@ def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tm
                                      "op8_bias_delta", "op8_bias_velocity"]
 
 
-@pytest.mark.parametrize("which", ["kws", pytest.param("residual", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("which", ["kws", "conv3x3",
+                                   pytest.param("residual", marks=pytest.mark.slow)])
 def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
     """last:3 on KWS, float against float: the reference's gradients of op 7's (the
     DEPTHWISE_CONV_2D's) real-valued filter and bias, and of op 8's and the head's, against
@@ -770,12 +788,14 @@ def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
     QAS update of op 7, scaled back, is -lr times TF's gradient (1e-5 of the largest).
     "residual": the same through a residual ADD (residual_model with the depthwise and a
     RELU6 on the ADD): TF adds the residual's real values to the 1x1 conv's and masks the sum
-    by the ADD's activation."""
+    by the ADD's activation. "conv3x3": a 3x3 stride-2 SAME CONV_2D under the 1x1 conv
+    (conv_model), its weight gradient against tf.nn.conv2d's."""
     tf = pytest.importorskip("tensorflow")
     model = mlperf_model("kws_ref_model.tflite")
-    if which == "residual":
-        model = tmp_path / "residual.tflite"
-        model.write_bytes(residual_model(True, "RELU6", seed=2))
+    if which != "kws":
+        model = tmp_path / f"{which}.tflite"
+        model.write_bytes(residual_model(True, "RELU6", seed=2) if which == "residual" else
+                          conv_model("RELU6", True, seed=4))
     compiled = api.compile(model, train="last:3")
     t = compiled.training
     h, c, d = t.head, t.conv, t.dw
@@ -790,7 +810,8 @@ def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
             m &= v < hi
         return m
 
-    padding = "SAME" if d.pad_top or d.pad_left else "VALID"
+    padding = compiled.graph.ops[d.op_index].attrs["padding"]
+    depth = d.in_channels if d.is_conv else d.channels
     for xi, label in zip(xs, labels[:3]):
         ref = TrainReference(t, momentum=0.0)
         grads = ref.real_gradients(xi, int(label))
@@ -799,19 +820,24 @@ def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
         y, pooled = ref.conv_forward(ydw, r)
         zq = ref.head_logits(pooled).astype(np.float32) - h.y_zp
         ds, cs, hs = (v.w_scales.astype(np.float64) for v in (d, c, h))
-        Wd = tf.Variable((d.filter * ds[None, :]).reshape(d.kh, d.kw, d.channels, 1)
-                         .astype(np.float32))
+        if d.is_conv:  # TF's HWIO from TFLite's [O][kh][kw][I]
+            Wd = tf.Variable((d.filter.reshape(d.channels, d.kh, d.kw, depth) *
+                              ds[:, None, None, None]).transpose(1, 2, 3, 0).astype(np.float32))
+        else:
+            Wd = tf.Variable((d.filter * ds[None, :]).reshape(d.kh, d.kw, d.channels, 1)
+                             .astype(np.float32))
         bd = tf.Variable((d.bias * d.x_scale * ds).astype(np.float32))
         Wc = tf.Variable((c.filter * cs[:, None]).astype(np.float32))
         bc = tf.Variable((c.bias * c.x_scale * cs).astype(np.float32))
         W = tf.Variable((h.filter * hs[:, None]).astype(np.float32))
         b = tf.Variable((h.bias * h.x_scale * hs).astype(np.float32))
-        xr = tf.constant(((xe.reshape(1, d.ih, d.iw, d.channels).astype(np.float32) - d.x_zp)
+        xr = tf.constant(((xe.reshape(1, d.ih, d.iw, depth).astype(np.float32) - d.x_zp)
                           * np.float32(d.x_scale)))
         yr = tf.constant((ydw.astype(np.float32) - c.x_zp) * np.float32(c.x_scale))
         pr = tf.constant((pooled.astype(np.float32) - h.x_zp) * np.float32(h.x_scale))
         with tf.GradientTape() as tape:
-            lin0 = tf.nn.depthwise_conv2d(xr, Wd, [1, d.sh, d.sw, 1], padding) + bd
+            conv2d = tf.nn.conv2d if d.is_conv else tf.nn.depthwise_conv2d
+            lin0 = conv2d(xr, Wd, [1, d.sh, d.sw, 1], padding) + bd
             lin0 = tf.reshape(lin0, [d.pixels, d.channels]) * \
                 tf.constant(masked(ydw, d.mask_lo, d.mask_hi), tf.float32)
             a0 = tf.stop_gradient(yr - lin0) + lin0
@@ -829,7 +855,8 @@ def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
                 labels=tf.constant([int(label)]), logits=z[None])[0]
         tw, tb, tcw, tcb, tdw, tdb = (g.numpy() for g in
                                       tape.gradient(loss, [W, b, Wc, bc, Wd, bd]))
-        tdw = tdw.reshape(d.taps, d.channels)
+        tdw = tdw.transpose(3, 0, 1, 2).reshape(d.channels, -1) if d.is_conv else \
+            tdw.reshape(d.taps, d.channels)
         for mine, theirs in [(grads["filter"], tw), (grads["bias"], tb),
                              (grads["conv_filter"], tcw), (grads["conv_bias"], tcb),
                              (grads["dw_filter"], tdw), (grads["dw_bias"], tdb)]:
@@ -837,7 +864,8 @@ def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
         assert np.any(grads["dw_filter"] != 0) and not masked(ydw, d.mask_lo, d.mask_hi).all()
         assert r is None or not masked(y, c.mask_lo, c.mask_hi).all()
         ref.step(xi, int(label))
-        moved = ref.dw["filter_delta"].astype(np.float64) * ds[None, :]
+        moved = ref.dw["filter_delta"].astype(np.float64) * (ds[:, None] if d.is_conv else
+                                                             ds[None, :])
         np.testing.assert_allclose(moved, -t.lr * tdw, rtol=1e-5,
                                    atol=1e-5 * np.max(np.abs(t.lr * tdw)))
         moved_b = ref.dw["bias_delta"] * d.x_scale * ds
