@@ -1,4 +1,6 @@
-"""On-device training, first slice (issue 14): `--train head` and `--train bias`.
+"""On-device training (issue 14): `--train head`, `bias`, `last:N` and sparse schemes (a JSON
+file: per layer its biases and the weights of its first ceil(ratio x C) output channels;
+parse_sparse, sparse_training).
 
 What a training build is (docs/training.md says the same for users):
 
@@ -61,12 +63,12 @@ from .step import ConstArg, ConstArray, Step, TensorArg
 
 SCHEMES = {"head": "the last FULLY_CONNECTED layer's weights and bias",
            "bias": "the biases of the last FULLY_CONNECTED layer and of the 1x1 CONV_2D the "
-                   "backward reaches through the pooling and the DEPTHWISE_CONV_2D under it "
-                   "(where there are)"}
+                   "backward reaches through the pooling and the DEPTHWISE_CONV_2D or CONV_2D "
+                   "under it (where there are)"}
 # What the backward passes through between the head and the layer below it (docs/training.md).
 BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, a "
-                "residual ADD, a 1x1 stride-1 CONV_2D and the DEPTHWISE_CONV_2D under it "
-                "(depth multiplier 1; fused NONE, RELU or RELU6)")
+                "residual ADD, a 1x1 stride-1 CONV_2D and the DEPTHWISE_CONV_2D (depth "
+                "multiplier 1) or CONV_2D under it (fused NONE, RELU or RELU6)")
 _MASKED = ("NONE", "RELU", "RELU6")
 DEFAULT_LR = 0.01
 DEFAULT_MOMENTUM = 0.9
