@@ -99,7 +99,7 @@ def train_project_files(model, board: Board, source: str | None = None) -> dict[
     lib = model.library()
     files["src/main.c"] = library_environment(lib.name).get_template(
         "firmware/train_main.c.j2").render(version=__version__, board=board,
-                                            scheme=model.training.scheme,
+                                            scheme=str(model.training.scheme),
                                             state=model.training.template_state(),
                                             paint_bytes=paint)
     return files
@@ -189,7 +189,7 @@ def train_on_board(model, board: Board, train_x: np.ndarray, train_y: np.ndarray
     spans = [marks[2 + 2 * k + 1] - marks[2 + 2 * k] - cost for k in range((expected - 2) // 2)]
     invoke, steps = spans[:m], spans[m:m + len(train_x)]
     ram = _ram(model, board, elf, elf_path, text)
-    return DeviceTraining(board=board.name, scheme=t.scheme, steps=len(train_x), eval_rows=m,
+    return DeviceTraining(board=board.name, scheme=str(t.scheme), steps=len(train_x), eval_rows=m,
                           before_outputs=before_out, before_logits=before_logits, run=run,
                           step_instructions=steps, invoke_instructions=invoke, ram=ram,
                           flags=_flags(files["platformio.ini"]))
