@@ -99,7 +99,7 @@ def train_project_files(model, board: Board, source: str | None = None) -> dict[
     lib = model.library()
     files["src/main.c"] = library_environment(lib.name).get_template(
         "firmware/train_main.c.j2").render(version=__version__, board=board,
-                                            scheme=model.training.scheme,
+                                            scheme=str(model.training.scheme),
                                             state=model.training.template_state(),
                                             paint_bytes=paint)
     return files
@@ -189,7 +189,7 @@ def train_on_board(model, board: Board, train_x: np.ndarray, train_y: np.ndarray
     spans = [marks[2 + 2 * k + 1] - marks[2 + 2 * k] - cost for k in range((expected - 2) // 2)]
     invoke, steps = spans[:m], spans[m:m + len(train_x)]
     ram = _ram(model, board, elf, elf_path, text)
-    return DeviceTraining(board=board.name, scheme=t.scheme, steps=len(train_x), eval_rows=m,
+    return DeviceTraining(board=board.name, scheme=str(t.scheme), steps=len(train_x), eval_rows=m,
                           before_outputs=before_out, before_logits=before_logits, run=run,
                           step_instructions=steps, invoke_instructions=invoke, ram=ram,
                           flags=_flags(files["platformio.ini"]))
@@ -243,8 +243,8 @@ def _ram(model, board: Board, elf, elf_path: Path, text: str) -> dict:
 
 
 def head_inputs(source, model, rows: np.ndarray) -> np.ndarray:
-    """The trained tail's int8 input (Training.entry: the head's, or the trained conv's) for
-    every row, by TFLite's reference kernels."""
+    """The trained tail's int8 input (Training.entries: the head's, or the trained conv's, and
+    a residual ADD's other input) for every row, by TFLite's reference kernels."""
     from mcunet.reference import _interpreter
 
     interp = _interpreter(source, preserve=True)
@@ -253,8 +253,9 @@ def head_inputs(source, model, rows: np.ndarray) -> np.ndarray:
     for x in rows:
         interp.set_tensor(d["index"], np.asarray(x, np.int8).reshape(d["shape"]))
         interp.invoke()
-        xs.append(interp.get_tensor(model.training.entry).reshape(-1).copy())
-    size = model.graph.t(model.training.entry).size
+        xs.append(np.concatenate([interp.get_tensor(e).reshape(-1)
+                                  for e in model.training.entries]))
+    size = sum(model.graph.t(e).size for e in model.training.entries)
     return np.stack(xs) if xs else np.zeros((0, size), np.int8)
 
 

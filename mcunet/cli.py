@@ -47,7 +47,9 @@ def train_option(fn):
         "--train", "train", default=None, metavar="SPEC",
         help="a training build (docs/training.md): head (the last fully connected layer's "
              "weights and bias), last:N (the weights and biases of the last N trainable layers: "
-             "the head and the 1x1 conv under its pooling) or bias (their biases); adds NAME_train_step(input, label), plans "
+             "the head, the 1x1 conv under its pooling, the depthwise under that), bias (their "
+             "biases) or a sparse scheme's JSON file (per layer its biases and a ratio of its "
+             "output channels' weights); adds NAME_train_step(input, label), plans "
              "layer by layer and counts the training state in the peak SRAM")(fn)
 
 
@@ -380,9 +382,12 @@ def _lrs(text: str) -> list[float]:
               help="learning rate, or a comma-separated list: each scheme keeps its best on "
                    "the validation split")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--scheme", "sparse", multiple=True, metavar="FILE.json",
+              help="a sparse scheme's JSON file (docs/training.md) to measure beside the named "
+                   "schemes; repeatable")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the table")
 def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, epochs, lr_text,
-                   seed, as_json):
+                   seed, sparse, as_json):
     """Choose the training scheme (docs/training.md): train every scheme the compiler accepts
     for MODEL with the NumPy reference (bit-exact with the generated C) on labelled samples,
     score it on a validation split, set its accuracy gain against its training peak SRAM
@@ -392,7 +397,7 @@ def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, ep
     start = time.perf_counter()
     result = train_plan(model, dataset, sram=sram, flash=flash, board=board,
                         classes=parse_classes(classes), samples=samples, val=val,
-                        epochs=epochs, lrs=_lrs(lr_text), seed=seed)
+                        epochs=epochs, lrs=_lrs(lr_text), seed=seed, schemes=sparse)
     pick = next(s for s in result.schemes if s.scheme == result.pick)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))

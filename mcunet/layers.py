@@ -170,15 +170,21 @@ class PerChannelRequantized(Windowed):
 @dataclass(frozen=True)
 class ConvLayer(PerChannelRequantized):
     """CONV_2D: int8 filter (oc, kh, kw, ic), symmetric per channel; int32 bias, Q31
-    multiplier and shift per output channel."""
+    multiplier and shift per output channel. trained (a sparse --train build,
+    mcunet/training.py): the first `trained` output channels' filter values are read from
+    `filter` (RAM, oc = trained of them), the others from `filter_frozen` (the flash filter,
+    all channels); 0: all from `filter`."""
     fused_add: FusedAdd | None = None
+    trained: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True)
 class DepthwiseLayer(PerChannelRequantized):
     """DEPTHWISE_CONV_2D: int8 filter (1, kh, kw, oc) with oc = ic * depth_multiplier,
-    symmetric per channel; bias, multiplier and shift per output channel as ConvLayer."""
+    symmetric per channel; bias, multiplier and shift per output channel as ConvLayer.
+    trained: as ConvLayer's (the RAM filter is then [kh][kw][trained])."""
     depth_multiplier: int
+    trained: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,8 @@ class FullyConnectedLayer(Layer):
     rescale instead, the fixed-point requantisation of conv layers (a Q31 multiplier and a
     shift per unit or one pair, mcunet_requantize). near: the double rescale takes its fast
     form (mcunet_round_scaled_near, quant.NearRescale), whose window and k the `near`
-    argument holds; False where the scales do not allow it."""
+    argument holds; False where the scales do not allow it. trained: as ConvLayer's (the
+    trainable kernel only: units < trained from `filter`, the rest from `filter_frozen`)."""
     batches: int
     units: int
     depth: int
@@ -216,6 +223,7 @@ class FullyConnectedLayer(Layer):
     act_max: int
     fixed_point: bool = False
     near: bool = False
+    trained: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True)

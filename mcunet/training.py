@@ -1,4 +1,6 @@
-"""On-device training, first slice (issue 14): `--train head` and `--train bias`.
+"""On-device training (issue 14): `--train head`, `bias`, `last:N` and sparse schemes (a JSON
+file: per layer its biases and the weights of its first ceil(ratio x C) output channels;
+parse_sparse, sparse_training).
 
 What a training build is (docs/training.md says the same for users):
 
@@ -41,12 +43,16 @@ autodiff.
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from .codegen import kernels
 from .codegen.library import LibraryOptions
+from .codegen.ops.add import add_arith
 from .codegen.ops.mean import mean_multiplier
 from .errors import McunetError
 from .graph import Graph, Op
@@ -57,12 +63,12 @@ from .step import ConstArg, ConstArray, Step, TensorArg
 
 SCHEMES = {"head": "the last FULLY_CONNECTED layer's weights and bias",
            "bias": "the biases of the last FULLY_CONNECTED layer and of the 1x1 CONV_2D the "
-                   "backward reaches through the pooling and the DEPTHWISE_CONV_2D under it "
-                   "(where there are)"}
+                   "backward reaches through the pooling and the DEPTHWISE_CONV_2D or CONV_2D "
+                   "under it (where there are)"}
 # What the backward passes through between the head and the layer below it (docs/training.md).
-BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, a 1x1 "
-                "stride-1 CONV_2D and the DEPTHWISE_CONV_2D under it (depth multiplier 1; "
-                "fused NONE, RELU or RELU6)")
+BACKWARD_OPS = ("RESHAPE, SQUEEZE, a global AVERAGE_POOL_2D or MEAN over the pixels, a "
+                "residual ADD, a 1x1 stride-1 CONV_2D and the DEPTHWISE_CONV_2D (depth "
+                "multiplier 1) or CONV_2D under it (fused NONE, RELU or RELU6)")
 _MASKED = ("NONE", "RELU", "RELU6")
 DEFAULT_LR = 0.01
 DEFAULT_MOMENTUM = 0.9
@@ -92,9 +98,109 @@ def c_float(value) -> str:
     return float(F(value)).hex() + "f"
 
 
-def parse_scheme(spec: str) -> str:
-    """The --train SPEC (head, bias or last:N with N >= 1), or McunetError naming what is and
-    is not supported yet."""
+@dataclass(frozen=True)
+class LayerSpec:
+    """One entry of a sparse scheme, as the JSON file gives it (resolved against the model by
+    prepare): the layer (`op`: an op index, "head", or the name of the op's output tensor),
+    the ratio of its output channels whose weights are updated (None: none) and whether its
+    biases are."""
+    op: int | str
+    weights: float | None
+    bias: bool
+    where: str  # e.g. "layers[1]", for the messages
+
+
+@dataclass(frozen=True)
+class SparseScheme:
+    """A sparse update scheme read from a JSON file (docs/training.md, "Sparse update")."""
+    path: str
+    layers: tuple[LayerSpec, ...]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+_SPARSE_KEYS = ("op", "weights", "bias")
+
+
+def _sparse_error(path: str, where: str, what: str) -> McunetError:
+    return McunetError(f"--train {path}: {where}: {what} (docs/training.md, sparse update)"
+                       if where else f"--train {path}: {what} (docs/training.md, sparse update)")
+
+
+def parse_sparse(path: str, data) -> SparseScheme:
+    """The SparseScheme of a parsed JSON document, or McunetError naming the bad field."""
+    if not isinstance(data, dict):
+        raise _sparse_error(path, "", 'the file must hold one JSON object, {"layers": [...]}')
+    extra = sorted(set(data) - {"layers"})
+    if extra:
+        raise _sparse_error(path, extra[0], 'unknown field (a scheme has "layers" only)')
+    layers = data.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise _sparse_error(path, "layers", "missing or not a non-empty list of layers")
+    out = []
+    for k, entry in enumerate(layers):
+        where = f"layers[{k}]"
+        if not isinstance(entry, dict):
+            raise _sparse_error(path, where, 'not an object like {"op": 8, "weights": 0.25, '
+                                '"bias": true}')
+        extra = sorted(set(entry) - set(_SPARSE_KEYS))
+        if extra:
+            raise _sparse_error(path, f"{where}.{extra[0]}",
+                                "unknown field (a layer has op, weights and bias)")
+        if "op" not in entry:
+            raise _sparse_error(path, f"{where}.op", "missing (an op index, \"head\", or the "
+                                "name of the op's output tensor)")
+        op = entry["op"]
+        if isinstance(op, bool) or not isinstance(op, (int, str)):
+            raise _sparse_error(path, f"{where}.op", f"{json.dumps(op)} is not an op index, "
+                                "\"head\" or a tensor name")
+        weights = entry.get("weights")
+        if weights is not None:
+            if isinstance(weights, bool) or not isinstance(weights, (int, float)) or \
+                    not 0 < weights <= 1:
+                raise _sparse_error(path, f"{where}.weights", f"{json.dumps(weights)} is not a "
+                                    "ratio of output channels in (0, 1]")
+        bias = entry.get("bias", False)
+        if not isinstance(bias, bool):
+            raise _sparse_error(path, f"{where}.bias", f"{json.dumps(bias)} is not true or false")
+        if weights is None and not bias:
+            raise _sparse_error(path, where, "updates nothing (give weights, a ratio in (0, 1], "
+                                "and/or \"bias\": true)")
+        out.append(LayerSpec(op=op, weights=None if weights is None else float(weights),
+                             bias=bias, where=where))
+    return SparseScheme(path=path, layers=tuple(out))
+
+
+def read_sparse(path: str) -> SparseScheme:
+    """The SparseScheme in a JSON file, or McunetError (missing, a directory, unreadable,
+    malformed, or a bad field)."""
+    p = Path(path)
+    if p.is_dir():
+        raise _sparse_error(path, "", "is a directory, not a JSON scheme file")
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise _sparse_error(path, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _sparse_error(path, "", f"cannot be read ({exc.__class__.__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _sparse_error(path, "", f"not valid JSON (line {exc.lineno} column {exc.colno}: "
+                            f"{exc.msg})") from None
+    return parse_sparse(path, data)
+
+
+def parse_scheme(spec) -> str | SparseScheme:
+    """The --train SPEC: head, bias, last:N (N >= 1), or a sparse scheme (a .json file or a
+    directory named as one, an already parsed dict, or a SparseScheme); McunetError naming
+    what is wrong."""
+    if isinstance(spec, SparseScheme):
+        return spec
+    if isinstance(spec, dict):
+        return parse_sparse("<scheme>", spec)
+    spec = str(spec)
     if spec in SCHEMES:
         return spec
     if spec.startswith("last:"):
@@ -102,15 +208,15 @@ def parse_scheme(spec: str) -> str:
         if not n.isdigit() or int(n) < 1:
             raise McunetError(f"--train {spec}: N in last:N must be a whole number >= 1")
         return f"last:{int(n)}"
-    if spec.endswith(".json"):
-        raise McunetError(f"--train {spec}: sparse update schemes (per-layer channel ratios in "
-                          "JSON) are not supported yet; this version trains `head`, `bias` or "
-                          "`last:N`")
-    raise McunetError(f"--train {spec!r} is not a training scheme: give head, bias or last:N "
-                      "(sparse JSON schemes are not supported yet)")
+    if spec.lower().endswith(".json") or Path(spec).is_dir():
+        return read_sparse(spec)
+    raise McunetError(f"--train {spec!r} is not a training scheme: give head, bias, last:N or "
+                      "a sparse scheme's .json file")
 
 
-def describe(scheme: str) -> str:
+def describe(scheme) -> str:
+    if isinstance(scheme, SparseScheme):
+        return f"the sparse update of {scheme.path}"
     if scheme in SCHEMES:
         return SCHEMES[scheme]
     n = int(scheme[5:])
@@ -261,7 +367,34 @@ class ConvTail(_TrainedConvLayer):
     # A MEAN over the pixels instead of AVERAGE_POOL_2D: TFLite's QuantizedMeanOrSum integers
     # (sum + mean_offset, requantised with 1/n folded in, + mean_zp); None for the pool.
     mean: tuple[int, int, int, int] | None = None  # (sum offset, multiplier, shift, output zp)
+    # A residual ADD between the conv and the pool (an inverted-residual block's end): y is
+    # then the ADD's output (kept: its activation's mask), the conv's own output is not (its
+    # activation is NONE: straight through, as the ADD's requantisation); `residual` is the
+    # ADD's other input, which the reference's forward needs.
+    add: object | None = None  # the ADD's AddArith (codegen.ops.add.add_arith)
+    add_op: int | None = None
+    residual: int | None = None
+    residual_first: bool = False
 
+
+
+def _residual_add(graph: Graph, op: Op, producers, consumers):
+    """((the ADD, which input is the residual, its AddArith), "") where the ADD's output is
+    the sum of a 1x1 conv's (read by the ADD only) and another tensor of its shape, else
+    (None, why)."""
+    if len(op.inputs) != 2 or any(graph.t(i).is_const or graph.t(i).shape !=
+                                  graph.t(op.outputs[0]).shape for i in op.inputs):
+        return None, f"{_op_name(op)}, which is not a residual ADD of two tensors of one shape"
+    for k in (1, 0):  # the conv is usually the second operand (Keras's Add([x, y]))
+        conv = producers.get(op.inputs[k])
+        if conv is not None and conv.kind == "CONV_2D" and \
+                len(consumers.get(op.inputs[k], [])) == 1 and op.inputs[k] not in graph.outputs \
+                and op.inputs[1 - k] != op.inputs[k]:
+            a, b = graph.t(op.inputs[0]), graph.t(op.inputs[1])
+            arith = add_arith(a, b, graph.t(op.outputs[0]), op.attrs.get("activation", "NONE"))
+            return (op, 1 - k, arith), ""
+    return None, (f"{_op_name(op)}, neither of whose inputs is a CONV_2D read by it alone "
+                  "(the backward passes through a residual ADD to such a conv)")
 
 
 def _op_name(op: Op | None) -> str:
@@ -310,6 +443,13 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
         return None, "the model's input"
     if not single(t):
         return None, f"{_op_name(op)}, whose output has other consumers"
+    add = None
+    if op.kind == "ADD":
+        add, why = _residual_add(graph, op, producers, consumers)
+        if add is None:
+            return None, why
+        t = op.inputs[1 - add[1]]
+        op = producers[t]
     w = graph.t(op.inputs[1]) if op.kind == "CONV_2D" else None
     if op.kind != "CONV_2D" or w.shape[1:3] != (1, 1) or \
             (op.attrs["stride_h"], op.attrs["stride_w"]) != (1, 1):
@@ -318,6 +458,15 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
     if activation not in _MASKED:
         return None, f"{_op_name(op)}, whose fused {activation} is not supported"
     x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    y_out, mask_act = op.outputs[0], activation
+    if add is not None:
+        add_op, _, arith = add
+        if activation != "NONE":
+            return None, (f"{_op_name(op)} under the residual ADD (op {add_op.index}), whose "
+                          f"fused {activation} is not supported (its output is not kept)")
+        y_out, mask_act = add_op.outputs[0], add_op.attrs.get("activation", "NONE")
+        if mask_act not in _MASKED:
+            return None, f"{_op_name(add_op)}, whose fused {mask_act} is not supported"
     units, depth = w.shape[0], w.shape[3]
     pixels = x.size // depth
     if pixels * 255 >= 1 << 24:
@@ -329,25 +478,32 @@ def find_tail(graph: Graph, head: Head) -> tuple[ConvTail | None, str]:
     act_min, act_max = activation_range(activation, y.quant.s, y.quant.zp)
     bias = graph.t(op.inputs[2]).data.astype(np.int32).reshape(-1) \
         if len(op.inputs) > 2 and op.inputs[2] >= 0 else np.zeros(units, np.int32)
-    conv = ConvTail(op_index=op.index, x=op.inputs[0], y=op.outputs[0], pixels=pixels,
+    mask_min, mask_max = activation_range(mask_act, graph.t(y_out).quant.s,
+                                          graph.t(y_out).quant.zp)
+    conv = ConvTail(op_index=op.index, x=op.inputs[0], y=y_out, pixels=pixels,
                     units=units, depth=depth, x_scale=float(x.quant.s), x_zp=x.quant.zp,
                     y_zp=y.quant.zp, w_scales=scales,
                     filter=w.data.astype(np.int8).reshape(units, depth), bias=bias,
                     multiplier=mult.astype(np.int32), shift=shift, act_min=act_min,
-                    act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
-                    mask_hi=act_max if activation == "RELU6" else None, pool_op=pool.index,
-                    pool_min=pool_min, pool_max=pool_max, mean=mean)
+                    act_max=act_max, mask_lo=mask_min if mask_act != "NONE" else None,
+                    mask_hi=mask_max if mask_act == "RELU6" else None, pool_op=pool.index,
+                    pool_min=pool_min, pool_max=pool_max, mean=mean,
+                    **({} if add is None else
+                       {"add": add[2], "add_op": add[0].index,
+                        "residual": add[0].inputs[add[1]], "residual_first": add[1] == 0}))
     if np.any(w.quant.zero_point != 0):
         return None, f"{_op_name(op)}, whose filter is not symmetric"
     below = producers.get(op.inputs[0])
     return conv, (f"{_op_name(below)}, which the backward does not pass through yet (below "
-                  f"CONV_2D op {op.index} it passes through a DEPTHWISE_CONV_2D only)")
+                  f"CONV_2D op {op.index} it passes through a DEPTHWISE_CONV_2D or a CONV_2D "
+                  "only)")
 
 
 @dataclass(frozen=True)
 class DepthwiseTail(_TrainedConvLayer):
-    """The DEPTHWISE_CONV_2D under the trained 1x1 conv (depth multiplier 1, no dilation):
-    the backward reaches it through the conv's input gradient (last:3, bias)."""
+    """The DEPTHWISE_CONV_2D (depth multiplier 1) or CONV_2D (any kernel, kind "CONV_2D") under
+    the trained 1x1 conv, no dilation: the backward reaches it through the conv's input
+    gradient (last:3, bias). `channels` are its output channels (the 1x1 conv's depth)."""
     op_index: int
     x: int  # its input (int8, ih x iw x channels), kept for the filter gradient
     y: int  # its output = the conv's input, kept for the activation's mask
@@ -374,6 +530,17 @@ class DepthwiseTail(_TrainedConvLayer):
     act_max: int
     mask_lo: int | None
     mask_hi: int | None
+    kind: str = "DEPTHWISE_CONV_2D"
+    in_channels: int = 0  # a CONV_2D's input channels (its filter: [channels][taps * these])
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind == "CONV_2D"
+
+    @property
+    def weights_per_channel(self) -> int:
+        """Filter values per output channel: kh kw (depthwise), kh kw in_channels (conv)."""
+        return self.taps * (self.in_channels if self.is_conv else 1)
 
     @property
     def taps(self) -> int:
@@ -400,8 +567,8 @@ class DepthwiseTail(_TrainedConvLayer):
 
 
 def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, str]:
-    """The DEPTHWISE_CONV_2D whose output is the trained conv's input (or None), and what
-    stops the backward there or below it."""
+    """The DEPTHWISE_CONV_2D or CONV_2D whose output is the trained conv's input (or None), and
+    what stops the backward there or below it."""
     producers, consumers = graph.producers(), graph.consumers()
     t = conv.x
     op = producers.get(t)
@@ -409,13 +576,20 @@ def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, 
         return None, "the model's input"
     if len(consumers.get(t, [])) != 1 or t in graph.outputs:
         return None, f"{_op_name(op)}, whose output has other consumers"
-    if op.kind != "DEPTHWISE_CONV_2D":
+    if op.kind not in ("DEPTHWISE_CONV_2D", "CONV_2D"):
         return None, (f"{_op_name(op)}, which the backward does not pass through yet (below "
-                      f"CONV_2D op {conv.op_index} it passes through a DEPTHWISE_CONV_2D only)")
+                      f"CONV_2D op {conv.op_index} it passes through a DEPTHWISE_CONV_2D or a "
+                      "CONV_2D only)")
     x, w, y = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
-    _, kh, kw, channels = w.shape
-    if len(x.shape) != 4 or x.shape[3] != channels:
-        return None, f"{_op_name(op)}, whose depth multiplier is not 1 (only 1 is supported)"
+    if op.kind == "CONV_2D":
+        channels, kh, kw, in_channels = w.shape
+        if len(x.shape) != 4 or x.shape[3] != in_channels:
+            return None, f"{_op_name(op)}, a grouped convolution (not supported)"
+    else:
+        _, kh, kw, channels = w.shape
+        in_channels = 0
+        if len(x.shape) != 4 or x.shape[3] != channels:
+            return None, f"{_op_name(op)}, whose depth multiplier is not 1 (only 1 is supported)"
     if (op.attrs.get("dilation_h", 1), op.attrs.get("dilation_w", 1)) != (1, 1):
         return None, f"{_op_name(op)}, which is dilated (not supported)"
     activation = op.attrs.get("activation", "NONE")
@@ -438,40 +612,93 @@ def find_depthwise(graph: Graph, conv: ConvTail) -> tuple[DepthwiseTail | None, 
                        sh=op.attrs["stride_h"], sw=op.attrs["stride_w"], pad_top=pad_top,
                        pad_left=pad_left, x_scale=float(x.quant.s), x_zp=x.quant.zp,
                        y_zp=y.quant.zp, w_scales=scales,
-                       filter=w.data.astype(np.int8).reshape(kh * kw, channels), bias=bias,
+                       filter=w.data.astype(np.int8).reshape(channels, kh * kw * in_channels)
+                       if op.kind == "CONV_2D" else
+                       w.data.astype(np.int8).reshape(kh * kw, channels), bias=bias,
                        multiplier=mult.astype(np.int32), shift=shift, act_min=act_min,
                        act_max=act_max, mask_lo=act_min if activation != "NONE" else None,
-                       mask_hi=act_max if activation == "RELU6" else None)
+                       mask_hi=act_max if activation == "RELU6" else None, kind=op.kind,
+                       in_channels=in_channels)
     below = producers.get(op.inputs[0])
     return dw, (f"{_op_name(below)}, which the backward does not pass through yet (the "
-                f"input gradient of DEPTHWISE_CONV_2D op {op.index} is not derived)")
+                f"input gradient of {op.kind} op {op.index} is not derived)")
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a training build updates of one trainable layer: all its biases (bias) and the
+    filter values of its first `channels` output channels (0: none; the layer's channel count:
+    the whole filter). A layer with neither is frozen: the backward passes through it (its
+    input gradient, from its flash filter) to a trained layer below."""
+    bias: bool
+    channels: int
+
+    @property
+    def trains(self) -> bool:
+        return self.bias or self.channels > 0
 
 
 @dataclass(frozen=True)
 class Training:
-    """A training build: the scheme, its head (and the 1x1 conv below it when the scheme
-    trains that too), and what it adds to the library."""
-    scheme: str
+    """A training build: the scheme, its head (and the 1x1 conv below it, and the depthwise
+    below that, when the backward goes there), what each of them updates, and what it adds to
+    the library. head_update/conv_update/dw_update default to what the named scheme updates
+    (bias: the biases; head, last:N: every bias and weight); a sparse scheme sets them."""
+    scheme: str | SparseScheme
     head: Head
     conv: ConvTail | None = None
     dw: DepthwiseTail | None = None  # the depthwise under the conv (last:3, bias)
     lr: float = DEFAULT_LR
     momentum: float = DEFAULT_MOMENTUM
+    head_update: Update | None = None
+    conv_update: Update | None = None
+    dw_update: Update | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "_symbols", {})
+        full = self.scheme != "bias"
+        defaults = {"head_update": self.head.units,
+                    "conv_update": self.conv.units if self.conv is not None else None,
+                    "dw_update": self.dw.channels if self.dw is not None else None}
+        for name, channels in defaults.items():
+            if getattr(self, name) is None and channels is not None:
+                object.__setattr__(self, name, Update(True, channels if full else 0))
+        if self.conv is None:
+            object.__setattr__(self, "conv_update", None)
+        if self.dw is None:
+            object.__setattr__(self, "dw_update", None)
+
+    @property
+    def sparse(self) -> bool:
+        return isinstance(self.scheme, SparseScheme)
+
+    @property
+    def head_channels(self) -> int:
+        """The head's units whose weights are trained (its first ones)."""
+        return self.head_update.channels
+
+    @property
+    def conv_channels(self) -> int:
+        return self.conv_update.channels if self.conv is not None else 0
+
+    @property
+    def dw_channels(self) -> int:
+        return self.dw_update.channels if self.dw is not None else 0
 
     @property
     def updates_filter(self) -> bool:
-        """The head's filter is trained."""
-        return self.scheme != "bias"
+        """The head's filter is trained (all or its first head_channels units)."""
+        return self.head_channels > 0
 
     @property
     def conv_filter(self) -> bool:
-        """The conv's filter is trained (last:2 and more)."""
-        return self.conv is not None and self.scheme != "bias"
+        """The conv's filter is trained (last:2 and more, or a sparse scheme)."""
+        return self.conv_channels > 0
 
     @property
     def dw_filter(self) -> bool:
-        """The depthwise's filter is trained (last:3)."""
-        return self.dw is not None and self.scheme != "bias"
+        """The depthwise's filter is trained (last:3, or a sparse scheme)."""
+        return self.dw_channels > 0
 
     @property
     def entry(self) -> int:
@@ -482,37 +709,73 @@ class Training:
         return self.conv.x if self.conv is not None else self.head.x
 
     @property
+    def entries(self) -> tuple[int, ...]:
+        """The tensors the reference's forward starts from: the entry, and the residual of an
+        ADD between the trained conv and the pool. TrainReference takes their int8 values
+        flattened and concatenated in this order (what the frozen forward gives)."""
+        if self.conv is not None and self.conv.residual is not None:
+            return (self.entry, self.conv.residual)
+        return (self.entry,)
+
+    @property
     def keep(self) -> tuple[int, ...]:
         """The tensors the training step reads after the forward pass (live to its end)."""
         keep = [self.head.y] + ([self.head.x] if self.updates_filter else [])
         if self.conv is not None:
             keep += [self.conv.y] + ([self.conv.x] if self.conv_filter else [])
         if self.dw is not None:
-            keep += ([self.dw.y] if not self.conv_filter else []) + \
-                ([self.dw.x] if self.dw_filter else [])
-        return tuple(keep)
+            keep += [self.dw.y] + ([self.dw.x] if self.dw_filter else [])
+        return tuple(dict.fromkeys(keep))
+
+    @property
+    def what(self) -> str:
+        """What the build updates, in words (a sparse scheme's layers one by one)."""
+        if not self.sparse:
+            return describe(self.scheme)
+        parts = []
+        for _, op, u, n in self.layers():
+            if u.trains:
+                parts.append(f"op {op} " + " and ".join(
+                    ([f"weights of {u.channels}/{n} channels"] if u.channels else []) +
+                    (["bias"] if u.bias else [])))
+        return f"sparsely: {'; '.join(parts)}"
+
+    def layers(self) -> list[tuple[str, int, Update, int]]:
+        """(state key prefix, op index, update, channels) of the head, conv and depthwise in
+        the build, from the head down."""
+        out = [("", self.head.op_index, self.head_update, self.head.units)]
+        if self.conv is not None:
+            out.append((self.conv.key, self.conv.op_index, self.conv_update, self.conv.units))
+        if self.dw is not None:
+            out.append((self.dw.key, self.dw.op_index, self.dw_update, self.dw.channels))
+        return out
 
     def state_layout(self) -> list[tuple[str, str, str, tuple[int, ...]]]:
         """(key, C symbol, C type, shape) of the state the harnesses write after training, in
-        their order."""
-        def arrays(key: str, prefix: str, bias: tuple[int, ...], filt: tuple[int, ...] | None):
+        their order. A trained filter holds its trained channels only: [channels][depth] for
+        the head and the conv, [taps][channels] for the depthwise."""
+        def arrays(key: str, prefix: str, bias: tuple[int, ...] | None,
+                   filt: tuple[int, ...] | None):
             """A trained layer's bias (and filter) with their float32 delta and velocity."""
-            names = [("bias", "int32_t", bias), ("bias_delta", "float", bias),
-                     ("bias_velocity", "float", bias)]
+            names = []
+            if bias is not None:
+                names += [("bias", "int32_t", bias), ("bias_delta", "float", bias),
+                          ("bias_velocity", "float", bias)]
             if filt is not None:
                 names += [("filter", "int8_t", filt), ("filter_delta", "float", filt),
                           ("filter_velocity", "float", filt)]
             return [(key + n, prefix + n, ct, shape) for n, ct, shape in names]
 
         h, c, d = self.head, self.conv, self.dw
-        out = arrays("", "mcunet_train_", (h.units,),
-                     (h.units, h.depth) if self.updates_filter else None)
+        out = arrays("", "mcunet_train_", (h.units,) if self.head_update.bias else None,
+                     (self.head_channels, h.depth) if self.updates_filter else None)
         if c is not None:
-            out += arrays(c.key, c.prefix, (c.units,),
-                          (c.units, c.depth) if self.conv_filter else None)
+            out += arrays(c.key, c.prefix, (c.units,) if self.conv_update.bias else None,
+                          (self.conv_channels, c.depth) if self.conv_filter else None)
         if d is not None:
-            out += arrays(d.key, d.prefix, (d.channels,),
-                          (d.taps, d.channels) if self.dw_filter else None)
+            out += arrays(d.key, d.prefix, (d.channels,) if self.dw_update.bias else None,
+                          ((self.dw_channels, d.weights_per_channel) if d.is_conv else
+                           (d.taps, self.dw_channels)) if self.dw_filter else None)
         return out
 
     def template_state(self) -> list[tuple[str, str, int]]:
@@ -537,14 +800,35 @@ class Training:
 
     @property
     def parameters(self) -> int:
-        h, c = self.head, self.conv
-        n = h.units * (h.depth + 1) if self.updates_filter else h.units
+        h, c, d = self.head, self.conv, self.dw
+        n = self.head_channels * h.depth + (h.units if self.head_update.bias else 0)
         if c is not None:
-            n += c.units * (c.depth + 1) if self.conv_filter else c.units
-        d = self.dw
+            n += self.conv_channels * c.depth + (c.units if self.conv_update.bias else 0)
         if d is not None:
-            n += d.channels * (d.taps + 1) if self.dw_filter else d.channels
+            n += self.dw_channels * d.weights_per_channel + \
+                (d.channels if self.dw_update.bias else 0)
         return n
+
+    def full_parameters(self, state: dict[str, np.ndarray]) -> dict[int, tuple[np.ndarray,
+                                                                               np.ndarray]]:
+        """{op index: (filter, bias)} of every layer in the build with the trained values of a
+        state (state_layout's keys: a run's or TrainReference.state()) written over the
+        model's: the parameters to write into the .tflite to keep what was learnt."""
+        out = {}
+        for key, op, update, _ in self.layers():
+            layer = self.head if key == "" else self.conv if key == self.conv.key else self.dw
+            filt, bias = layer.filter.copy(), layer.bias.copy()
+            if update.bias:
+                bias = np.asarray(state[key + "bias"]).astype(np.int32).reshape(bias.shape)
+            k = update.channels
+            if k:
+                trained = np.asarray(state[key + "filter"]).astype(np.int8)
+                if layer is self.dw and not self.dw.is_conv:
+                    filt[:, :k] = trained.reshape(filt.shape[0], k)
+                else:
+                    filt[:k] = trained.reshape(k, filt.shape[1])
+            out[op] = (filt, bias)
+        return out
 
     @property
     def gradient_bytes(self) -> int:
@@ -561,7 +845,9 @@ class Training:
         them, and the flash contents: the original filter and bias (what reset restores),
         the rescale, the QAS factors; the head's own packed constants go. The trained conv
         runs on the portable conv kernel (the trainable family) reading its filter and bias
-        from RAM; its flash filter and bias stay (reset restores them)."""
+        from RAM; its flash filter and bias stay (reset restores them). A layer whose first
+        channels only are trained reads those channels' filter from RAM and the others' from
+        the flash filter (its layer's `trained`, the kernel's filter_frozen)."""
         h = self.head
         at = [i for i, s in enumerate(steps) if s.op.index == h.op_index]
         assert len(at) == 1, "one step per op before any patch stage"
@@ -569,47 +855,82 @@ class Training:
         own = [ConstArray("mcunet_train_filter0", "int8_t", h.filter.reshape(-1)),
                ConstArray("mcunet_train_bias0", "int32_t", h.bias),
                ConstArray("mcunet_train_mantissa", "uint64_t", h.mantissa),
-               ConstArray("mcunet_train_shift", "int32_t", h.shift),
-               ConstArray("mcunet_train_qas_bias", "float", h.qas_bias())]
+               ConstArray("mcunet_train_shift", "int32_t", h.shift)]
+        if self.head_update.bias:
+            own.append(ConstArray("mcunet_train_qas_bias", "float", h.qas_bias()))
         if self.updates_filter:
             own.append(ConstArray("mcunet_train_qas_filter", "float", h.qas_filter()))
+        partial = 0 < self.head_channels < h.units
         layer = FullyConnectedLayer(batches=1, units=h.units, depth=h.depth,
                                     per_channel=h.per_channel, filter_offset=h.filter_offset,
                                     input_offset=-h.x_zp, output_offset=h.y_zp,
-                                    act_min=h.act_min, act_max=h.act_max)
+                                    act_min=h.act_min, act_max=h.act_max,
+                                    trained=self.head_channels if partial else 0)
         args = (TensorArg(h.x, "input"),
                 ConstArg("mcunet_train_filter" if self.updates_filter else "mcunet_train_filter0",
                          "filter", "int8_t"),
-                ConstArg("mcunet_train_bias", "bias", "int32_t"),
+                *([ConstArg("mcunet_train_filter0", "filter_frozen", "int8_t")] if partial
+                  else []),
+                ConstArg("mcunet_train_bias" if self.head_update.bias else "mcunet_train_bias0",
+                         "bias", "int32_t"),
                 ConstArg("mcunet_train_mantissa", "mantissa", "uint64_t"),
                 ConstArg("mcunet_train_shift", "shift", "int32_t"),
                 TensorArg(h.y, "output", output=True))
         new = replace(old, kernel=kernels.FULLY_CONNECTED_TRAIN_S8, layer=layer, args=args)
         steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
+
+        def retarget(step: Step, rename: dict[str, str], frozen: str | None,
+                     trained: int) -> tuple:
+            """The step's arguments with the renamed constants, and the flash filter as
+            filter_frozen after the filter where only `trained` channels are in RAM."""
+            args = []
+            for a in step.args:
+                if isinstance(a, ConstArg) and a.name in rename:
+                    args.append(replace(a, symbol=rename[a.name]))
+                else:
+                    args.append(a)
+                if isinstance(a, ConstArg) and a.name == "filter" and frozen is not None:
+                    args.append(ConstArg(frozen, "filter_frozen", "int8_t"))
+            return tuple(args), replace(step.layer, trained=trained)
+
         c = self.conv
         if c is not None:
-            own += [ConstArray("mcunet_train_w_scale", "float", h.w_scales.astype(np.float32)),
-                    ConstArray(c.prefix + "qas_bias", "float", c.qas_bias())]
+            own.append(ConstArray("mcunet_train_w_scale", "float", h.w_scales.astype(np.float32)))
+            if self.conv_update.bias:
+                own.append(ConstArray(c.prefix + "qas_bias", "float", c.qas_bias()))
             if self.conv_filter:
                 own.append(ConstArray(c.prefix + "qas_filter", "float", c.qas_filter()))
             at = [i for i, s in enumerate(steps) if s.op.index == c.op_index]
-            assert len(at) == 1 and steps[at[0]].layer.fused_add is None
+            assert len(at) == 1
+            fused = steps[at[0]].layer.fused_add
+            assert fused is None or fused.op == c.add_op, "only the residual ADD under the pool"
             old = steps[at[0]]
             symbols = {a.name: a.symbol for a in old.args if isinstance(a, ConstArg)}
-            self.symbols.update(filter0=symbols["filter"], bias0=symbols["bias"])
-            args = tuple(replace(a, symbol=c.prefix + "filter") if isinstance(a, ConstArg) and
-                         a.name == "filter" and self.conv_filter else
-                         replace(a, symbol=c.prefix + "bias") if isinstance(a, ConstArg) and
-                         a.name == "bias" else a for a in old.args)
-            new = replace(old, kernel=kernels.CONV2D_TRAIN_S8, args=args)
+            self.symbols.update(filter0=symbols["filter"], bias0=c.prefix + "bias0")
+            # The conv's own bias and rescale (the graph's: the lowering gives channels whose
+            # output is a constant, e.g. VWW op 26's zero filters with bias -2^30, smaller
+            # constants; a trained bias starts from the model's and moves), the bias in RAM
+            # when trained.
+            own += [ConstArray(c.prefix + "bias0", "int32_t", c.bias),
+                    ConstArray(c.prefix + "multiplier", "int32_t", c.multiplier),
+                    ConstArray(c.prefix + "shift", "int32_t", c.shift)]
+            rename = {"bias": c.prefix + ("bias" if self.conv_update.bias else "bias0"),
+                      "multiplier": c.prefix + "multiplier", "shift": c.prefix + "shift"}
+            if self.conv_filter:
+                rename["filter"] = c.prefix + "filter"
+            partial = self.conv_channels < c.units
+            args, layer = retarget(old, rename, symbols["filter"] if self.conv_filter and partial
+                                   else None, self.conv_channels if partial else 0)
+            new = replace(old, kernel=kernels.CONV2D_TRAIN_S8, args=args, layer=layer)
             steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
         d = self.dw
         if d is not None:
             own += [ConstArray(c.prefix + "w_scale", "float", c.w_scales.astype(np.float32)),
                     ConstArray(d.prefix + "bias0", "int32_t", d.bias),
                     ConstArray(d.prefix + "multiplier", "int32_t", d.multiplier),
-                    ConstArray(d.prefix + "shift", "int32_t", d.shift),
-                    ConstArray(d.prefix + "qas_bias", "float", d.qas_bias())]
+                    ConstArray(d.prefix + "shift", "int32_t", d.shift)]
+            if self.dw_update.bias:
+                own.append(ConstArray(d.prefix + "qas_bias", "float", d.qas_bias()))
             if self.dw_filter:
                 own.append(ConstArray(d.prefix + "qas_filter", "float", d.qas_filter()))
             at = [i for i, s in enumerate(steps) if s.op.index == d.op_index]
@@ -619,13 +940,15 @@ class Training:
             self.symbols.update(dw_filter0=symbols["filter"])
             # The depthwise's own bias and rescale (the graph's, not the lowering's folded
             # constant channels: a trained bias moves), and its filter in RAM when trained.
-            rename = {"bias": d.prefix + "bias", "multiplier": d.prefix + "multiplier",
-                      "shift": d.prefix + "shift"}
+            rename = {"bias": d.prefix + ("bias" if self.dw_update.bias else "bias0"),
+                      "multiplier": d.prefix + "multiplier", "shift": d.prefix + "shift"}
             if self.dw_filter:
                 rename["filter"] = d.prefix + "filter"
-            args = tuple(replace(a, symbol=rename[a.name]) if isinstance(a, ConstArg) and
-                         a.name in rename else a for a in old.args)
-            new = replace(old, kernel=kernels.DEPTHWISE_CONV_TRAIN_S8, args=args)
+            partial = self.dw_channels < d.channels
+            args, layer = retarget(old, rename, symbols["filter"] if self.dw_filter and partial
+                                   else None, self.dw_channels if partial else 0)
+            new = replace(old, kernel=kernels.CONV2D_TRAIN_S8 if d.is_conv else
+                          kernels.DEPTHWISE_CONV_TRAIN_S8, args=args, layer=layer)
             steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
         used = {a.symbol for s in steps for a in s.args if isinstance(a, ConstArg)}
         used |= set(self.symbols.values())
@@ -636,13 +959,11 @@ class Training:
         """The flash symbols of the conv's original filter and bias (set by rewrite)."""
         return self._symbols
 
-    def __post_init__(self):
-        object.__setattr__(self, "_symbols", {})
-
     def template_vars(self, graph: Graph, plan) -> dict:
         """What templates/train_api.h.j2 and train_step.c.j2 render from."""
         h = self.head
-        out = {"scheme": self.scheme, "filter": self.updates_filter, "units": h.units,
+        out = {"scheme": str(self.scheme), "filter": self.updates_filter, "units": h.units,
+               "bias": self.head_update.bias, "k": self.head_channels,
                "depth": h.depth, "x_offset": plan.tensor_offset(h.x),
                "logits_offset": plan.tensor_offset(h.y), "x_zp": h.x_zp, "y_zp": h.y_zp,
                "y_scale": c_float(h.y_scale), "lr": c_float(self.lr),
@@ -652,12 +973,13 @@ class Training:
                "ln2_hi": c_float(LN2_HI), "ln2_lo": c_float(LN2_LO),
                "exp_poly": [c_float(c) for c in EXP_POLY], "sqrt2": c_float(SQRT2),
                "ln2": c_float(LN2), "log_poly": [c_float(c) for c in LOG_POLY],
-               "head_op": h.op_index, "what": describe(self.scheme),
+               "head_op": h.op_index, "what": self.what,
                "filter_offset": h.filter_offset, "conv": None,
                "state": self.template_state()}
         c = self.conv
         if c is not None:
             out["conv"] = {"op": c.op_index, "prefix": c.prefix, "filter": self.conv_filter,
+                           "bias": self.conv_update.bias, "k": self.conv_channels,
                            "pixels": c.pixels, "units": c.units, "depth": c.depth,
                            "x_offset": plan.tensor_offset(c.x), "y_offset": plan.tensor_offset(c.y),
                            "x_zp": c.x_zp, "count": c_float(c.pixels), "pool_op": c.pool_op,
@@ -667,6 +989,9 @@ class Training:
         out["dw"] = None
         if d is not None:
             out["dw"] = {"op": d.op_index, "prefix": d.prefix, "filter": self.dw_filter,
+                         "is_conv": d.is_conv, "ic": d.in_channels, "kind": d.kind,
+                         "wpc": d.weights_per_channel,
+                         "bias": self.dw_update.bias, "k": self.dw_channels,
                          "ih": d.ih, "iw": d.iw, "oh": d.oh, "ow": d.ow, "channels": d.channels,
                          "kh": d.kh, "kw": d.kw, "sh": d.sh, "sw": d.sw, "taps": d.taps,
                          "pad_top": d.pad_top, "pad_left": d.pad_left,
@@ -674,15 +999,25 @@ class Training:
                          "x_zp": d.x_zp, "mask": d.mask_condition(),
                          "filter0": self.symbols["dw_filter0"],
                          "conv_w": (c.prefix + "filter") if self.conv_filter
-                         else self.symbols["filter0"]}
+                         else self.symbols["filter0"], "conv_k": self.conv_channels,
+                         "conv_w0": self.symbols["filter0"]}
         return out
 
     def summary(self, compiled) -> dict:
         """`plan --json`'s training figures."""
         h = self.head
-        return {"scheme": self.scheme, "updates": describe(self.scheme), "head_op": h.op_index,
-                "layers": [h.op_index] + ([self.conv.op_index] if self.conv else []) +
-                ([self.dw.op_index] if self.dw else []),
+        kinds = {h.op_index: "FULLY_CONNECTED"}
+        if self.conv is not None:
+            kinds[self.conv.op_index] = "CONV_2D"
+        if self.dw is not None:
+            kinds[self.dw.op_index] = self.dw.kind
+        return {"scheme": str(self.scheme), "updates": self.what,
+                "head_op": h.op_index,
+                "layers": [op for _, op, u, _ in self.layers() if u.trains],
+                "layer_updates": [{"op": op, "kind": kinds[op], "bias": u.bias,
+                                   "weight_channels": u.channels, "channels": n}
+                                  for _, op, u, n in self.layers()],
+                "sparse": self.sparse,
                 "parameters": self.parameters,
                 "static_bytes": self.static_bytes,
                 "gradient_bytes": self.gradient_bytes,
@@ -693,7 +1028,60 @@ class Training:
                 "lr": self.lr, "momentum": self.momentum}
 
 
-def prepare(graph: Graph, spec: str, options: LibraryOptions) -> Training:
+def _resolve_op(graph: Graph, scheme: SparseScheme, entry: LayerSpec, head: Head) -> Op:
+    """The op a sparse scheme's entry names, or McunetError (an unknown index or name)."""
+    where = f"{entry.where}.op"
+    if entry.op == "head":
+        return graph.ops[head.op_index]
+    if isinstance(entry.op, int):
+        ops = [op for op in graph.ops if op.index == entry.op]
+        if not ops:
+            raise _sparse_error(scheme.path, where, f"no op {entry.op} in this model (its ops "
+                                f"are 0-{len(graph.ops) - 1}: `mcunet plan --layers` lists them)")
+        return ops[0]
+    ops = [op for op in graph.ops if any(graph.t(t).name == entry.op for t in op.outputs)]
+    if not ops:
+        raise _sparse_error(scheme.path, where, f"no op of this model outputs a tensor named "
+                            f"{entry.op!r} (give an op index, \"head\" or a tensor name)")
+    return ops[0]
+
+
+def sparse_training(graph: Graph, scheme: SparseScheme, head: Head, conv: ConvTail | None,
+                    dw: DepthwiseTail | None, stop: str) -> Training:
+    """The Training of a sparse scheme: each listed layer's update (its first
+    ceil(ratio x channels) output channels' weights, its biases); the layers not listed are
+    frozen, and the backward ends at the lowest listed one. McunetError naming the field for
+    a layer the backward does not reach, or listed twice."""
+    reach = [(head.op_index, head.units, "the head")]
+    if conv is not None:
+        reach.append((conv.op_index, conv.units, "CONV_2D"))
+    if dw is not None:
+        reach.append((dw.op_index, dw.channels, dw.kind))
+    names = ", ".join(f"op {op} ({what})" for op, _, what in reach)
+    updates: dict[int, Update] = {}
+    for entry in scheme.layers:
+        op = _resolve_op(graph, scheme, entry, head)
+        at = [k for k, (index, _, _) in enumerate(reach) if index == op.index]
+        if not at:
+            raise _sparse_error(scheme.path, f"{entry.where}.op", f"{_op_name(op)} is not a layer "
+                                f"the backward reaches: on this model it trains {names}, and "
+                                f"below op {reach[-1][0]} it stops at {stop}")
+        if op.index in updates:
+            raise _sparse_error(scheme.path, f"{entry.where}.op", f"op {op.index} is listed "
+                                "twice")
+        channels = reach[at[0]][1]
+        k = 0 if entry.weights is None else min(channels, math.ceil(entry.weights * channels -
+                                                                     1e-9))
+        updates[op.index] = Update(entry.bias, max(k, 1) if entry.weights is not None else 0)
+    lowest = max(k for k, (index, _, _) in enumerate(reach) if index in updates)
+    frozen = Update(False, 0)
+    return Training(scheme, head, conv if lowest >= 1 else None, dw if lowest >= 2 else None,
+                    head_update=updates.get(head.op_index, frozen),
+                    conv_update=updates.get(conv.op_index, frozen) if lowest >= 1 else None,
+                    dw_update=updates.get(dw.op_index, frozen) if lowest >= 2 else None)
+
+
+def prepare(graph: Graph, spec, options: LibraryOptions) -> Training:
     """The Training of a --train SPEC for this graph, or McunetError."""
     scheme = parse_scheme(spec)
     if options.arithmetic != "reference":
@@ -710,11 +1098,14 @@ def prepare(graph: Graph, spec: str, options: LibraryOptions) -> Training:
         dw, below = find_depthwise(graph, conv)
     if scheme == "bias":
         return Training(scheme, head, conv, dw)
+    if isinstance(scheme, SparseScheme):
+        stop = stop if conv is None else below
+        return sparse_training(graph, scheme, head, conv, dw, stop)
     n = int(scheme[5:])
     reach = 1 if conv is None else 2 if dw is None else 3
     if n > reach:
         layer = ["the head", f"CONV_2D (op {conv.op_index})" if conv else "",
-                 f"DEPTHWISE_CONV_2D (op {dw.op_index})" if dw else ""][reach - 1]
+                 f"{dw.kind} (op {dw.op_index})" if dw else ""][reach - 1]
         stop = stop if reach == 1 else below
         raise McunetError(f"--train {scheme}: the backward below {layer} reaches {stop}; "
                           f"this version passes through {BACKWARD_OPS}, so at most "
@@ -768,6 +1159,17 @@ def train_log(x: np.float32) -> np.float32:
     return F(e) * LN2 + (F(2.0) * s) * p
 
 
+def residual_add(p, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """TFLite's int8 ADD of a and b (same shape) with AddArith p, elementwise."""
+    a = np.asarray(a, np.int64).reshape(-1)
+    b = np.asarray(b, np.int64).reshape(-1)
+    x = _requantize((a + p.input1_offset) << p.left_shift, p.input1_multiplier, p.input1_shift)
+    y = _requantize((b + p.input2_offset) << p.left_shift, p.input2_multiplier, p.input2_shift)
+    s = _wrap32(_requantize(_wrap32(x + y), p.output_multiplier, p.output_shift) +
+                p.output_offset)
+    return np.clip(s, p.act_min, p.act_max).astype(np.int8)
+
+
 def round_delta(v: np.ndarray, limit: np.float32) -> np.ndarray:
     """Deltas rounded half away from zero as the C's train_round: NaN to 0, clamped to the
     limit, trunc(v + 0.5) or -trunc(0.5 - v) in float32."""
@@ -816,43 +1218,68 @@ class TrainReference:
         self.reset()
 
     def reset(self) -> None:
-        h = self.h
+        """The model's parameters, zero deltas and velocities. filter/bias (and conv's,
+        dw's) hold every channel as invoke uses them; the deltas and velocities the trained
+        channels only, as the C's arrays."""
+        h, t = self.h, self.t
+        k = t.head_channels
         self.filter = h.filter.copy()
         self.bias = h.bias.copy()
-        self.filter_delta = np.zeros((h.units, h.depth), np.float32)
-        self.filter_velocity = np.zeros((h.units, h.depth), np.float32)
+        self.filter_delta = np.zeros((k, h.depth), np.float32)
+        self.filter_velocity = np.zeros((k, h.depth), np.float32)
         self.bias_delta = np.zeros(h.units, np.float32)
         self.bias_velocity = np.zeros(h.units, np.float32)
         c = self.c
         if c is not None:
+            k = t.conv_channels
             self.conv = {"filter": c.filter.copy(), "bias": c.bias.copy(),
-                         "filter_delta": np.zeros((c.units, c.depth), np.float32),
-                         "filter_velocity": np.zeros((c.units, c.depth), np.float32),
+                         "filter_delta": np.zeros((k, c.depth), np.float32),
+                         "filter_velocity": np.zeros((k, c.depth), np.float32),
                          "bias_delta": np.zeros(c.units, np.float32),
                          "bias_velocity": np.zeros(c.units, np.float32)}
         d = self.d
         if d is not None:
+            k = t.dw_channels
+            shape = (k, d.weights_per_channel) if d.is_conv else (d.taps, k)
             self.dw = {"filter": d.filter.copy(), "bias": d.bias.copy(),
-                       "filter_delta": np.zeros((d.taps, d.channels), np.float32),
-                       "filter_velocity": np.zeros((d.taps, d.channels), np.float32),
+                       "filter_delta": np.zeros(shape, np.float32),
+                       "filter_velocity": np.zeros(shape, np.float32),
                        "bias_delta": np.zeros(d.channels, np.float32),
                        "bias_velocity": np.zeros(d.channels, np.float32)}
 
     def state(self) -> dict[str, np.ndarray]:
-        """The state as the harnesses write it (Training.state_layout's keys)."""
+        """The state as the harnesses write it (Training.state_layout's keys; a filter's
+        trained channels only)."""
         out = {}
-        for key, _, _, shape in self.t.state_layout():
+        t = self.t
+        for key, _, _, shape in t.state_layout():
             if self.d is not None and key.startswith(self.d.key):
-                out[key] = self.dw[key[len(self.d.key):]]
+                name, store, k = key[len(self.d.key):], self.dw, t.dw_channels
+                value = (store[name][:k] if self.d.is_conv else store[name][:, :k]) \
+                    if name == "filter" else store[name]
             elif self.c is not None and key.startswith(self.c.key):
-                out[key] = self.conv[key[len(self.c.key):]]
+                name, store, k = key[len(self.c.key):], self.conv, t.conv_channels
+                value = store[name][:k] if name == "filter" else store[name]
             else:
-                out[key] = getattr(self, key)
+                value = self.filter[:t.head_channels] if key == "filter" else getattr(self, key)
+            out[key] = np.ascontiguousarray(value)
         return out
 
-    def conv_forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The conv's int8 output [pixels][units] and the pooled head input [units] for the
-        conv's int8 input x (TFLite's reference arithmetic: the portable conv kernel and the
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The entry tensor's values and the residual's (None without a residual ADD) from
+        the concatenated values of Training.entries."""
+        c = self.c
+        if c is None or c.residual is None:
+            return x, None
+        x = np.asarray(x).reshape(-1)
+        n = c.pixels * c.units
+        return x[:-n], x[-n:]
+
+    def conv_forward(self, x: np.ndarray, r: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The conv's int8 output [pixels][units] (with a residual ADD: the ADD's output, of
+        the conv's and the residual r) and the pooled head input [units] for the conv's int8
+        input x (TFLite's reference arithmetic: the portable conv kernel, the ADD and the
         global average pool)."""
         c = self.c
         xs = x.reshape(c.pixels, c.depth).astype(np.int64) - c.x_zp
@@ -860,6 +1287,8 @@ class TrainReference:
                       self.conv["bias"].astype(np.int64))
         y = _wrap32(_requantize(acc, c.multiplier, c.shift) + c.y_zp)
         y = np.clip(y, c.act_min, c.act_max).astype(np.int8)
+        if c.add is not None:
+            y = residual_add(c.add, *((r, y) if c.residual_first else (y, r))).reshape(y.shape)
         total = y.astype(np.int64).sum(axis=0)
         if c.mean is not None:
             offset, multiplier, shift, zp = c.mean
@@ -873,12 +1302,18 @@ class TrainReference:
         """The depthwise's int8 output [pixels][channels] for its int8 input x (TFLite's
         reference arithmetic: padding contributes nothing)."""
         d = self.d
-        xc = x.reshape(d.ih * d.iw, d.channels).astype(np.int64) - d.x_zp
-        xc = np.concatenate([xc, np.zeros((1, d.channels), np.int64)])  # the padding row
+        depth = d.in_channels if d.is_conv else d.channels
+        xc = x.reshape(d.ih * d.iw, depth).astype(np.int64) - d.x_zp
+        xc = np.concatenate([xc, np.zeros((1, depth), np.int64)])  # the padding row
         w = self.dw["filter"].astype(np.int64)
         acc = np.zeros((d.pixels, d.channels), np.int64)
-        for k in range(d.taps):
-            acc += xc[self._taps[k]] * w[k][None, :]
+        if d.is_conv:  # CONV_2D: [channels][taps][in_channels]
+            w = w.reshape(d.channels, d.taps, depth)
+            for k in range(d.taps):
+                acc += xc[self._taps[k]] @ w[:, k, :].T
+        else:
+            for k in range(d.taps):
+                acc += xc[self._taps[k]] * w[k][None, :]
         acc = _wrap32(_wrap32(acc) + self.dw["bias"].astype(np.int64))
         y = _wrap32(_requantize(acc, d.multiplier, d.shift) + d.y_zp)
         return np.clip(y, d.act_min, d.act_max).astype(np.int8)
@@ -908,10 +1343,19 @@ class TrainReference:
         if d.mask_hi is not None:
             dmask &= ydw < d.mask_hi
         g = np.where(dmask, g, F(0.0)).astype(np.float32)
-        xc = (x.reshape(d.ih * d.iw, d.channels).astype(np.int32) - d.x_zp).astype(np.float32)
-        xc = np.concatenate([xc, np.zeros((1, d.channels), np.float32)])
-        taps = np.zeros((d.taps, d.channels), np.float32)
+        depth = d.in_channels if d.is_conv else d.channels
+        xc = (x.reshape(d.ih * d.iw, depth).astype(np.int32) - d.x_zp).astype(np.float32)
+        xc = np.concatenate([xc, np.zeros((1, depth), np.float32)])
         total = np.zeros(d.channels, np.float32)
+        if d.is_conv:
+            # T[o][k][i] = sum over p in order of g[p][o] (x[tap k of p][i] - zp_x).
+            taps = np.zeros((d.channels, d.taps, depth), np.float32)
+            for p in range(d.pixels):
+                total = (total + g[p]).astype(np.float32)
+                taps = (taps + g[p][:, None, None] * xc[self._taps[:, p]][None, :, :]
+                        ).astype(np.float32)
+            return taps.reshape(d.channels, d.taps * depth), total
+        taps = np.zeros((d.taps, d.channels), np.float32)
         for p in range(d.pixels):
             total = (total + g[p]).astype(np.float32)
             taps = (taps + g[p][None, :] * xc[self._taps[:, p]]).astype(np.float32)
@@ -931,11 +1375,12 @@ class TrainReference:
         return out
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """The head's int8 logits for the entry tensor's int8 values x."""
+        """The head's int8 logits for the entry tensor's int8 values x (Training.entries')."""
+        x, r = self.split(x)
         if self.d is not None:
             x = self.dw_forward(x)
         if self.c is not None:
-            x = self.conv_forward(x)[1]
+            x = self.conv_forward(x, r)[1]
         return self.head_logits(x)
 
     def gradient(self, logits: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
@@ -984,55 +1429,73 @@ class TrainReference:
         return velocity, (delta - self.lr * velocity).astype(np.float32)
 
     def step(self, x: np.ndarray, label: int) -> tuple[np.float32, np.ndarray]:
-        """One training step on the entry tensor's values x; returns (loss, the logits)."""
-        h, c, d = self.h, self.c, self.d
+        """One training step on the entry tensor's values x (Training.entries'); returns
+        (loss, the logits)."""
+        h, c, d, t = self.h, self.c, self.d, self.t
+        x, r = self.split(x)
         x_dw = x
         if d is not None:
             x = ydw = self.dw_forward(x_dw)
         head_x = x
         if c is not None:
-            y, head_x = self.conv_forward(x)
+            y, head_x = self.conv_forward(x, r)
         logits = self.head_logits(head_x)
         loss, dz = self.gradient(logits, label)
         dx = self.head_input_gradient(dz) if c is not None else None
-        g = dz * self.h.qas_bias()
-        self.bias_velocity, self.bias_delta = self._sgd(g, self.bias_velocity, self.bias_delta)
-        b = h.bias.astype(np.int64) + round_delta(self.bias_delta, BIAS_LIMIT)
-        self.bias = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
-        if self.t.updates_filter:
-            a = dz * h.qas_filter()
+        if t.head_update.bias:
+            g = dz * self.h.qas_bias()
+            self.bias_velocity, self.bias_delta = self._sgd(g, self.bias_velocity,
+                                                            self.bias_delta)
+            b = h.bias.astype(np.int64) + round_delta(self.bias_delta, BIAS_LIMIT)
+            self.bias = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
+        k = t.head_channels
+        if k:
+            a = dz[:k] * h.qas_filter()[:k]
             xc = (head_x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32)
             g = a[:, None] * xc[None, :]
             self.filter_velocity, self.filter_delta = self._sgd(g, self.filter_velocity,
                                                                 self.filter_delta)
-            w = h.filter.astype(np.int64) + round_delta(self.filter_delta, FILTER_LIMIT)
-            self.filter = np.clip(w, -127, 127).astype(np.int8)
+            w = h.filter[:k].astype(np.int64) + round_delta(self.filter_delta, FILTER_LIMIT)
+            self.filter[:k] = np.clip(w, -127, 127).astype(np.int8)
         if d is not None:  # before the conv's update: its input gradient uses the forward's filter
             s = self.dw
             taps, total = self.dw_terms(x_dw, ydw, y, dx)
-            g = (total * d.qas_bias()).astype(np.float32)
-            s["bias_velocity"], s["bias_delta"] = self._sgd(g, s["bias_velocity"], s["bias_delta"])
-            b = d.bias.astype(np.int64) + round_delta(s["bias_delta"], BIAS_LIMIT)
-            s["bias"] = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
-            if self.t.dw_filter:
-                g = (taps * d.qas_filter()[None, :]).astype(np.float32)
+            if t.dw_update.bias:
+                g = (total * d.qas_bias()).astype(np.float32)
+                s["bias_velocity"], s["bias_delta"] = self._sgd(g, s["bias_velocity"],
+                                                                s["bias_delta"])
+                b = d.bias.astype(np.int64) + round_delta(s["bias_delta"], BIAS_LIMIT)
+                s["bias"] = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
+            k = t.dw_channels
+            if k and d.is_conv:
+                g = (taps[:k] * d.qas_filter()[:k, None]).astype(np.float32)
                 s["filter_velocity"], s["filter_delta"] = self._sgd(
                     g, s["filter_velocity"], s["filter_delta"])
-                w = d.filter.astype(np.int64) + round_delta(s["filter_delta"], FILTER_LIMIT)
-                s["filter"] = np.clip(w, -127, 127).astype(np.int8)
+                w = d.filter[:k].astype(np.int64) + round_delta(s["filter_delta"], FILTER_LIMIT)
+                s["filter"][:k] = np.clip(w, -127, 127).astype(np.int8)
+            elif k:
+                g = (taps[:, :k] * d.qas_filter()[None, :k]).astype(np.float32)
+                s["filter_velocity"], s["filter_delta"] = self._sgd(
+                    g, s["filter_velocity"], s["filter_delta"])
+                w = d.filter[:, :k].astype(np.int64) + round_delta(s["filter_delta"],
+                                                                   FILTER_LIMIT)
+                s["filter"][:, :k] = np.clip(w, -127, 127).astype(np.int8)
         if c is not None:
             s = self.conv
             a, count, sums = self.conv_terms(x, y, dx)
-            g = (a * count.astype(np.float32)) * c.qas_bias()
-            s["bias_velocity"], s["bias_delta"] = self._sgd(g, s["bias_velocity"], s["bias_delta"])
-            b = c.bias.astype(np.int64) + round_delta(s["bias_delta"], BIAS_LIMIT)
-            s["bias"] = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
-            if self.t.conv_filter:
-                g = (a * c.qas_filter())[:, None] * sums.astype(np.float32)
+            if t.conv_update.bias:
+                g = (a * count.astype(np.float32)) * c.qas_bias()
+                s["bias_velocity"], s["bias_delta"] = self._sgd(g, s["bias_velocity"],
+                                                                s["bias_delta"])
+                b = c.bias.astype(np.int64) + round_delta(s["bias_delta"], BIAS_LIMIT)
+                s["bias"] = np.clip(b, -(1 << 31), (1 << 31) - 1).astype(np.int32)
+            k = t.conv_channels
+            if k:
+                g = (a[:k] * c.qas_filter()[:k])[:, None] * sums[:k].astype(np.float32)
                 s["filter_velocity"], s["filter_delta"] = self._sgd(
                     g, s["filter_velocity"], s["filter_delta"])
-                w = c.filter.astype(np.int64) + round_delta(s["filter_delta"], FILTER_LIMIT)
-                s["filter"] = np.clip(w, -127, 127).astype(np.int8)
+                w = c.filter[:k].astype(np.int64) + round_delta(s["filter_delta"], FILTER_LIMIT)
+                s["filter"][:k] = np.clip(w, -127, 127).astype(np.int8)
         return loss, logits
 
     def real_gradients(self, x: np.ndarray, label: int) -> dict[str, np.ndarray]:
@@ -1040,15 +1503,16 @@ class TrainReference:
         TensorFlow's autodiff of the float computation is checked against. Keys: filter,
         bias (the head's), and for a trained conv conv_filter, conv_bias."""
         h, c, d = self.h, self.c, self.d
+        x, r = self.split(x)
         x_dw = x
         if d is not None:
             x = ydw = self.dw_forward(x_dw)
-        head_x = x if c is None else self.conv_forward(x)[1]
+        head_x = x if c is None else self.conv_forward(x, r)[1]
         _, dz = self.gradient(self.head_logits(head_x), label)
         xr = (head_x.reshape(-1).astype(np.int32) - h.x_zp).astype(np.float32) * F(h.x_scale)
         out = {"filter": dz[:, None] * xr[None, :], "bias": dz}
         if c is not None:
-            y, _ = self.conv_forward(x)
+            y, _ = self.conv_forward(x, r)
             a, count, sums = self.conv_terms(x, y, self.head_input_gradient(dz))
             out["conv_bias"] = a * count.astype(np.float32)
             out["conv_filter"] = a[:, None] * (sums.astype(np.float32) * F(c.x_scale))

@@ -87,12 +87,18 @@ def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def candidates(model: str, board=None, sram=None, flash=None):
+def candidates(model: str, board=None, sram=None, flash=None, extra=()):
     """[(scheme, compiled)] of every scheme the compiler accepts for the model (bias, head,
-    last:2 .. as far as the backward reaches), and {scheme: why} of the first refused one."""
+    last:2 .. as far as the backward reaches, then the sparse schemes' files in `extra`), and
+    {scheme: why} of the first refused last:N. A sparse scheme the compiler refuses is an
+    error (McunetError naming its field)."""
     from . import api
 
     out, refused = [], {}
+    for spec in extra:
+        out.append((str(spec), api.compile_unchecked(model, board=board, sram=sram, flash=flash,
+                                                     train=str(spec))))
+    extra_out, out = out, []
     for spec in ["bias", "head"] + [f"last:{n}" for n in range(2, MAX_LAST + 1)]:
         try:
             compiled = api.compile_unchecked(model, board=board, sram=sram, flash=flash,
@@ -103,7 +109,7 @@ def candidates(model: str, board=None, sram=None, flash=None):
             refused[spec] = str(exc)
             break
         out.append((spec, compiled))
-    return out, refused
+    return out + extra_out, refused
 
 
 def entry_values(model: str, indices: set[int], rows: np.ndarray) -> dict[int, np.ndarray]:
@@ -145,7 +151,7 @@ def measure(model: str, compiled_schemes, x_train, y_train, x_val, y_val, epochs
     `only`), each trained `epochs` passes over the same reshuffled samples; with several
     learning rates the best on the validation rows."""
     todo = [(s, c) for s, c in compiled_schemes if only is None or s in only]
-    indices = {c.training.entry for _, c in todo}
+    indices = {e for _, c in todo for e in c.training.entries}
     start = time.perf_counter()
     values = entry_values(model, indices, np.concatenate([x_train, x_val]))
     say(f"train-plan: frozen forward of {plural(len(x_train) + len(x_val), 'row')} on TFLite's "
@@ -155,7 +161,7 @@ def measure(model: str, compiled_schemes, x_train, y_train, x_val, y_val, epochs
     order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
     out = {}
     for scheme, compiled in todo:
-        v = values[compiled.training.entry]
+        v = np.concatenate([values[e] for e in compiled.training.entries], axis=1)
         best = None
         for lr in lrs:
             start = time.perf_counter()
@@ -182,9 +188,11 @@ def _over(fit) -> str:
 def train_plan(model: str, dataset: str, sram=None, flash=None, board=None,
                classes: list[int] | None = None, samples: int = DEFAULT_SAMPLES,
                val: int = DEFAULT_VAL, epochs: int = DEFAULT_EPOCHS,
-               lrs: list[float] | None = None, seed: int = 0) -> TrainPlan:
+               lrs: list[float] | None = None, seed: int = 0, schemes=()) -> TrainPlan:
     """Measure every accepted scheme that fits and pick the most accurate (ties: the smaller
-    training peak SRAM). McunetError: no budget, a bad dataset, an unknown board, nothing fits."""
+    training peak SRAM); `schemes`: sparse schemes' JSON files measured beside them.
+    McunetError: no budget, a bad dataset, an unknown board, a bad sparse scheme, nothing
+    fits."""
     from .budget import fit
 
     b = get_board(board) if board else None
@@ -192,7 +200,8 @@ def train_plan(model: str, dataset: str, sram=None, flash=None, board=None,
         raise McunetError("train-plan needs a budget: give --sram (e.g. 256KB) or --board")
     lrs = lrs or [0.01]
     x_train, y_train, _, _ = load_training_data(dataset, classes)
-    compiled_schemes, refused = candidates(model, board=b, sram=sram, flash=flash)
+    compiled_schemes, refused = candidates(model, board=b, sram=sram, flash=flash,
+                                           extra=schemes)
     first = compiled_schemes[0][1]
     schemes = []
     for spec, compiled in compiled_schemes:
@@ -245,13 +254,14 @@ def _size(n: int | None) -> str:
 
 
 def table(plan: TrainPlan) -> str:
-    head = (f"{'scheme':<8} {'layers':<10} {'params':>8} {'train SRAM':>11} {'flash':>9} "
+    w = max([8] + [len(s.scheme) for s in plan.schemes])
+    head = (f"{'scheme':<{w}} {'layers':<10} {'params':>8} {'train SRAM':>11} {'flash':>9} "
             f"{'fits':<5} {'lr':>6} {'val before':>10} {'val after':>9} {'gain/KB':>8}")
     lines = [head, "-" * len(head)]
     for s in plan.schemes:
         measured = s.accuracy_after is not None
         lines.append(
-            f"{s.scheme:<8} {','.join(map(str, s.layers)):<10} {s.parameters:>8,} "
+            f"{s.scheme:<{w}} {','.join(map(str, s.layers)):<10} {s.parameters:>8,} "
             f"{s.training_peak_sram_bytes:>11,} {s.training_flash_bytes:>9,} "
             f"{'yes' if s.fits else 'no':<5} {(f'{s.lr:g}' if measured else '-'):>6} "
             f"{(f'{s.accuracy_before:.1%}' if measured else '-'):>10} "

@@ -143,7 +143,7 @@ def npz_task(path: str, samples: int, eval_rows: int, seed: int = 0):
 
 
 def bench_model(name: str, model: Path, task, epochs: int, lrs: list[float]) -> dict:
-    from mcunet.boards.cli import _as_input
+    from mcunet.search.data import as_model_input as _as_input
     from mcunet.trainplan import candidates, measure
 
     schemes, refused = candidates(str(model))

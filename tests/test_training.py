@@ -20,6 +20,7 @@ from mcunet.training import TrainReference, train_exp, train_log
 
 from .conftest import mlperf_model
 from .modelgen import ModelBuilder
+from .searchnet import ARCH_RESIDUAL, searched_fashion_model
 
 STEPS = 100
 
@@ -142,6 +143,48 @@ def depthwise_model(k: int = 3, stride: int = 1, padding: str = "SAME", dw_act: 
     return classifier_tail(m, rng, r, 12)
 
 
+def residual_model(depthwise: bool = False, add_act: str = "NONE", seed: int = 0) -> bytes:
+    """input (1, 6, 6, 3) -> CONV_2D 3x3 SAME RELU6 (8 channels) = r [-> DEPTHWISE_CONV_2D 3x3
+    SAME RELU6] -> 1x1 CONV_2D 8->8, no activation -> ADD(r, that) [add_act] -> global
+    AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED 8->5 -> SOFTMAX: an inverted-residual block's
+    end (expansion 1) under the classifier, for the backward through the ADD."""
+    rng = np.random.default_rng(seed)
+    m = ModelBuilder()
+    x = m.input((1, 6, 6, 3), "int8", scale=0.04, zero_point=-5)
+    w0 = m.const(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), scale=[0.01] * 8,
+                 zero_point=[0] * 8, quantized_dimension=0)
+    b0 = m.const(rng.integers(-300, 300, 8).astype(np.int32), scale=[0.0004] * 8, zero_point=[0] * 8)
+    r = m.tensor((1, 6, 6, 8), "int8", scale=0.03, zero_point=-128)
+    m.op("CONV_2D", [x, w0, b0], [r], padding="SAME", stride_w=1, stride_h=1,
+         fused_activation="RELU6")
+    h = r
+    if depthwise:
+        ds = [float(np.float32(s)) for s in rng.uniform(0.01, 0.03, 8)]
+        wd = m.const(rng.integers(-127, 128, (1, 3, 3, 8)).astype(np.int8), scale=ds,
+                     zero_point=[0] * 8, quantized_dimension=3)
+        bd = m.const(rng.integers(-400, 400, 8).astype(np.int32), scale=[0.03 * s for s in ds],
+                     zero_point=[0] * 8)
+        h = m.tensor((1, 6, 6, 8), "int8", scale=0.05, zero_point=-128)
+        m.op("DEPTHWISE_CONV_2D", [r, wd, bd], [h], padding="SAME", stride_h=1, stride_w=1,
+             dilation_h=1, dilation_w=1, depth_multiplier=1, fused_activation="RELU6")
+    ps = [float(np.float32(s)) for s in rng.uniform(0.005, 0.02, 8)]
+    w1 = m.const(rng.integers(-127, 128, (8, 1, 1, 8)).astype(np.int8), scale=ps,
+                 zero_point=[0] * 8, quantized_dimension=0)
+    b1 = m.const(rng.integers(-400, 400, 8).astype(np.int32),
+                 scale=[(0.05 if depthwise else 0.03) * s for s in ps], zero_point=[0] * 8)
+    y = m.tensor((1, 6, 6, 8), "int8", scale=0.04, zero_point=3)
+    m.op("CONV_2D", [h, w1, b1], [y], padding="VALID", fused_activation="NONE")
+    zp = -128 if add_act != "NONE" else -20
+    s = m.tensor((1, 6, 6, 8), "int8", scale=0.06, zero_point=zp)
+    m.op("ADD", [r, y], [s], fused_activation=add_act)
+    p = m.tensor((1, 1, 1, 8), "int8", scale=0.06, zero_point=zp)
+    m.op("AVERAGE_POOL_2D", [s], [p], padding="VALID", filter_width=6, filter_height=6,
+         stride_w=1, stride_h=1)
+    q = m.tensor((1, 8), "int8", scale=0.06, zero_point=zp)
+    m.op("RESHAPE", [p, m.const(np.array([1, 8], np.int32))], [q], new_shape=[1, 8])
+    return classifier_tail(m, rng, q, 8)
+
+
 def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
     """The trained tail's int8 input (the head's, or the trained conv's) for every row, by
     TFLite's reference kernels."""
@@ -151,7 +194,7 @@ def head_inputs(model, training, rows: np.ndarray) -> np.ndarray:
     for x in rows:
         interp.set_tensor(d["index"], x[None].reshape(d["shape"]))
         interp.invoke()
-        xs.append(interp.get_tensor(training.entry).reshape(-1).copy())
+        xs.append(np.concatenate([interp.get_tensor(e).reshape(-1) for e in training.entries]))
     return np.stack(xs)
 
 
@@ -166,16 +209,15 @@ def samples(compiled, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def patched(model: bytes, training, state) -> bytes:
-    """The .tflite with the trained filters and biases written over the original bytes."""
-    h, c = training.head, training.conv
-    pairs = [(h.filter, state.get("filter", h.filter), np.int8), (h.bias, state["bias"], "<i4")]
-    if c is not None:
-        pairs += [(c.filter, state.get(c.key + "filter", c.filter), np.int8),
-                  (c.bias, state[c.key + "bias"], "<i4")]
-    d = training.dw
-    if d is not None:
-        pairs += [(d.filter, state.get(d.key + "filter", d.filter), np.int8),
-                  (d.bias, state[d.key + "bias"], "<i4")]
+    """The .tflite with the trained filters and biases written over the original bytes (a
+    sparse build's untrained channels as they were)."""
+    layers = {"": training.head, **({training.conv.key: training.conv} if training.conv else {}),
+              **({training.dw.key: training.dw} if training.dw else {})}
+    full = training.full_parameters(state)
+    pairs = []
+    for key, op, _, _ in training.layers():
+        filt, bias = full[op]
+        pairs += [(layers[key].filter, filt, np.int8), (layers[key].bias, bias, "<i4")]
     for old, new, dtype in pairs:
         old, new = np.asarray(old).astype(dtype).tobytes(), np.asarray(new).astype(dtype).tobytes()
         assert model.count(old) == 1, "the trained parameters appear once in the file"
@@ -208,17 +250,19 @@ def check_training(model, tmp_path, scheme: str, lr: float, rows: int = 10, seed
     assert sorted(run.state) == sorted(state)
     for name, value in state.items():  # every byte of every updated parameter and its state
         assert run.state[name].tobytes() == value.tobytes(), name
-    assert not np.array_equal(run.state["bias"], t.head.bias), "training changed the bias"
-    if t.updates_filter:
-        assert not np.array_equal(run.state["filter"], t.head.filter)
-    if t.conv is not None:
-        assert not np.array_equal(run.state[t.conv.key + "bias"], t.conv.bias)
-    if t.conv_filter:
-        assert not np.array_equal(run.state[t.conv.key + "filter"], t.conv.filter)
-    if t.dw is not None:
-        assert not np.array_equal(run.state[t.dw.key + "bias"], t.dw.bias)
-    if t.dw_filter:
-        assert not np.array_equal(run.state[t.dw.key + "filter"], t.dw.filter)
+    full = t.full_parameters(run.state)
+    layers = {t.head.op_index: t.head, **({t.conv.op_index: t.conv} if t.conv else {}),
+              **({t.dw.op_index: t.dw} if t.dw else {})}
+    for key, op, update, _ in t.layers():  # training changed what it trains, nothing else
+        filt, bias = full[op]
+        assert np.array_equal(bias, layers[op].bias) != update.bias, (op, "bias")
+        if update.channels:
+            k = update.channels
+            new, old = (filt[:, :k], layers[op].filter[:, :k]) if t.dw is not None and key == t.dw.key else \
+                (filt[:k], layers[op].filter[:k])
+            assert not np.array_equal(new, old), (op, "filter")
+        else:
+            assert np.array_equal(filt, layers[op].filter)
     # It learns: the last pass over the samples has a lower loss than the first.
     assert run.losses[-rows:].mean() < run.losses[:rows].mean()
     # After training invoke uses the trained parameters: TFLite's reference on the model
@@ -252,6 +296,46 @@ def test_small_conv_model_last2_is_bit_exact(tmp_path, scheme, activation, per_c
     compiled, _ = check_training(conv_model(activation, per_channel, mean=mean), tmp_path,
                                  scheme, lr=0.05, rows=8)
     assert compiled.training.conv.op_index == 1
+
+
+@pytest.mark.parametrize("scheme, depthwise, add_act", [
+    ("last:3", True, "NONE"),
+    pytest.param("last:2", False, "NONE", marks=pytest.mark.slow),
+    pytest.param("last:2", False, "RELU", marks=pytest.mark.slow),
+    pytest.param("bias", True, "RELU6", marks=pytest.mark.slow)])
+def test_training_through_a_residual_add_is_bit_exact(tmp_path, scheme, depthwise, add_act):
+    """The backward through a residual ADD (straight through its requantisation, the mask of
+    its fused activation on its kept output) to the 1x1 conv under it (no activation; fused
+    with the ADD in the forward), and on to the depthwise: 100 steps, the reference's forward
+    computing the ADD as TFLite from the conv's output and the residual."""
+    compiled, _ = check_training(residual_model(depthwise, add_act), tmp_path, scheme,
+                                 lr=0.05, rows=8)
+    t = compiled.training
+    conv_op = 2 if depthwise else 1
+    assert t.conv.op_index == conv_op and t.conv.add_op == conv_op + 1
+    assert t.entries == (t.entry, t.conv.residual)
+    # Under the depthwise the ADD runs inside the trained conv (fused: the conv's own output
+    # never exists); without it the conv reads the residual itself, so the ADD stays a step.
+    step = [s for s in compiled.steps if s.op.index == conv_op][0]
+    assert (step.layer.fused_add is not None) == depthwise
+    assert (t.dw is not None) == depthwise
+
+
+@pytest.mark.parametrize("scheme", [
+    "last:3", pytest.param("bias", marks=pytest.mark.slow),
+    pytest.param({"layers": [{"op": "head", "bias": True},
+                             {"op": 0, "weights": 0.5, "bias": True}]}, marks=pytest.mark.slow)])
+def test_a_3x3_conv_under_the_1x1_conv_is_bit_exact(tmp_path, scheme):
+    """conv_model's 3x3 stride-2 SAME CONV_2D (op 0, on the model's input) under the 1x1 conv:
+    its weight gradient T[o][k][i] (every input channel of every tap) and bias, 100 steps;
+    last:4 is refused at the model's input. The sparse scheme: the head's biases, op 1 frozen,
+    op 0's first 4 of 8 output channels."""
+    spec = scheme if isinstance(scheme, str) else scheme_file(tmp_path, scheme)
+    compiled, _ = check_training(conv_model("RELU6", True), tmp_path, spec, lr=0.05, rows=8)
+    t = compiled.training
+    assert (t.dw.kind, t.dw.op_index, t.dw.in_channels, t.dw.kh) == ("CONV_2D", 0, 3, 3)
+    assert t.parameters == {"last:3": 5 * 17 + 16 * 9 + 8 * 28, "bias": 5 + 16 + 8}.get(
+        spec, 5 + 4 * 27 + 8)
 
 
 @pytest.mark.parametrize("scheme, lr", [("last:3", 0.01), ("bias", 0.05)])
@@ -311,7 +395,8 @@ def test_exp_and_log_are_close_to_libm():
 def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     model = mlperf_model("kws_ref_model.tflite")
     plans = {}
-    for scheme in ("head", "bias", "last:2", "last:3"):
+    sparse = scheme_file(tmp_path, SPARSE_A)
+    for scheme in ("head", "bias", "last:2", "last:3", sparse):
         r = subprocess.run([sys.executable, "-m", "mcunet", "plan", str(model), "--train", scheme,
                             "--json", "--no-png"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
@@ -325,7 +410,7 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
         assert plan["arena_bytes"] >= inference.plan.arena_bytes
         # The static RAM counted is what the compiled object holds besides the arena.
         compiled = api.compile(model, train=scheme)
-        out = tmp_path / scheme
+        out = tmp_path / ("sparse" if scheme == sparse else scheme)
         compiled.write(out)
         obj = out / "m.o"
         subprocess.run(["cc", "-std=c99", "-O2", "-c", str(out / "mcunet_model.c"), "-I", str(out),
@@ -344,6 +429,16 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     assert plans["last:3"]["training"]["layers"] == [11, 8, 7]
     # The gradient buffers: dL/dz, dL/dx of the head's input, op 8's scaled output gradient.
     assert plans["last:3"]["training"]["gradient_bytes"] == 4 * (12 + 64 + 64)
+    # SPARSE_A: op 8's first 16 channels' weights and op 7's first 32 (of 64) in RAM, at 9 B
+    # each (int8, float32 delta and momentum): 30,240 B less state than last:3.
+    t = plans[sparse]["training"]
+    assert t["parameters"] == 12 * 65 + 16 * 64 + 64 + 32 * 9 + 64
+    assert t["layer_updates"] == [
+        {"op": 11, "kind": "FULLY_CONNECTED", "bias": True, "weight_channels": 12, "channels": 12},
+        {"op": 8, "kind": "CONV_2D", "bias": True, "weight_channels": 16, "channels": 64},
+        {"op": 7, "kind": "DEPTHWISE_CONV_2D", "bias": True, "weight_channels": 32, "channels": 64}]
+    assert plans["last:3"]["training"]["static_bytes"] - t["static_bytes"] == \
+        9 * (48 * 64 + 32 * 9)
 
 
 @pytest.mark.parametrize("spec, words", [
@@ -351,7 +446,6 @@ def test_plan_reports_training_memory_measured_in_the_object(tmp_path):
     ("last:4", "below DEPTHWISE_CONV_2D (op 7) reaches CONV_2D (op 6), which the backward "
                "does not pass through"),
     ("last:x", "N in last:N"),
-    ("scheme.json", "sparse update schemes"),
 ])
 def test_unsupported_schemes_are_one_line_errors(capsys, spec, words):
     with pytest.raises(SystemExit) as exc:
@@ -359,6 +453,167 @@ def test_unsupported_schemes_are_one_line_errors(capsys, spec, words):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --train") and words in err and len(err.strip().splitlines()) == 1
+
+
+# Sparse schemes (docs/training.md, "Sparse update"): on KWS the backward reaches op 11 (the
+# head), op 8 (the 1x1 conv) and op 7 (the depthwise). A: every part of the schema, partial
+# channels of the conv and the depthwise; B: not contiguous (op 8 frozen between the head's
+# bias and op 7's weights: the backward passes through op 8's input gradient only).
+SPARSE_A = {"layers": [{"op": "head", "weights": 1, "bias": True},
+                       {"op": 8, "weights": 0.25, "bias": True},
+                       {"op": 7, "weights": 0.5, "bias": True}]}
+SPARSE_B = {"layers": [{"op": 11, "bias": True}, {"op": 7, "weights": 0.25, "bias": True}]}
+
+
+def scheme_file(tmp_path, scheme: dict, name: str = "scheme.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(scheme))
+    return str(path)
+
+
+@pytest.mark.parametrize("scheme, layers, channels", [
+    (SPARSE_A, [11, 8, 7], [12, 16, 32]),
+    pytest.param(SPARSE_B, [11, 7], [0, 0, 16], marks=pytest.mark.slow)])
+def test_kws_sparse_schemes_are_bit_exact_with_the_reference(tmp_path, scheme, layers, channels):
+    """100 steps; the trained filters hold their first ceil(ratio x C) output channels only
+    (the rest stay in flash, and invoke reads them there: TFLite agrees after training)."""
+    compiled, run = check_training(mlperf_model("kws_ref_model.tflite"), tmp_path,
+                                   scheme_file(tmp_path, scheme), lr=0.01)
+    t = compiled.training
+    assert t.sparse and t.summary(compiled)["layers"] == layers
+    assert [t.head_channels, t.conv_channels, t.dw_channels] == channels
+    if t.conv_filter:
+        assert run.state[t.conv.key + "filter"].shape == (channels[1], 64)
+    if t.dw_filter:
+        assert run.state[t.dw.key + "filter"].shape == (9, channels[2])
+    if scheme is SPARSE_B:  # op 8 frozen: no state, its flash filter serves the backward
+        assert not any(k.startswith(t.conv.key) for k in run.state) and "filter" not in run.state
+
+
+# VWW (MLPerf Tiny vww_96_int8): ... DEPTHWISE_CONV_2D op 25 (3x3, 256) -> 1x1 CONV_2D op 26
+# (256 -> 256, RELU) -> AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED op 29 (2 x 256) -> SOFTMAX.
+SPARSE_VWW = {"layers": [{"op": "head", "weights": 1, "bias": True},
+                         {"op": 26, "weights": 0.125, "bias": True},
+                         {"op": 25, "weights": 0.25, "bias": True}]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme, lr", [("head", 0.01), ("bias", 0.05), ("last:2", 0.01),
+                                        ("last:3", 0.01), ("sparse", 0.01)])
+def test_vww_training_is_bit_exact_with_the_reference(tmp_path, scheme, lr):
+    """100 steps on VWW (ops 29, 26, 25), every loss, logit and state byte, and invoke after
+    training against TFLite with the trained parameters written in."""
+    spec = scheme_file(tmp_path, SPARSE_VWW) if scheme == "sparse" else scheme
+    compiled, _ = check_training(mlperf_model("vww_96_int8.tflite"), tmp_path, spec, lr)
+    t = compiled.training
+    assert t.head.op_index == 29 and (t.conv is None or t.conv.op_index == 26)
+    if scheme == "sparse":
+        assert (t.conv_channels, t.dw_channels) == (32, 64)
+
+
+@pytest.fixture(scope="module")
+def fashion_model():
+    """A searched Fashion-MNIST network (tests/searchnet.py: mcunet's search space, exported
+    by the search's int8 path; about 40 s to build here with TensorFlow's import and a short
+    fit, cached under MCUNET_CACHE, so the tests using it are slow); skipped without
+    TensorFlow or the dataset."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs TensorFlow")
+    from mcunet.search.data import FASHION_DIRS
+
+    if not any(Path(d).is_dir() for d in FASHION_DIRS):
+        pytest.skip("needs the Fashion-MNIST dataset")
+    return searched_fashion_model()
+
+
+# Its tail: DEPTHWISE_CONV_2D op 13 (3x3, 72, RELU6) -> the block's 1x1 project CONV_2D op 14
+# (72 -> 32, no activation) -> MEAN -> FULLY_CONNECTED op 16 (10 x 32) -> SOFTMAX.
+SPARSE_FASHION = {"layers": [{"op": "head", "weights": 0.5, "bias": True},
+                             {"op": 14, "weights": 0.25, "bias": True},
+                             {"op": 13, "weights": 0.25}]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme, lr", [("sparse", 0.02), ("bias", 0.05), ("head", 0.02),
+                                        ("last:2", 0.02), ("last:3", 0.02)])
+def test_searched_fashion_model_training_is_bit_exact(tmp_path, fashion_model, scheme, lr):
+    """100 steps on a network of mcunet's own search space, quantised as the search exports
+    it (ops 16, 14, 13: the head, the last block's project conv with no activation, and its
+    depthwise)."""
+    spec = scheme_file(tmp_path, SPARSE_FASHION) if scheme == "sparse" else scheme
+    compiled, _ = check_training(fashion_model, tmp_path, spec, lr)
+    t = compiled.training
+    assert t.head.op_index == 16
+    if t.conv is not None:  # no activation; MEAN
+        assert t.conv.op_index == 14 and t.conv.mask_lo is None and t.conv.mean is not None
+    if scheme == "sparse":
+        assert (t.head_channels, t.conv_channels, t.dw_channels) == (5, 8, 18)
+
+
+@pytest.fixture(scope="module")
+def fashion_residual_model(fashion_model):
+    """The searched network with two blocks in its last stage: it ends DEPTHWISE_CONV_2D op 16
+    -> project CONV_2D op 17 -> ADD op 18 (op 14's output + op 17's) -> MEAN -> FC op 20."""
+    return searched_fashion_model(ARCH_RESIDUAL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["last:2", "last:3", "sparse"])
+def test_searched_fashion_model_through_its_residual_add(tmp_path, fashion_residual_model,
+                                                        scheme):
+    spec = scheme_file(tmp_path, {"layers": [{"op": "head", "weights": 1, "bias": True},
+                                             {"op": 17, "weights": 0.5, "bias": True},
+                                             {"op": 16, "weights": 0.25, "bias": True}]}) \
+        if scheme == "sparse" else scheme
+    compiled, _ = check_training(fashion_residual_model, tmp_path, spec, 0.02)
+    t = compiled.training
+    assert (t.head.op_index, t.conv.op_index, t.conv.add_op) == (20, 17, 18)
+    assert (t.dw is not None) == (scheme != "last:2")
+
+
+@pytest.mark.parametrize("scheme, words", [
+    ({"layers": [{"op": 99, "bias": True}]}, "layers[0].op: no op 99 in this model"),
+    ({"layers": [{"op": "nowhere", "bias": True}]}, "layers[0].op: no op of this model outputs"),
+    ({"layers": [{"op": 11, "bias": True}, {"op": 8, "weights": 0}]},
+     "layers[1].weights: 0 is not a ratio of output channels in (0, 1]"),
+    ({"layers": [{"op": 8, "weights": 1.5}]}, "layers[0].weights: 1.5 is not a ratio"),
+    ({"layers": [{"op": 8, "weights": "half"}]}, "layers[0].weights: \"half\" is not a ratio"),
+    ({"layers": [{"op": 8, "bias": 1}]}, "layers[0].bias: 1 is not true or false"),
+    ({"layers": [{"op": 9, "bias": True}]},
+     "layers[0].op: AVERAGE_POOL_2D (op 9) is not a layer the backward reaches"),
+    ({"layers": [{"op": 6, "weights": 0.5}]},
+     "layers[0].op: CONV_2D (op 6) is not a layer the backward reaches: on this model it trains "
+     "op 11 (the head), op 8 (CONV_2D), op 7 (DEPTHWISE_CONV_2D), and below op 7 it stops at "
+     "CONV_2D (op 6)"),
+    ({"layers": [{"op": 8, "bias": True}, {"op": 8, "weights": 0.5}]}, "op 8 is listed twice"),
+    ({"layers": [{"op": 8}]}, "layers[0]: updates nothing"),
+    ({"layers": [{"op": 8, "bias": True, "ratio": 0.5}]}, "layers[0].ratio: unknown field"),
+    ({"layers": [{"bias": True}]}, "layers[0].op: missing"),
+    ({"layers": []}, "layers: missing or not a non-empty list"),
+    ({"layer": [{"op": 8, "bias": True}]}, "layer: unknown field"),
+    ([{"op": 8, "bias": True}], "the file must hold one JSON object"),
+    ('{"layers": [', "not valid JSON (line 1 column 13"),
+    (None, "is a directory, not a JSON scheme file"),
+    ("missing", "no such file"),
+])
+def test_bad_sparse_schemes_are_one_line_errors(tmp_path, capsys, scheme, words):
+    if scheme is None:
+        spec = str(tmp_path)
+    elif scheme == "missing":
+        spec = str(tmp_path / "missing.json")
+    else:
+        path = tmp_path / "scheme.json"
+        path.write_text(scheme if isinstance(scheme, str) else json.dumps(scheme))
+        spec = str(path)
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", str(mlperf_model("kws_ref_model.tflite")), "--train", spec, "--no-png"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --train {spec}: ") and words in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_a_model_without_a_fully_connected_head_is_refused(tmp_path, capsys):
@@ -486,13 +741,22 @@ def test_conv_gradients_match_tensorflow_autodiff():
                                    atol=1e-5 * np.max(np.abs(t.lr * tcb)))
 
 
-@pytest.mark.parametrize("build, scheme", [("fc", "head"), ("conv", "last:2")])
+# On KWS: the head's first 5 of 12 units' weights and no bias, op 8's biases only, op 7's
+# first 16 of 64 channels' weights and no bias.
+SPARSE_C = {"layers": [{"op": "head", "weights": 0.4}, {"op": 8, "bias": True},
+                       {"op": 7, "weights": 0.25}]}
+
+
+@pytest.mark.parametrize("build, scheme", [("fc", "head"), ("conv", "last:2"),
+                                           ("kws", SPARSE_C)])
 def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tmp_path, build,
                                                                              scheme):
     """--name and --external-arena rename and move nothing that training reads; ASan/UBSan
-    find nothing; the steps equal the reference's (every state byte)."""
+    find nothing (a sparse scheme's split filters included: partial head rows, conv channels
+    and depthwise channels); the steps equal the reference's (every state byte)."""
     path = tmp_path / "m.tflite"
-    path.write_bytes(small_model(False, True, seed=3) if build == "fc" else conv_model(seed=3))
+    path.write_bytes(small_model(False, True, seed=3) if build == "fc" else conv_model(seed=3)
+                     if build == "conv" else mlperf_model("kws_ref_model.tflite").read_bytes())
     compiled = api.compile(path, train=scheme, name="kws", external_arena=True)
     header = compiled.library().files["kws_model.h"]
     assert "int kws_train_step(const int8_t *input, int label);" in header
@@ -504,17 +768,34 @@ def test_a_named_library_with_an_external_arena_trains_alike_under_sanitizers(tm
     assert run.losses.tobytes() == np.array(losses, np.float32).tobytes()
     for key, value in ref.state().items():
         assert run.state[key].tobytes() == value.tobytes(), key
+    if build == "kws":
+        t = compiled.training
+        assert (t.head_channels, t.conv_channels, t.dw_channels) == (5, 0, 16)
+        assert t.parameters == 5 * 64 + 64 + 16 * 9
+        assert sorted(run.state) == ["filter", "filter_delta", "filter_velocity", "op7_filter",
+                                     "op7_filter_delta", "op7_filter_velocity", "op8_bias",
+                                     "op8_bias_delta", "op8_bias_velocity"]
 
 
-def test_depthwise_gradients_match_tensorflow_autodiff():
+@pytest.mark.parametrize("which", ["kws", "conv3x3",
+                                   pytest.param("residual", marks=pytest.mark.slow)])
+def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
     """last:3 on KWS, float against float: the reference's gradients of op 7's (the
     DEPTHWISE_CONV_2D's) real-valued filter and bias, and of op 8's and the head's, against
     TensorFlow's autodiff of the straight-through float computation (the int8 forward's values
     at every layer; TF's gradients through the FC, the mean, op 8's mask and 1x1 conv, op 7's
     mask and tf.nn.depthwise_conv2d), within 1e-5 of the largest gradient of each; one step's
-    QAS update of op 7, scaled back, is -lr times TF's gradient (1e-5 of the largest)."""
+    QAS update of op 7, scaled back, is -lr times TF's gradient (1e-5 of the largest).
+    "residual": the same through a residual ADD (residual_model with the depthwise and a
+    RELU6 on the ADD): TF adds the residual's real values to the 1x1 conv's and masks the sum
+    by the ADD's activation. "conv3x3": a 3x3 stride-2 SAME CONV_2D under the 1x1 conv
+    (conv_model), its weight gradient against tf.nn.conv2d's."""
     tf = pytest.importorskip("tensorflow")
     model = mlperf_model("kws_ref_model.tflite")
+    if which != "kws":
+        model = tmp_path / f"{which}.tflite"
+        model.write_bytes(residual_model(True, "RELU6", seed=2) if which == "residual" else
+                          conv_model("RELU6", True, seed=4))
     compiled = api.compile(model, train="last:3")
     t = compiled.training
     h, c, d = t.head, t.conv, t.dw
@@ -529,32 +810,43 @@ def test_depthwise_gradients_match_tensorflow_autodiff():
             m &= v < hi
         return m
 
-    padding = "SAME" if d.pad_top or d.pad_left else "VALID"
+    padding = compiled.graph.ops[d.op_index].attrs["padding"]
+    depth = d.in_channels if d.is_conv else d.channels
     for xi, label in zip(xs, labels[:3]):
         ref = TrainReference(t, momentum=0.0)
         grads = ref.real_gradients(xi, int(label))
-        ydw = ref.dw_forward(xi)
-        y, pooled = ref.conv_forward(ydw)
+        xe, r = ref.split(xi)
+        ydw = ref.dw_forward(xe)
+        y, pooled = ref.conv_forward(ydw, r)
         zq = ref.head_logits(pooled).astype(np.float32) - h.y_zp
         ds, cs, hs = (v.w_scales.astype(np.float64) for v in (d, c, h))
-        Wd = tf.Variable((d.filter * ds[None, :]).reshape(d.kh, d.kw, d.channels, 1)
-                         .astype(np.float32))
+        if d.is_conv:  # TF's HWIO from TFLite's [O][kh][kw][I]
+            Wd = tf.Variable((d.filter.reshape(d.channels, d.kh, d.kw, depth) *
+                              ds[:, None, None, None]).transpose(1, 2, 3, 0).astype(np.float32))
+        else:
+            Wd = tf.Variable((d.filter * ds[None, :]).reshape(d.kh, d.kw, d.channels, 1)
+                             .astype(np.float32))
         bd = tf.Variable((d.bias * d.x_scale * ds).astype(np.float32))
         Wc = tf.Variable((c.filter * cs[:, None]).astype(np.float32))
         bc = tf.Variable((c.bias * c.x_scale * cs).astype(np.float32))
         W = tf.Variable((h.filter * hs[:, None]).astype(np.float32))
         b = tf.Variable((h.bias * h.x_scale * hs).astype(np.float32))
-        xr = tf.constant(((xi.reshape(1, d.ih, d.iw, d.channels).astype(np.float32) - d.x_zp)
+        xr = tf.constant(((xe.reshape(1, d.ih, d.iw, depth).astype(np.float32) - d.x_zp)
                           * np.float32(d.x_scale)))
         yr = tf.constant((ydw.astype(np.float32) - c.x_zp) * np.float32(c.x_scale))
         pr = tf.constant((pooled.astype(np.float32) - h.x_zp) * np.float32(h.x_scale))
         with tf.GradientTape() as tape:
-            lin0 = tf.nn.depthwise_conv2d(xr, Wd, [1, d.sh, d.sw, 1], padding) + bd
+            conv2d = tf.nn.conv2d if d.is_conv else tf.nn.depthwise_conv2d
+            lin0 = conv2d(xr, Wd, [1, d.sh, d.sw, 1], padding) + bd
             lin0 = tf.reshape(lin0, [d.pixels, d.channels]) * \
                 tf.constant(masked(ydw, d.mask_lo, d.mask_hi), tf.float32)
             a0 = tf.stop_gradient(yr - lin0) + lin0
-            lin = (tf.matmul(a0, Wc, transpose_b=True) + bc) * \
-                tf.constant(masked(y, c.mask_lo, c.mask_hi), tf.float32)
+            lin = tf.matmul(a0, Wc, transpose_b=True) + bc
+            if r is not None:  # the ADD: the residual's real values plus the conv's
+                rq = compiled.graph.t(c.residual).quant
+                lin = lin + tf.constant(((r.reshape(c.pixels, c.units).astype(np.float32) -
+                                          rq.zp) * np.float32(rq.s)))
+            lin = lin * tf.constant(masked(y, c.mask_lo, c.mask_hi), tf.float32)
             mean = tf.reduce_mean(lin, axis=0)
             pst = tf.stop_gradient(pr - mean) + mean
             lin2 = tf.reshape(tf.matmul(W, pst[:, None]), [-1]) + b
@@ -563,14 +855,17 @@ def test_depthwise_gradients_match_tensorflow_autodiff():
                 labels=tf.constant([int(label)]), logits=z[None])[0]
         tw, tb, tcw, tcb, tdw, tdb = (g.numpy() for g in
                                       tape.gradient(loss, [W, b, Wc, bc, Wd, bd]))
-        tdw = tdw.reshape(d.taps, d.channels)
+        tdw = tdw.transpose(3, 0, 1, 2).reshape(d.channels, -1) if d.is_conv else \
+            tdw.reshape(d.taps, d.channels)
         for mine, theirs in [(grads["filter"], tw), (grads["bias"], tb),
                              (grads["conv_filter"], tcw), (grads["conv_bias"], tcb),
                              (grads["dw_filter"], tdw), (grads["dw_bias"], tdb)]:
             assert np.max(np.abs(mine - theirs)) <= 1e-5 * np.max(np.abs(theirs))
         assert np.any(grads["dw_filter"] != 0) and not masked(ydw, d.mask_lo, d.mask_hi).all()
+        assert r is None or not masked(y, c.mask_lo, c.mask_hi).all()
         ref.step(xi, int(label))
-        moved = ref.dw["filter_delta"].astype(np.float64) * ds[None, :]
+        moved = ref.dw["filter_delta"].astype(np.float64) * (ds[:, None] if d.is_conv else
+                                                             ds[None, :])
         np.testing.assert_allclose(moved, -t.lr * tdw, rtol=1e-5,
                                    atol=1e-5 * np.max(np.abs(t.lr * tdw)))
         moved_b = ref.dw["bias_delta"] * d.x_scale * ds

@@ -45,8 +45,8 @@ def test_train_plan_picks_the_most_accurate_scheme_that_fits(task, capsys):
               "--epochs", "3", "--lr", "0.01,0.05"]
     out = run_json(capsys, common + ["--sram", "256KB"])
     schemes = {s["scheme"]: s for s in out["schemes"]}
-    assert list(schemes) == ["bias", "head", "last:2"]
-    assert "last:3" in out["refused"] and "CONV_2D (op 0)" in out["refused"]["last:3"]
+    assert list(schemes) == ["bias", "head", "last:2", "last:3"]
+    assert "last:4" in out["refused"] and "the model's input" in out["refused"]["last:4"]
     for s in schemes.values():
         assert s["fits"] and s["accuracy_after"] is not None and s["lr"] in (0.01, 0.05)
         assert s["accuracy_before"] == schemes["bias"]["accuracy_before"]  # the same model
@@ -75,7 +75,7 @@ def test_train_plan_table(task, capsys):
     main(["train-plan", str(model), "--dataset", str(data), "--sram", "256KB", "--samples", "50",
           "--val", "50", "--epochs", "1"])
     out = capsys.readouterr().out
-    assert "train SRAM" in out and "gain/KB" in out and "last:3: refused" in out
+    assert "train SRAM" in out and "gain/KB" in out and "last:4: refused" in out
     assert out.strip().splitlines()[-1].startswith("pick: --train ")
 
 
@@ -159,3 +159,29 @@ def test_bench_training_runs_on_a_tiny_case(task, tmp_path):
         assert s["accuracy_after"] is not None
         assert s["tf_over_mcunet"] == pytest.approx(tf["counted_bytes"] / sram[s["scheme"]])
     assert "TF counted / mcunet" in r.stdout
+
+
+def test_train_plan_measures_sparse_schemes_beside_the_named_ones(task, tmp_path, capsys):
+    """--scheme FILE.json: a sparse scheme (here the head, op 4, and op 1's biases and the
+    first 8 of its 16 channels' weights) is compiled for its memory and trained like the others; its
+    training SRAM lies between head's and last:2's. A bad scheme is one error line."""
+    model, data = task
+    sparse = tmp_path / "half.json"
+    sparse.write_text(json.dumps({"layers": [{"op": "head", "weights": 1, "bias": True},
+                                             {"op": 1, "weights": 0.5, "bias": True}]}))
+    common = [str(model), "--dataset", str(data), "--samples", "50", "--val", "50",
+              "--epochs", "1", "--sram", "256KB"]
+    out = run_json(capsys, common + ["--scheme", str(sparse)])
+    schemes = {s["scheme"]: s for s in out["schemes"]}
+    assert list(schemes) == ["bias", "head", "last:2", "last:3", str(sparse)]
+    s = schemes[str(sparse)]
+    assert s["fits"] and s["accuracy_after"] is not None and s["layers"] == [4, 1]
+    assert s["parameters"] == 5 * 17 + 8 * 8 + 16
+    assert schemes["head"]["training_peak_sram_bytes"] < s["training_peak_sram_bytes"] < \
+        schemes["last:2"]["training_peak_sram_bytes"]
+    sparse.write_text(json.dumps({"layers": [{"op": 2, "bias": True}]}))
+    with pytest.raises(SystemExit) as exc:
+        main(["train-plan", *common, "--scheme", str(sparse)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: --train {sparse}: layers[0].op: AVERAGE_POOL_2D (op 2) is not")

@@ -53,21 +53,27 @@ def binary_args(op: Op, ctx: LowerContext) -> tuple:
     return (*args, TensorArg(op.outputs[0], "output", output=True))
 
 
-@lowers("ADD")
-def lower_add(op: Op, ctx: LowerContext) -> Step:
-    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
-    if not (a.dtype == b.dtype == out.dtype == "int8"):
-        raise unsupported(op, "ADD needs int8 inputs and output")
+def add_arith(a, b, out, activation: str) -> AddArith:
+    """TFLite's int8 ADD constants for inputs a, b and output out (Tensors with quant)."""
     # Prepare-time arithmetic as in TFLite: float max, double ratios, float (1 << 20) * scale.
     twice_max = 2.0 * float(max(np.float32(a.quant.s), np.float32(b.quant.s)))
     m1, s1 = quantize_multiplier(a.quant.s / twice_max)
     m2, s2 = quantize_multiplier(b.quant.s / twice_max)
     out_scale = float(np.float32(1 << LEFT_SHIFT) * np.float32(out.quant.s))
     mo, so = quantize_multiplier(twice_max / out_scale)
-    act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
-    add = AddArith(input1_offset=-a.quant.zp, input2_offset=-b.quant.zp,
-                   output_offset=out.quant.zp, left_shift=LEFT_SHIFT,
-                   input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
-                   output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max)
+    act_min, act_max = activation_range(activation, out.quant.s, out.quant.zp)
+    return AddArith(input1_offset=-a.quant.zp, input2_offset=-b.quant.zp,
+                    output_offset=out.quant.zp, left_shift=LEFT_SHIFT,
+                    input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2,
+                    input2_shift=s2, output_multiplier=mo, output_shift=so, act_min=act_min,
+                    act_max=act_max)
+
+
+@lowers("ADD")
+def lower_add(op: Op, ctx: LowerContext) -> Step:
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    if not (a.dtype == b.dtype == out.dtype == "int8"):
+        raise unsupported(op, "ADD needs int8 inputs and output")
+    add = add_arith(a, b, out, op.attrs["activation"])
     return Step(op, kernels.portable(kernels.ADD), AddLayer(broadcast_shape(op, ctx), add),
                 binary_args(op, ctx))
