@@ -117,8 +117,10 @@ def core_of(target_name: str) -> str | None:
 
 # Variants estimated with another's row (the lean DSP conv runs the same code but for
 # about 14 instructions a channel pair and block of pixels: bias and requantisation read
-# from the arrays, not a record); boards/stack.py's footprint table takes the same rows.
-FITTED_AS = {"conv2d_s8_dsp_lean": "conv2d_s8_dsp"}
+# from the arrays, not a record; the lean DSP depthwise the same code with smaller bands);
+# boards/stack.py's footprint table takes the same rows.
+FITTED_AS = {"conv2d_s8_dsp_lean": "conv2d_s8_dsp",
+             "depthwise_conv_s8_dsp_lean": "depthwise_conv_s8_dsp"}
 
 
 def estimate_step(step: Step, graph, core: str) -> int | None:
