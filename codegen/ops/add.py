@@ -10,6 +10,7 @@ from mcunet.step import Step, TensorArg
 
 from .. import kernels
 from ..lower import LowerContext, lowers, unsupported
+from .scalar import add_table, scalar_lut_step, scalar_operand
 
 LEFT_SHIFT = 20  # TFLite's headroom for int8 ADD
 
@@ -69,5 +70,10 @@ def lower_add(op: Op, ctx: LowerContext) -> Step:
                    output_offset=out.quant.zp, left_shift=LEFT_SHIFT,
                    input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
                    output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max)
+    scalar = scalar_operand(op, ctx)
+    if scalar is not None:  # a tensor plus a one-value constant: a table (codegen/ops/scalar.py)
+        table = add_table(add, *scalar)
+        if table is not None:
+            return scalar_lut_step(op, ctx, scalar[0], table)
     return Step(op, kernels.portable(kernels.ADD), AddLayer(broadcast_shape(op, ctx), add),
                 binary_args(op, ctx))
