@@ -198,12 +198,36 @@ def shares_loads_3x3(layer: DepthwiseLayer) -> bool:
     return (w.kh, w.kw, w.sh, w.sw) == (3, 3, 1, 1)
 
 
+def shares_loads_wide(layer: DepthwiseLayer) -> bool:
+    """The plane kernel whose blocks of four neighbouring outputs share their loads: a
+    column stride of 1 or 2, rows of 4 taps or more (depthwise_plane.j2's `quads`)."""
+    w = layer.window
+    return w.sw in (1, 2) and w.kw >= 4
+
+
+def wide_words(layer: DepthwiseLayer) -> int:
+    """The 4-byte loads of a kernel row for a block of four outputs (shares_loads_wide): at
+    stride 1 one per group of four taps and the next one where the last group has two taps
+    or more; at stride 2 two more than groups less one where the last group has one or two."""
+    w = layer.window
+    groups, last = (w.kw + 3) // 4, w.kw - 4 * ((w.kw + 3) // 4 - 1)
+    if w.sw == 1:
+        return groups + (1 if last >= 2 else 0)
+    return groups + 1 + (1 if last >= 3 else 0)
+
+
 def plane_width(layer: DepthwiseLayer) -> int:
     """A DSP plane row with its padding, wide enough for the input row and for the last
-    4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, the others read each
-    kernel row in groups of 4 taps."""
+    4-byte loads: a 3x3 stride-1 kernel reads 4 columns for 2 outputs, a wider one at a
+    column stride of 1 or 2 wide_words loads for each block of 4 outputs (the last block
+    whole), the others read each kernel row in groups of 4 taps."""
     w = layer.window
-    last = w.ow + 3 if shares_loads_3x3(layer) else (w.ow - 1) * w.sw + 4 * ((w.kw + 3) // 4)
+    if shares_loads_3x3(layer):
+        last = w.ow + 3
+    elif shares_loads_wide(layer):
+        last = 4 * w.sw * ((w.ow + 3) // 4 - 1) + 4 * wide_words(layer)
+    else:
+        last = (w.ow - 1) * w.sw + 4 * ((w.kw + 3) // 4)
     return max(last, w.iw + w.pad_left)
 
 
@@ -222,10 +246,21 @@ def padded_plane_bytes(layer: DepthwiseLayer) -> int:
 
 def _plane_constants(layer: DepthwiseLayer) -> dict:
     ph, pw = padded_plane(layer)
-    return {"plane_h": ph, "plane_w": pw}
+    return {"plane_h": ph, "plane_w": pw, "quads": shares_loads_wide(layer)}
 
 
-DW_BAND_BYTES = 1024  # the non-aliased DSP depthwise's plane: bands of rows up to this size
+DW_BAND_BYTES = 1024  # the lean DSP depthwise's scratch: bands of rows up to this size
+# The DSP depthwise's: bands up to a sixteenth of the layer's output and at most this size
+# (with 1 KB a band of a large layer whose output overlaps its input is often one output row:
+# every channel's plane rows and constants are set up again for each row).
+DW_WIDE_BAND_BYTES = 16384
+
+
+def wide_band_budget(layer: DepthwiseLayer) -> int:
+    """The DSP depthwise's band budget: DW_BAND_BYTES, or up to DW_WIDE_BAND_BYTES where
+    the output is 16 times that (the scratch stays small next to the layer's tensors)."""
+    w = layer.window
+    return max(DW_BAND_BYTES, min(DW_WIDE_BAND_BYTES, w.oh * w.ow * w.oc // 16))
 
 
 def depthwise_dsp_plane_path(layer: DepthwiseLayer) -> bool:
@@ -236,28 +271,29 @@ def depthwise_dsp_plane_path(layer: DepthwiseLayer) -> bool:
     return (w.dh, w.dw) == (1, 1) and ((w.sh, w.sw) == (1, 1) or w.kw >= 5)
 
 
-def _band_fitting(layer: DepthwiseLayer, staged: bool) -> int:
-    """Output rows per band: as many as fit DW_BAND_BYTES (at least one), with their outputs
+def _band_fitting(layer: DepthwiseLayer, staged: bool, budget: int) -> int:
+    """Output rows per band: as many as fit `budget` bytes (at least one), with their outputs
     staged too where `staged`."""
     w = layer.window
     pw = plane_width(layer)
     per_row = w.sh * pw + (w.ow * w.oc if staged else 0)
     fixed = (w.kh - w.sh) * pw
-    return max(1, min(w.oh, (DW_BAND_BYTES - fixed) // per_row))
+    return max(1, min(w.oh, (budget - fixed) // per_row))
 
 
-def band_rows(layer: DepthwiseLayer) -> int:
+def band_rows(layer: DepthwiseLayer, budget: int | None = None) -> int:
     """Output rows per band of the plane path where the output does not overlap the input.
-    Each band copies kh - sh input rows that the previous band copied too."""
-    return _band_fitting(layer, staged=False)
+    Each band copies kh - sh input rows that the previous band copied too. budget: the
+    band's bytes (default: wide_band_budget)."""
+    return _band_fitting(layer, staged=False, budget=budget or wide_band_budget(layer))
 
 
-def staged_band_rows(layer: DepthwiseLayer) -> int:
+def staged_band_rows(layer: DepthwiseLayer, budget: int | None = None) -> int:
     """Output rows per band where the output overlaps the input: the band's outputs are
     staged after its plane and written once every channel of the band was computed (and
     nothing is read while they are written, so out_block = 1 holds: every later read is of a
     later band's windows)."""
-    return _band_fitting(layer, staged=True)
+    return _band_fitting(layer, staged=True, budget=budget or wide_band_budget(layer))
 
 
 def band_plane(layer: DepthwiseLayer, rows: int) -> tuple[int, int]:
@@ -266,24 +302,29 @@ def band_plane(layer: DepthwiseLayer, rows: int) -> tuple[int, int]:
     return (rows - 1) * w.sh + w.kh, plane_width(layer)
 
 
-def depthwise_dsp_scratch(layer: DepthwiseLayer) -> int:
+def depthwise_dsp_scratch(layer: DepthwiseLayer, budget: int | None = None) -> int:
     """The larger of the two paths' needs (the scratch is sized before the planner says
     whether the output overlaps the input): a band plane, or a band plane and the band's
     outputs staged; dilated windows stage one output row."""
     w = layer.window
     if not depthwise_dsp_plane_path(layer):
         return w.ow * w.oc
-    bh, bw = band_plane(layer, band_rows(layer))
-    r = staged_band_rows(layer)
+    bh, bw = band_plane(layer, band_rows(layer, budget))
+    r = staged_band_rows(layer, budget)
     sh_, sw_ = band_plane(layer, r)
     return max(bh * bw, sh_ * sw_ + r * w.ow * w.oc)
 
 
-def _depthwise_dsp_constants(layer: DepthwiseLayer) -> dict:
+def depthwise_dsp_lean_scratch(layer: DepthwiseLayer) -> int:
+    """depthwise_dsp_scratch with bands of up to DW_BAND_BYTES."""
+    return depthwise_dsp_scratch(layer, DW_BAND_BYTES)
+
+
+def _depthwise_dsp_constants(layer: DepthwiseLayer, budget: int | None) -> dict:
     if not depthwise_dsp_plane_path(layer):
         return {"plane_path": False}
-    b, r = band_rows(layer), staged_band_rows(layer)
-    return {"plane_path": True, "plane_w": plane_width(layer),
+    b, r = band_rows(layer, budget), staged_band_rows(layer, budget)
+    return {"plane_path": True, "plane_w": plane_width(layer), "quads": shares_loads_wide(layer),
             "band": b, "plane_h": band_plane(layer, b)[0],
             "staged_band": r, "staged_plane_h": band_plane(layer, r)[0]}
 
@@ -350,12 +391,21 @@ CONV2D_S8_DSP_WIDE_LEAN = Kernel("conv2d_s8_dsp_wide_lean", CONV, "conv2d_s8_dsp
                                  tunables=lambda layer: {"P": CONV_DSP_BLOCKS})
 CONV2D_S8 = _k("conv2d_s8", CONV, overlap=RasterOrder())
 
+# With bands of up to wide_band_budget (faster on large layers: fewer bands set up, fewer
+# rows copied twice), or of up to 1 KB (what a layer at the arena's peak gets, leaner_variant).
 DEPTHWISE_CONV_S8_DSP = _k("depthwise_conv_s8_dsp", DEPTHWISE, isa=ARM_DSP,
                            applies=depthwise_dsp_applies,
                            # A band plane, and its outputs staged where the output overlaps
                            # the input (written after the band's windows were all read).
                            scratch=Scratch("staged", "int8_t", depthwise_dsp_scratch),
-                           overlap=RasterOrder(), constants=_depthwise_dsp_constants)
+                           overlap=RasterOrder(),
+                           constants=lambda layer: _depthwise_dsp_constants(layer, None))
+DEPTHWISE_CONV_S8_DSP_LEAN = Kernel("depthwise_conv_s8_dsp_lean", DEPTHWISE,
+                                    "depthwise_conv_s8_dsp.c.j2", isa=ARM_DSP,
+                                    applies=depthwise_dsp_applies,
+                                    scratch=Scratch("staged", "int8_t", depthwise_dsp_lean_scratch),
+                                    overlap=RasterOrder(),
+                                    constants=lambda layer: _depthwise_dsp_constants(layer, DW_BAND_BYTES))
 DEPTHWISE_CONV_S8 = _k("depthwise_conv_s8", DEPTHWISE, overlap=RasterOrder())
 
 DEPTHWISE_CONV_INPLACE_S8_DSP = _k("depthwise_conv_inplace_s8_dsp", DEPTHWISE_IN_PLACE,
@@ -412,7 +462,7 @@ RELU_S8 = _k("relu_s8", RELU, overlap=Elementwise())
 # Each family's variants, best first; the last is the portable one.
 FAMILIES: dict[str, tuple[Kernel, ...]] = {}
 for _kernel in (CONV2D_S8_DSP, CONV2D_S8_DSP_WIDE, CONV2D_S8_DSP_LEAN, CONV2D_S8_DSP_WIDE_LEAN,
-                CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8,
+                CONV2D_S8, DEPTHWISE_CONV_S8_DSP, DEPTHWISE_CONV_S8_DSP_LEAN, DEPTHWISE_CONV_S8,
                 DEPTHWISE_CONV_INPLACE_S8_DSP, DEPTHWISE_CONV_INPLACE_S8,
                 FULLY_CONNECTED_S8_DSP_COL, FULLY_CONNECTED_S8_DSP, FULLY_CONNECTED_S8,
                 FULLY_CONNECTED_TRAIN_S8, CONV2D_TRAIN_S8, DEPTHWISE_CONV_TRAIN_S8, AVERAGE_POOL_S8,

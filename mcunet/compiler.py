@@ -364,11 +364,20 @@ def plan_lean(graph: Graph, steps: list[Step], stages: Sequence[PatchStage] = ()
                     leaner[id(step)] = lean
         if not leaner:
             break
+        before = steps
         steps = [leaner.get(id(s), s) for s in steps]
         candidate = plan_steps(graph, steps, stages, hints=hints, keep=keep)
         if candidate[1].arena_bytes >= plan.arena_bytes:
             break
         best = candidate
+        # A swap the smaller arena did not need (another step's scratch set the peak) is
+        # taken back: the faster kernel stays.
+        for i, step in enumerate(before):
+            if id(step) in leaner and len(leaner) > 1:
+                trial = steps[:i] + [step] + steps[i + 1:]
+                kept = plan_steps(graph, trial, stages, hints=hints, keep=keep)
+                if kept[1].arena_bytes <= best[1].arena_bytes:
+                    steps, best = trial, kept
     return best
 
 

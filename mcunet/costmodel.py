@@ -117,10 +117,12 @@ def core_of(target_name: str) -> str | None:
 
 # Variants estimated with another's row (the lean DSP conv runs the same code but for
 # about 14 instructions a channel pair and block of pixels: bias and requantisation read
-# from the arrays, not a record); boards/stack.py's footprint table takes the same rows.
+# from the arrays, not a record; the lean DSP depthwise the same code with smaller bands);
+# boards/stack.py's footprint table takes the same rows.
 # (conv2d_s8_dsp_wide_lean likewise, on conv2d_s8_dsp_wide's row: the corpus has few of them.)
 FITTED_AS = {"conv2d_s8_dsp_lean": "conv2d_s8_dsp",
-             "conv2d_s8_dsp_wide_lean": "conv2d_s8_dsp_wide"}
+             "conv2d_s8_dsp_wide_lean": "conv2d_s8_dsp_wide",
+             "depthwise_conv_s8_dsp_lean": "depthwise_conv_s8_dsp"}
 
 
 def estimate_step(step: Step, graph, core: str) -> int | None:

@@ -14,7 +14,10 @@ fully_connected_s8_dsp_col (the one-multiply rescale, mcunet_round_scaled_near),
 spans of 40 networks on the M3, M4, M7 and M33.
 Refitted with --only: conv2d_s8_dsp, depthwise_conv_inplace_s8_dsp,
 depthwise_conv_s8_dsp, to 2109 spans of 28 networks.
-Refitted with --only: conv2d_s8_dsp_wide, to 435 spans of 11 networks."""
+Refitted with --only: conv2d_s8_dsp_wide, to 435 spans of 11 networks.
+Refitted with --only: depthwise_conv_inplace_s8_dsp, depthwise_conv_s8_dsp, to 316 spans
+of 23 networks on the M4 and M7 (blocks of four outputs, wider bands; the M33's rows as
+before)."""
 
 TABLE = {
     'cortex-m3': {
@@ -34,9 +37,9 @@ TABLE = {
         'add_s8': {'calls': 3362},
         'average_pool_s8': {'calls': 173.654, 'valid_taps': 4.40148},
         'conv2d_s8_dsp': {'calls': 2541.83, 'macs': 0.379041, 'macs_per_block': 2.19993, 'out': 6.02078, 'pixels': 6.98447, 'row_taps': 3.53362, 'rq_general': 4.22989, 'fused': 24.6491},
-        'depthwise_conv_inplace_s8_dsp': {'macs': 1.14102, 'in': 6.2264, 'channels': 51.8934, 'plane_area': 6.76686, 'pair_out': 7.34892, 'tap_groups': 1.64369, 'channel_taps': 2.78391},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 0.933606, 'in': 5.34033, 'channels': 43.1483, 'plane_area': 3.54557, 'pair_out': 12.9415, 'channel_taps': 3.32858, 'row_taps': 2.41864},
         'depthwise_conv_s8': {'macs': 2.89452, 'valid_taps': 2.48469, 'row_taps': 37.6776},
-        'depthwise_conv_s8_dsp': {'macs': 2.38236, 'in': 2.34792, 'channels': 88.2733},
+        'depthwise_conv_s8_dsp': {'macs': 1.82155, 'in': 2.80005, 'channels': 228.641, 'valid_taps': 0.203506},
         'fully_connected_s8_dsp': {'calls': 37.2553, 'macs': 1.34226, 'out': 20.577, 'in': 2.18227},
         'max_pool_s8': {'calls': 79.3936, 'pixels': 5.74104, 'taps': 4.06775},
         'mean_s8': {'calls': 33.5256, 'out': 28.3861, 'in': 3.89987},
@@ -49,9 +52,9 @@ TABLE = {
         'add_s8': {'calls': 3395},
         'average_pool_s8': {'calls': 255.233, 'valid_taps': 4.35576},
         'conv2d_s8_dsp': {'calls': 2563.62, 'macs': 0.383459, 'macs_per_block': 2.19877, 'out': 4.92885, 'pixels': 11.6734, 'row_taps': 4.04685, 'rq_general': 4.62427, 'fused': 24.548},
-        'depthwise_conv_inplace_s8_dsp': {'macs': 1.14103, 'in': 6.22641, 'channels': 51.8938, 'plane_area': 6.76674, 'pair_out': 7.34874, 'tap_groups': 1.64367, 'channel_taps': 2.78383},
+        'depthwise_conv_inplace_s8_dsp': {'macs': 0.933582, 'in': 5.34021, 'channels': 43.1458, 'plane_area': 3.55034, 'pair_out': 12.942, 'channel_taps': 3.3286, 'row_taps': 2.41876},
         'depthwise_conv_s8': {'macs': 2.46469, 'valid_taps': 2.47845, 'row_taps': 41.0539},
-        'depthwise_conv_s8_dsp': {'macs': 2.38245, 'in': 2.34766, 'channels': 88.2941},
+        'depthwise_conv_s8_dsp': {'macs': 1.80575, 'in': 2.79511, 'channels': 230.657, 'valid_taps': 0.220883},
         'fully_connected_s8_dsp': {'calls': 37.4515, 'macs': 1.34166, 'out': 20.6519, 'in': 2.18841},
         'max_pool_s8': {'calls': 78.4376, 'pixels': 5.75771, 'taps': 4.06833},
         'mean_s8': {'calls': 32.0403, 'out': 27.2067, 'in': 3.91704},

@@ -26,6 +26,7 @@ KERNEL_COSTS: dict[str, tuple[float, float, float, float]] = {
     "conv2d_s8_dsp": (1.36, 11.7, 10.5, 0.0),
     "conv2d_s8_dsp_lean": (1.36, 11.7, 10.5, 0.0),
     "depthwise_conv_s8_dsp": (3.77, 7.75, 0.94, 40.0),
+    "depthwise_conv_s8_dsp_lean": (3.77, 7.75, 0.94, 40.0),
     "depthwise_conv_inplace_s8_dsp": (2.37, 0.0, 6.9, 144.0),
     "depthwise_conv_s8": (12.1, 56.0, 0.0, 0.0),
     # Not in the fit (the M4 takes the DSP one): as the other portable depthwise, plus the copy.

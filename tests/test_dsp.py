@@ -27,16 +27,17 @@ from .test_ops_core import (ACTIVATIONS, conv2d_model, log_uniform, out_size, we
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 DSP_KERNELS = {"conv2d_s8_dsp", "conv2d_s8_dsp_lean", "conv2d_s8_dsp_wide", "depthwise_conv_s8_dsp",
-               "depthwise_conv_inplace_s8_dsp", "fully_connected_s8_dsp",
-               "fully_connected_s8_dsp_col"}
-# The DSP conv's three registry entries render one template (the lean one without the
-# per-channel records in scratch, where the scratch would set the arena's peak; the wide one
-# on an int16 filter, where a flash budget has room): an expected "conv2d_s8_dsp" is met by
-# any.
+               "depthwise_conv_s8_dsp_lean", "depthwise_conv_inplace_s8_dsp",
+               "fully_connected_s8_dsp", "fully_connected_s8_dsp_col"}
+# The DSP conv's registry entries render one template (the lean one without the per-channel
+# records in scratch, where the scratch would set the arena's peak; the wide one on an int16
+# filter, where a flash budget has room): an expected "conv2d_s8_dsp" is met by any.
 DSP_CONV_VARIANTS = {"conv2d_s8_dsp", "conv2d_s8_dsp_lean", "conv2d_s8_dsp_wide",
                      "conv2d_s8_dsp_wide_lean"}
 WIDE_CONV_VARIANTS = {"conv2d_s8_dsp_wide", "conv2d_s8_dsp_wide_lean"}  # met "conv2d_s8_dsp_wide"
 ROOMY_FLASH = 64 << 20  # a flash budget with room for every filter widened
+# The same for the DSP depthwise (the lean one with bands of up to 1 KB).
+DSP_DEPTHWISE_VARIANTS = {"depthwise_conv_s8_dsp", "depthwise_conv_s8_dsp_lean"}
 
 
 def assert_dsp_bit_exact(data: bytes, rows: int = 2, seed: int = 0, patch: str = "none",
@@ -51,6 +52,8 @@ def assert_dsp_bit_exact(data: bytes, rows: int = 2, seed: int = 0, patch: str =
         used.add("conv2d_s8_dsp")
     if used & WIDE_CONV_VARIANTS:
         used.add("conv2d_s8_dsp_wide")
+    if used & DSP_DEPTHWISE_VARIANTS:
+        used.add("depthwise_conv_s8_dsp")
     assert expect <= used, f"expected DSP kernels {expect - used} were not chosen"
     inputs = random_inputs(compiled.graph, rows, seed)
     ours, _ = build_host(compiled, sanitize=sanitize, extra_flags=["-O1"]).run(inputs)
@@ -119,8 +122,8 @@ def test_depthwise_dsp(win, c, in_s, in_zp, out_gain, out_zp, act, seed):
     data = m.build()
     compiled = compile_graph(run_passes(parse_tflite(data)), patch="none", target="cortex-m4")
     used = {s.kernel.name for s in compiled.steps if s.kernel}
-    assert used & {"depthwise_conv_s8_dsp", "depthwise_conv_inplace_s8_dsp",
-                   "depthwise_conv_inplace_s8"}
+    assert used & {"depthwise_conv_s8_dsp", "depthwise_conv_s8_dsp_lean",
+                   "depthwise_conv_inplace_s8_dsp", "depthwise_conv_inplace_s8"}
     assert_dsp_bit_exact(data, seed=seed)
 
 
@@ -161,6 +164,31 @@ def test_depthwise_in_place_dsp(h, w, c, padding, stride, k, in_zp, out_zp, act,
     data = _depthwise_model(h, w, c, padding, in_zp, out_zp, act, seed, stride=stride, k=k)
     # (Where the planner prefers the offset layout over in place, the portable kernel runs.)
     assert_dsp_bit_exact(data, seed=seed)
+
+
+# (h, w, c, padding, stride, k): the plane kernels' blocks of four outputs (kernel rows of 4 to
+# 8 taps at a column stride of 1 or 2: each group size of the last group of taps), rows of
+# ow % 4 = 0..3 (the partial last block), odd channel counts, SAME padding that is
+# asymmetric; wide channels over small planes (in place) and a few over larger ones (bands).
+QUAD_CASES = [(7, 9, 27, "SAME", 1, 4), (6, 10, 37, "VALID", 1, 5), (9, 11, 25, "SAME", 1, 6),
+              (8, 8, 29, "SAME", 1, 7), (9, 13, 31, "SAME", 1, 8), (11, 13, 27, "SAME", 2, 5),
+              (12, 12, 33, "VALID", 2, 7), (10, 17, 26, "SAME", 2, 6), (9, 12, 35, "SAME", 2, 6),
+              (13, 15, 25, "VALID", 2, 8), (14, 19, 5, "SAME", 1, 6), (15, 21, 3, "SAME", 2, 7),
+              (20, 26, 7, "SAME", 1, 5), (19, 22, 6, "SAME", 2, 5)]
+
+
+@pytest.mark.parametrize("h,w,c,padding,stride,k", QUAD_CASES)
+def test_depthwise_dsp_blocks_of_four_outputs(h, w, c, padding, stride, k):
+    """The plane kernels' blocks of four neighbouring outputs sharing their loads
+    (codegen/kernels.py's shares_loads_wide), bit-exact with TFLite, extreme weights too."""
+    for extreme, zp in ((False, -3), (True, -128), (True, 127)):
+        data = _depthwise_model(h, w, c, padding, zp, 4, "RELU" if extreme else "NONE", k + c,
+                                extreme=extreme, stride=stride, k=k)
+        compiled = assert_dsp_bit_exact(data, rows=2, seed=c)
+        planes = [s for s in compiled.steps if s.kernel and s.kernel.name in
+                  ({"depthwise_conv_inplace_s8_dsp"} | DSP_DEPTHWISE_VARIANTS)
+                  and s.kernel.constants(s.layer).get("quads")]
+        assert planes, "no plane kernel with blocks of four outputs was chosen"
 
 
 def test_depthwise_in_place_dsp_is_chosen_and_extreme_values():
@@ -270,7 +298,7 @@ def test_depthwise_dsp_output_over_its_input(h, w, c, padding, stride, k):
     data = _depthwise_model(h, w, c, padding, -3, 4, "NONE", c, stride=stride, k=k)
     compiled = assert_dsp_bit_exact(data, rows=3, seed=c, sanitize=True,
                                     expect={"depthwise_conv_s8_dsp"})
-    step = next(s for s in compiled.steps if s.kernel and s.kernel.name == "depthwise_conv_s8_dsp")
+    step = next(s for s in compiled.steps if s.kernel and s.kernel.name in DSP_DEPTHWISE_VARIANTS)
     (i, o), plan, g = (step.inputs[0].tid, step.outputs[0].tid), compiled.plan, compiled.graph
     a0, b0 = plan.tensor_offset(i), plan.tensor_offset(o)
     assert a0 < b0 + g.t(o).nbytes and b0 < a0 + g.t(i).nbytes, "the output was not placed over the input"
@@ -298,7 +326,7 @@ def test_depthwise_dsp_channels_not_in_fours_with_the_input_still_live(c, k):
     data = m.build()
     compiled = compile_graph(run_passes(parse_tflite(data)), patch="none", target="cortex-m4")
     used = {s.kernel.name for s in compiled.steps if s.kernel}
-    assert used & {"depthwise_conv_s8_dsp", "depthwise_conv_inplace_s8_dsp"}
+    assert used & ({"depthwise_conv_inplace_s8_dsp"} | DSP_DEPTHWISE_VARIANTS)
     assert_dsp_bit_exact(data, rows=3, seed=c, sanitize=True)
 
 

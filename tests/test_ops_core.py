@@ -147,6 +147,44 @@ def test_add(shapes, s1, s2, so, z1, z2, zo, act, seed):
     assert_bit_exact(m.build(), rows=3, seed=seed)
 
 
+@given(kind=st.sampled_from(["ADD", "MUL"]), first=st.booleans(), s1=log_uniform(1e-3, 1),
+       s2=log_uniform(1e-3, 1), so=log_uniform(1e-3, 1), z1=zero_points, z2=zero_points,
+       zo=zero_points, value=st.integers(-128, 127), act=ACTIVATIONS,
+       seed=st.integers(0, 2**16))
+@SETTINGS
+def test_add_and_mul_of_a_one_value_constant(kind, first, s1, s2, so, z1, z2, zo, value, act,
+                                             seed):
+    """A tensor and a constant of one value (either operand; Keras' Rescaling): the table
+    kernel, bit-exact with TFLite's ADD and MUL."""
+    shape = (1, 5, 7, 3)
+    m = ModelBuilder()
+    x = m.input(shape, "int8", scale=s1, zero_point=z1)
+    c = m.const(np.full((1,), value, dtype=np.int8), scale=s2, zero_point=z2)
+    out_s = max(so, (s1 + s2) / 200) if kind == "ADD" else max(so, s1 * s2 / 100)
+    y = m.tensor(shape, "int8", scale=out_s, zero_point=zo)
+    m.op(kind, [c, x] if first else [x, c], [y], fused_activation=act)
+    m.output(y)
+    compiled, _ = assert_bit_exact(m.build(), rows=3, seed=seed)
+    kernels_used = {st_.kernel.name for st_ in compiled.steps if st_.kernel}
+    assert kernels_used <= {"lut_s8", "add_s8", "mul_s8"}, kernels_used
+
+
+def test_rescaling_of_an_input_runs_as_tables():
+    """MUL then ADD by one-value constants (Keras' Rescaling(1 / 127.5, offset=-1)) take the
+    table kernel, bit-exact."""
+    m = ModelBuilder()
+    x = m.input((1, 6, 6, 3), "int8", scale=1.0, zero_point=-128)
+    k = m.const(np.array([127], dtype=np.int8), scale=1 / 127.5 / 127, zero_point=0)
+    h = m.tensor((1, 6, 6, 3), "int8", scale=1 / 127.5, zero_point=-128)
+    m.op("MUL", [x, k], [h])
+    off = m.const(np.array([-127], dtype=np.int8), scale=1 / 127, zero_point=0)
+    y = m.tensor((1, 6, 6, 3), "int8", scale=2 / 255, zero_point=0)
+    m.op("ADD", [h, off], [y])
+    m.output(y)
+    compiled, _ = assert_bit_exact(m.build(), rows=3, seed=1)
+    assert [s.kernel.name for s in compiled.steps if s.kernel] == ["lut_s8", "lut_s8"]
+
+
 @given(win=window(max_hw=10), c=st.integers(1, 6), kind=st.sampled_from(["AVERAGE_POOL_2D", "MAX_POOL_2D"]),
        s=log_uniform(1e-3, 1), zp=zero_points, act=ACTIVATIONS, seed=st.integers(0, 2**16))
 @SETTINGS

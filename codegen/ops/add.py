@@ -10,6 +10,7 @@ from mcunet.step import Step, TensorArg
 
 from .. import kernels
 from ..lower import LowerContext, lowers, unsupported
+from .scalar import add_table, scalar_lut_step, scalar_operand
 
 LEFT_SHIFT = 20  # TFLite's headroom for int8 ADD
 
@@ -75,5 +76,10 @@ def lower_add(op: Op, ctx: LowerContext) -> Step:
     if not (a.dtype == b.dtype == out.dtype == "int8"):
         raise unsupported(op, "ADD needs int8 inputs and output")
     add = add_arith(a, b, out, op.attrs["activation"])
+    scalar = scalar_operand(op, ctx)
+    if scalar is not None:  # a tensor plus a one-value constant: a table (codegen/ops/scalar.py)
+        table = add_table(add, *scalar)
+        if table is not None:
+            return scalar_lut_step(op, ctx, scalar[0], table)
     return Step(op, kernels.portable(kernels.ADD), AddLayer(broadcast_shape(op, ctx), add),
                 binary_args(op, ctx))

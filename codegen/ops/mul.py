@@ -11,6 +11,7 @@ from mcunet.step import Step
 from .. import kernels
 from ..lower import LowerContext, lowers, unsupported
 from .add import binary_args, broadcast_shape
+from .scalar import mul_table, scalar_lut_step, scalar_operand
 
 
 def mul_multiplier(scale1: float, scale2: float, out_scale: float) -> tuple[int, int]:
@@ -41,6 +42,12 @@ def lower_mul(op: Op, ctx: LowerContext) -> Step:
         act_min, act_max = activation_range(op.attrs["activation"], out.quant.s, out.quant.zp)
     except ValueError as exc:
         raise unsupported(op, str(exc)) from None
+    scalar = scalar_operand(op, ctx)
+    if scalar is not None:  # a tensor times a one-value constant: a table (codegen/ops/scalar.py)
+        table = mul_table(-a.quant.zp, -b.quant.zp, multiplier, shift, out.quant.zp, act_min,
+                          act_max, *scalar)
+        if table is not None:
+            return scalar_lut_step(op, ctx, scalar[0], table)
     layer = MulLayer(broadcast_shape(op, ctx), input1_offset=-a.quant.zp,
                      input2_offset=-b.quant.zp, output_offset=out.quant.zp,
                      output_multiplier=multiplier, output_shift=shift, act_min=act_min,
