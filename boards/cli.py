@@ -12,7 +12,7 @@ from mcunet import api
 from mcunet.check import check_against_reference
 from mcunet.errors import McunetError
 from mcunet.host import load_inputs
-from mcunet.search.data import as_model_input, load_training_data, parse_classes
+from mcunet.search.data import as_model_input, epoch_order, load_training_data, parse_classes
 from mcunet.outdir import check_dir, check_file, make_dir
 from mcunet.options import (arithmetic_option, library_kwargs, library_options, patch_options,
                             tune_first, tune_option)
@@ -377,7 +377,7 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
     x_test, y_test = as_model_input(x_test[held], compiled), y_test[held]
     n = len(x_train)
     if epochs is not None:
-        order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
+        order = epoch_order(n, epochs, seed)  # as train-plan's, step for step
     else:
         total = n if steps is None else steps
         order = np.tile(np.arange(n), -(-total // n))[:total]

@@ -20,7 +20,7 @@ import numpy as np
 from .errors import McunetError
 from .progress import enabled, plural
 from .boards import get_board
-from .search.data import as_model_input, load_training_data
+from .search.data import as_model_input, epoch_order, load_training_data
 from .training import TrainReference
 
 DEFAULT_SAMPLES = 500
@@ -157,8 +157,7 @@ def measure(model: str, compiled_schemes, x_train, y_train, x_val, y_val, epochs
     say(f"train-plan: frozen forward of {plural(len(x_train) + len(x_val), 'row')} on TFLite's "
         f"reference kernels in {time.perf_counter() - start:.1f} s")
     n = len(x_train)
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
+    order = epoch_order(n, epochs, seed)  # as train-on-device's, step for step
     out = {}
     for scheme, compiled in todo:
         v = np.concatenate([values[e] for e in compiled.training.entries], axis=1)

@@ -376,3 +376,12 @@ def as_model_input(x: np.ndarray, compiled) -> np.ndarray:
         raise McunetError(f"the dataset's rows have shape {q.shape[1:]}; the model's input is "
                           f"{tuple(t.shape[1:])}")
     return q.reshape((len(q),) + tuple(t.shape[1:]))
+
+
+def epoch_order(n: int, epochs: int, seed: int) -> np.ndarray:
+    """The order in which `epochs` passes over n training samples visit them, each pass
+    reshuffled. train-plan and train-on-device both take it from here (and the same samples
+    from the same draw), so the scheme train-plan measures on the host is trained step for
+    step as the device will train it: only the rows it is scored on differ."""
+    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the sample draw
+    return np.concatenate([rng.permutation(n) for _ in range(epochs)])
