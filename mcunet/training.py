@@ -879,19 +879,27 @@ class Training:
         new = replace(old, kernel=kernels.FULLY_CONNECTED_TRAIN_S8, layer=layer, args=args)
         steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
 
-        def retarget(step: Step, rename: dict[str, str], frozen: str | None,
-                     trained: int) -> tuple:
-            """The step's arguments with the renamed constants, and the flash filter as
-            filter_frozen after the filter where only `trained` channels are in RAM."""
+        def trained_step(step: Step, prefix: str, bias_trained: bool, filter_trained: bool,
+                         channels: int, units: int, kernel) -> Step:
+            """The step on its trainable kernel: the layer's own bias (in RAM when trained, else
+            bias0) and rescale, its filter in RAM when trained; where only `channels` of the
+            `units` output channels are, the flash filter follows as filter_frozen."""
+            rename = {"bias": prefix + ("bias" if bias_trained else "bias0"),
+                      "multiplier": prefix + "multiplier", "shift": prefix + "shift"}
+            if filter_trained:
+                rename["filter"] = prefix + "filter"
+            partial = filter_trained and channels < units
             args = []
             for a in step.args:
                 if isinstance(a, ConstArg) and a.name in rename:
                     args.append(replace(a, symbol=rename[a.name]))
                 else:
                     args.append(a)
-                if isinstance(a, ConstArg) and a.name == "filter" and frozen is not None:
-                    args.append(ConstArg(frozen, "filter_frozen", "int8_t"))
-            return tuple(args), replace(step.layer, trained=trained)
+                if isinstance(a, ConstArg) and a.name == "filter" and partial:
+                    args.append(ConstArg(a.symbol, "filter_frozen", "int8_t"))
+            trained = channels if channels < units else 0
+            return replace(step, kernel=kernel, args=tuple(args),
+                           layer=replace(step.layer, trained=trained))
 
         c = self.conv
         if c is not None:
@@ -914,14 +922,8 @@ class Training:
             own += [ConstArray(c.prefix + "bias0", "int32_t", c.bias),
                     ConstArray(c.prefix + "multiplier", "int32_t", c.multiplier),
                     ConstArray(c.prefix + "shift", "int32_t", c.shift)]
-            rename = {"bias": c.prefix + ("bias" if self.conv_update.bias else "bias0"),
-                      "multiplier": c.prefix + "multiplier", "shift": c.prefix + "shift"}
-            if self.conv_filter:
-                rename["filter"] = c.prefix + "filter"
-            partial = self.conv_channels < c.units
-            args, layer = retarget(old, rename, symbols["filter"] if self.conv_filter and partial
-                                   else None, self.conv_channels if partial else 0)
-            new = replace(old, kernel=kernels.CONV2D_TRAIN_S8, args=args, layer=layer)
+            new = trained_step(old, c.prefix, self.conv_update.bias, self.conv_filter,
+                               self.conv_channels, c.units, kernels.CONV2D_TRAIN_S8)
             steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
         d = self.dw
         if d is not None:
@@ -940,15 +942,9 @@ class Training:
             self.symbols.update(dw_filter0=symbols["filter"])
             # The depthwise's own bias and rescale (the graph's, not the lowering's folded
             # constant channels: a trained bias moves), and its filter in RAM when trained.
-            rename = {"bias": d.prefix + ("bias" if self.dw_update.bias else "bias0"),
-                      "multiplier": d.prefix + "multiplier", "shift": d.prefix + "shift"}
-            if self.dw_filter:
-                rename["filter"] = d.prefix + "filter"
-            partial = self.dw_channels < d.channels
-            args, layer = retarget(old, rename, symbols["filter"] if self.dw_filter and partial
-                                   else None, self.dw_channels if partial else 0)
-            new = replace(old, kernel=kernels.CONV2D_TRAIN_S8 if d.is_conv else
-                          kernels.DEPTHWISE_CONV_TRAIN_S8, args=args, layer=layer)
+            new = trained_step(old, d.prefix, self.dw_update.bias, self.dw_filter,
+                               self.dw_channels, d.channels, kernels.CONV2D_TRAIN_S8
+                               if d.is_conv else kernels.DEPTHWISE_CONV_TRAIN_S8)
             steps = steps[:at[0]] + [new] + steps[at[0] + 1:]
         used = {a.symbol for s in steps for a in s.args if isinstance(a, ConstArg)}
         used |= set(self.symbols.values())

@@ -50,6 +50,20 @@ def small_model(per_channel: bool, softmax: bool, seed: int = 0) -> bytes:
     return m.build()
 
 
+def stem_conv(m, rng, stride: int, out_scale: float, activation: str):
+    """The small models' first layer: input (1, 6, 6, 3) -> CONV_2D 3x3 SAME, 8 channels
+    (per-channel weights drawn from rng), at `stride`; its output tensor."""
+    x = m.input((1, 6, 6, 3), "int8", scale=0.04, zero_point=-5)
+    w0 = m.const(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), scale=[0.01] * 8,
+                 zero_point=[0] * 8, quantized_dimension=0)
+    b0 = m.const(rng.integers(-300, 300, 8).astype(np.int32), scale=[0.0004] * 8, zero_point=[0] * 8)
+    side = 6 // stride
+    out = m.tensor((1, side, side, 8), "int8", scale=out_scale, zero_point=-128)
+    m.op("CONV_2D", [x, w0, b0], [out], padding="SAME", stride_w=stride, stride_h=stride,
+         fused_activation=activation)
+    return out
+
+
 def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 0,
                mean: bool = False) -> bytes:
     """input (1, 6, 6, 3) -> CONV_2D 3x3 stride 2 RELU -> 1x1 CONV_2D 8->16 [activation] ->
@@ -58,13 +72,7 @@ def conv_model(activation: str = "RELU6", per_channel: bool = True, seed: int = 
     (and of most CNN classifiers) on a small model."""
     rng = np.random.default_rng(seed)
     m = ModelBuilder()
-    x = m.input((1, 6, 6, 3), "int8", scale=0.04, zero_point=-5)
-    w0 = m.const(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), scale=[0.01] * 8,
-                 zero_point=[0] * 8, quantized_dimension=0)
-    b0 = m.const(rng.integers(-300, 300, 8).astype(np.int32), scale=[0.0004] * 8, zero_point=[0] * 8)
-    h0 = m.tensor((1, 3, 3, 8), "int8", scale=0.05, zero_point=-128)
-    m.op("CONV_2D", [x, w0, b0], [h0], padding="SAME", stride_w=2, stride_h=2,
-         fused_activation="RELU")
+    h0 = stem_conv(m, rng, stride=2, out_scale=0.05, activation="RELU")
     n = 16 if per_channel else 1
     scales = [float(np.float32(s)) for s in rng.uniform(0.005, 0.02, n)]
     w1 = m.const(rng.integers(-127, 128, (16, 1, 1, 8)).astype(np.int8), scale=scales,
@@ -150,13 +158,7 @@ def residual_model(depthwise: bool = False, add_act: str = "NONE", seed: int = 0
     end (expansion 1) under the classifier, for the backward through the ADD."""
     rng = np.random.default_rng(seed)
     m = ModelBuilder()
-    x = m.input((1, 6, 6, 3), "int8", scale=0.04, zero_point=-5)
-    w0 = m.const(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), scale=[0.01] * 8,
-                 zero_point=[0] * 8, quantized_dimension=0)
-    b0 = m.const(rng.integers(-300, 300, 8).astype(np.int32), scale=[0.0004] * 8, zero_point=[0] * 8)
-    r = m.tensor((1, 6, 6, 8), "int8", scale=0.03, zero_point=-128)
-    m.op("CONV_2D", [x, w0, b0], [r], padding="SAME", stride_w=1, stride_h=1,
-         fused_activation="RELU6")
+    r = stem_conv(m, rng, stride=1, out_scale=0.03, activation="RELU6")
     h = r
     if depthwise:
         ds = [float(np.float32(s)) for s in rng.uniform(0.01, 0.03, 8)]
