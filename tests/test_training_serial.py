@@ -214,3 +214,67 @@ def test_the_command_over_qemus_uart(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "bit-exact with the NumPy reference" in out and ": yes" in out
     assert "instructions per training step" in out
+
+
+ARDUINO_STUB = """#include <stdint.h>
+#include <stddef.h>
+struct StubSerial {
+    void begin(unsigned long);
+    size_t print(const char *);
+    size_t write(const uint8_t *, size_t);
+    int available();
+    int read();
+    void flush();
+};
+extern StubSerial Serial;
+"""
+
+C_PORT_STUB = """#include <stdint.h>
+void port_init(void) {}
+void port_write(const char *t) { (void)t; }
+void port_write_bytes(const void *d, uint32_t n) { (void)d; (void)n; }
+int port_read_byte(void) { return 0; }
+uint32_t port_cycles(void) { return 0; }
+void port_done(int s) { (void)s; }
+int harness_main(void);
+int main(void) { return harness_main(); }
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("arm-none-eabi-g++")),
+                    reason="needs arm-none-eabi-gcc and arm-none-eabi-g++")
+@pytest.mark.parametrize("board", ["nucleo-f411re", pytest.param("stm32f746g-disco",
+                                                                 marks=pytest.mark.slow)])
+def test_real_board_training_firmware_compiles_for_its_core(tmp_path, board):
+    """A real board's training project (its vendor platform and the Arduino framework are not
+    installed here, so `pio run` cannot build it): its main.c and library compile warnings
+    clean for the board's core with the project's flags and link (with a stub port), and its
+    Arduino port compiles against a stub Arduino.h."""
+    import subprocess
+
+    from mcunet import api
+    from mcunet.boards import get_board
+    from mcunet.boards.ondevice import train_project_files
+
+    b = get_board(board)
+    compiled = api.compile(mlperf_model("kws_ref_model.tflite"), board=b.name, train="head")
+    files = train_project_files(compiled, b)
+    ini = files["platformio.ini"]
+    assert "-ffp-contract=off" in ini and "src/port_arduino.cpp" in files
+    for rel, text in {**files, "stub/Arduino.h": ARDUINO_STUB, "stub/port.c": C_PORT_STUB}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    flags = b.arm.flags + ["-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off",
+                           "-ffunction-sections", "-fdata-sections"]
+    lib = tmp_path / "lib" / compiled.library().options.target
+    sources = [tmp_path / "src" / "main.c", tmp_path / "stub" / "port.c",
+               *sorted(lib.glob("*.c")), *sorted(lib.glob("kernels/*.c"))]
+    elf = tmp_path / "fw.elf"
+    r = subprocess.run(["arm-none-eabi-gcc", "-std=c99", *flags, f"-I{lib}",
+                        f"-I{tmp_path / 'src'}", *map(str, sources), "--specs=nosys.specs",
+                        "-Wl,--gc-sections", "-o", str(elf)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(["arm-none-eabi-g++", *flags, f"-I{tmp_path / 'stub'}",
+                        f"-I{tmp_path / 'src'}", "-c", str(tmp_path / "src" / "port_arduino.cpp"),
+                        "-o", str(tmp_path / "port.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
