@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -278,3 +279,49 @@ def test_real_board_training_firmware_compiles_for_its_core(tmp_path, board):
                         f"-I{tmp_path / 'src'}", "-c", str(tmp_path / "src" / "port_arduino.cpp"),
                         "-o", str(tmp_path / "port.o")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+@needs_tools
+@pytest.mark.slow
+def test_the_real_board_path_against_qemu(monkeypatch):
+    """train_over_port, the real boards' host path (upload, then the port), with the upload
+    replaced and QEMU's UART standing in for the board's port."""
+    import socket
+    import subprocess
+
+    from mcunet import api
+    from mcunet.boards import get_board, toolchain
+    from mcunet.boards.ondevice import (_serial_project, reference_mismatches,
+                                        train_on_emulated_serial, train_over_port)
+
+    source = mlperf_model("kws_ref_model.tflite")
+    board = get_board("mps2-an386")
+    compiled = api.compile(source, board=board.name, train="bias")
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (4, 49, 10, 1)).astype(np.int8)
+    y = rng.integers(0, 12, 4)
+    train_on_emulated_serial(compiled, board, x[:3], y[:3], x[3:], source=str(source))  # builds
+    _, work = _serial_project(compiled, board, None, str(source))
+    elf = work / ".pio" / "build" / board.name / "firmware.elf"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        tcp = probe.getsockname()[1]
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", board.qemu_machine, "-display", "none",
+                             "-serial", f"tcp:127.0.0.1:{tcp},server=on,wait=on", "-monitor",
+                             "none", "-semihosting-config", "enable=on,target=native",
+                             "-kernel", str(elf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    uploads = []
+    monkeypatch.setattr(toolchain, "run_pio", lambda args, cwd: uploads.append(args))
+    try:
+        time.sleep(0.5)  # QEMU listening
+        result = train_over_port(compiled, board, x[:3], y[:3], x[3:], f"socket://127.0.0.1:{tcp}",
+                                 timeout=30, source=str(source))
+        assert qemu.wait(timeout=30) == 0  # the firmware ended after 'E'
+    finally:
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+    assert uploads and "upload" in uploads[0]
+    assert reference_mismatches(str(source), compiled, result, x[:3], y[:3], x[3:]) == []
+    assert result.step_instructions == [] and result.transport == "serial"
