@@ -421,7 +421,8 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
     before, after = result.accuracy(y_test)
     ins = np.array(result.step_instructions or [0])
     r = result.ram
-    click.echo(f"trained --train {scheme} on {b.name}: {plural(len(tx), 'step')} over "
+    click.echo(f"trained --train {scheme} on {b.name}{' ' + how if how else ''}: "
+               f"{plural(len(tx), 'step')} over "
                f"{plural(n, 'sample')} in {seconds:.1f} s (including the build; compiled with "
                f"{' '.join(result.flags)})")
     if before is not None:

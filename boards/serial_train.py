@@ -122,6 +122,9 @@ def stream_training(conn, port: str, train_x: np.ndarray, train_y: np.ndarray,
     board), the evaluation rows, the samples, the state, the evaluation rows again, the end.
     `timeout`: seconds a board may take to acknowledge one frame; `retries`: times a frame is
     sent again on a NAK or silence before giving up."""
+    if row_bytes + 4 > 0xFFFF:
+        raise McunetError(f"the model's input is {row_bytes:,} bytes: a training sample (row and "
+                          "label) does not fit one frame of the serial protocol (65,535 bytes)")
     reader = FrameReader()
     steps, rows = len(train_x), len(eval_x)
     plan = [(b"H", header_payload(row_bytes, steps, rows, lr, momentum))]

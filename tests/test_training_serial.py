@@ -325,3 +325,9 @@ def test_the_real_board_path_against_qemu(monkeypatch):
     assert uploads and "upload" in uploads[0]
     assert reference_mismatches(str(source), compiled, result, x[:3], y[:3], x[3:]) == []
     assert result.step_instructions == [] and result.transport == "serial"
+
+
+def test_a_row_too_big_for_a_frame_is_refused():
+    x = np.zeros((1, 70000), np.int8)
+    with pytest.raises(McunetError, match="does not fit one frame"):
+        stream_training(FakeBoard(), "fake", x, np.zeros(1), x[:0], 0.01, 0.9, 70000)
