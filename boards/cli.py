@@ -330,7 +330,8 @@ def deploy_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, r
 @click.option("--train", "scheme", required=True, metavar="SPEC",
               help="what is trained: head (the last fully connected layer's weights and bias) "
                    "or bias (its bias); docs/training.md")
-@click.option("--board", required=True, help="an emulated board (QEMU), e.g. mps2-an386")
+@click.option("--board", required=True, help="an emulated board (QEMU), e.g. mps2-an386, or "
+              "a real one with --port")
 @click.option("--dataset", required=True,
               help="fashion-mnist, or an .npz of x_train, y_train, x_test, y_test (or x, y)")
 @click.option("--classes", default=None,
@@ -352,16 +353,35 @@ def deploy_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, r
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="write the measurements as JSON")
 @click.option("--timeout", default=1800.0, show_default=True,
-              help="seconds to wait for QEMU")
+              help="seconds to wait for QEMU (semihosting); over the serial port, seconds "
+                   "the board may take over one frame (default 30)")
+@click.option("--port", default=None, envvar="MCUNET_SERIAL_PORT", metavar="PATH",
+              help="a real board's serial port (default $MCUNET_SERIAL_PORT): upload with "
+                   "PlatformIO, then stream the samples over it (docs/training.md)")
+@click.option("--serial", "over_serial", is_flag=True,
+              help="emulated boards: the real boards' serial firmware and protocol, over "
+                   "QEMU's UART (instead of semihosting)")
 def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, epochs,
-                        eval_rows, lr, momentum, seed, check, json_path, timeout):
-    """Train MODEL on an emulated board: the firmware gets labelled samples over semihosting,
-    runs NAME_train_step on each, and reports accuracy before and after on held-out rows,
-    instructions per step and the RAM it used beside the plan."""
-    from .ondevice import check_emulated, check_trainable, reference_mismatches, train_on_board
+                        eval_rows, lr, momentum, seed, check, json_path, timeout, port,
+                        over_serial):
+    """Train MODEL on a board: the firmware gets labelled samples (over semihosting on an
+    emulated board, framed over the serial port on a real one, --port), runs NAME_train_step
+    on each, and reports accuracy before and after on held-out rows, instructions (emulated)
+    or cycles (real boards with a DWT) per step and the RAM it used beside the plan."""
+    from .ondevice import (check_emulated, check_trainable, reference_mismatches,
+                           train_on_board, train_on_emulated_serial, train_over_port)
 
     b = get_board(board)
-    check_emulated(b)
+    if not b.emulated and not port:
+        check_emulated(b)  # the error: no --port
+    if b.emulated and port:
+        raise McunetError(f"{b.name} is emulated: it takes no --port (--serial runs the serial "
+                          "protocol over QEMU's UART)")
+    serial = not b.emulated or over_serial
+    if not b.emulated and port and not str(port).startswith(("socket://", "rfc2217://")) \
+            and not Path(port).exists():
+        raise McunetError(f"serial port {port} is not there; connect the board or give the "
+                          "right --port (ls /dev/ttyACM* /dev/ttyUSB*)")
     if steps is not None and epochs is not None:
         raise McunetError("give --steps or --epochs, not both")
     if json_path:
@@ -369,7 +389,7 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
     picked = parse_classes(classes)
     x_train, y_train, x_test, y_test = load_training_data(dataset, picked)
     compiled = api.compile(model, board=b.name, train=scheme)
-    check_trainable(compiled, b)
+    check_trainable(compiled, b, serial)
     rng = np.random.default_rng(seed)
     take = rng.permutation(len(x_train))[:samples]
     x_train, y_train = as_model_input(x_train[take], compiled), y_train[take]
@@ -383,14 +403,26 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
         order = np.tile(np.arange(n), -(-total // n))[:total]
     tx, ty = x_train[order], y_train[order]
     start = time.perf_counter()
-    with progress(f"building and training {plural(len(tx), 'step')} on {b.name}"):
-        result = train_on_board(compiled, b, tx, ty, x_test, lr=lr, momentum=momentum,
-                                timeout=timeout, source=str(Path(model).resolve()))
+    src = str(Path(model).resolve())
+    how = f"over {port}" if port else "over QEMU's UART" if serial else ""
+    with progress(f"building and training {plural(len(tx), 'step')} on {b.name} {how}".strip()):
+        if not b.emulated:
+            frame_timeout = 30.0 if timeout == 1800.0 else timeout
+            result = train_over_port(compiled, b, tx, ty, x_test, port, lr=lr,
+                                     momentum=momentum, timeout=frame_timeout, source=src)
+        elif serial:
+            result = train_on_emulated_serial(compiled, b, tx, ty, x_test, lr=lr,
+                                              momentum=momentum, timeout=min(timeout, 600.0),
+                                              source=src)
+        else:
+            result = train_on_board(compiled, b, tx, ty, x_test, lr=lr, momentum=momentum,
+                                    timeout=timeout, source=src)
     seconds = time.perf_counter() - start
     before, after = result.accuracy(y_test)
     ins = np.array(result.step_instructions or [0])
     r = result.ram
-    click.echo(f"trained --train {scheme} on {b.name}: {plural(len(tx), 'step')} over "
+    click.echo(f"trained --train {scheme} on {b.name}{' ' + how if how else ''}: "
+               f"{plural(len(tx), 'step')} over "
                f"{plural(n, 'sample')} in {seconds:.1f} s (including the build; compiled with "
                f"{' '.join(result.flags)})")
     if before is not None:
@@ -400,16 +432,35 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
         k = max(1, min(50, len(tx) // 4))
         click.echo(f"loss: mean {result.run.losses[:k].mean():.4f} over the first "
                    f"{plural(k, 'step')}, {result.run.losses[-k:].mean():.4f} over the last")
-        click.echo(f"instructions per training step: {ins.mean():,.0f} (min {ins.min():,}, "
-                   f"max {ins.max():,})" + (f"; per invoke {np.mean(result.invoke_instructions):,.0f}"
-                                           if result.invoke_instructions else ""))
-    click.echo(f"RAM measured: library {r['library_measured_bytes']:,} B (static "
-               f"{r['library_static_bytes']:,}: arena {r['arena_bytes']:,} + training state "
-               f"{r['library_static_bytes'] - r['arena_bytes']:,}; stack "
-               f"{max(r['step_stack_bytes'], r['invoke_stack_bytes']):,}) vs planned "
-               f"{r['planned_bytes']:,} B (plan --train --board {b.name}); firmware total "
-               f"{r['measured_bytes']:,} B with the harness's {r['harness_static_bytes']:,} static "
-               f"and {r['harness_stack_bytes']:,} stack")
+        if result.step_instructions:
+            click.echo(f"instructions per training step: {ins.mean():,.0f} (min {ins.min():,}, "
+                       f"max {ins.max():,})" + (f"; per invoke {np.mean(result.invoke_instructions):,.0f}"
+                                               if result.invoke_instructions else ""))
+        elif not b.emulated:
+            click.echo("instructions: not counted on a real board (only emulated boards count "
+                       "them)")
+        if result.step_cycles:
+            cyc = np.array(result.step_cycles)
+            click.echo(f"cycles per training step (DWT CYCCNT): {cyc.mean():,.0f} (min "
+                       f"{cyc.min():,}, max {cyc.max():,}; {cyc.mean() / b.clock_hz * 1e3:.2f} ms "
+                       f"at {b.clock_hz / 1e6:.0f} MHz)" +
+                       (f"; per invoke {np.mean(result.invoke_cycles):,.0f}"
+                        if result.invoke_cycles else ""))
+        elif not b.emulated:
+            click.echo(f"cycles: not measured ({b.core} has no DWT cycle counter)")
+    stack = max(r['step_stack_bytes'], r['invoke_stack_bytes'])
+    if r["library_static_bytes"] is not None:
+        click.echo(f"RAM measured: library {r['library_measured_bytes']:,} B (static "
+                   f"{r['library_static_bytes']:,}: arena {r['arena_bytes']:,} + training state "
+                   f"{r['library_static_bytes'] - r['arena_bytes']:,}; stack {stack:,}) vs "
+                   f"planned {r['planned_bytes']:,} B (plan --train --board {b.name}); firmware "
+                   f"total {r['measured_bytes']:,} B with the harness's "
+                   f"{r['harness_static_bytes']:,} static and {r['harness_stack_bytes']:,} stack")
+    else:
+        click.echo(f"RAM measured: arena {r['arena_bytes']:,} B + library stack {stack:,} "
+                   f"(painted) vs planned {r['planned_bytes']:,} B (plan --train --board "
+                   f"{b.name}); the library's static RAM is not measured (no link map); "
+                   f"firmware total {r['measured_bytes']:,} B")
     report = {"model": str(model), "dataset": dataset, "classes": picked, "samples": n,
               "accuracy_before": before, "accuracy_after": after, "seconds": round(seconds, 1),
               **result.to_json()}

@@ -249,7 +249,7 @@ def project_files(model, board: Board, rows: list[list[np.ndarray]], paint_bytes
     else:
         platform = f"{board.pio_platform}@{board.pio_platform_version}"
         files["src/port_arduino.cpp"] = (PORT_DIR / "port_arduino.cpp").read_text()
-        build_flags = ["-O2"]
+        build_flags = ["-O2"] + (TRAIN_FLAGS if model.training is not None else [])
     files["platformio.ini"] = environment().get_template("firmware/platformio.ini.j2").render(
         version=__version__, model_name=g.name, board=board, platform=platform,
         build_flags=build_flags, library_dir=info.library_dir,

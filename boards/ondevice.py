@@ -52,6 +52,12 @@ class DeviceTraining:
     invoke_instructions: list[int]  # per NAME_invoke, evaluation before training
     ram: dict = field(default_factory=dict)
     flags: list = field(default_factory=list)  # what the firmware was compiled with
+    # Over the serial port (`--port`): DWT cycles per step and per invoke where the core
+    # counts them (empty where it does not: Cortex-M0+, and QEMU), the transport's figures.
+    step_cycles: list[int] = field(default_factory=list)
+    invoke_cycles: list[int] = field(default_factory=list)
+    transport: str = "semihosting"
+    serial: dict = field(default_factory=dict)
 
     @property
     def ram_bytes_measured(self) -> int:
@@ -66,39 +72,53 @@ class DeviceTraining:
                 float((self.run.eval_logits.argmax(1) == labels).mean()))
 
     def to_json(self) -> dict:
-        ins = np.array(self.step_instructions or [0])
+        def spread(values):
+            if not values:
+                return None
+            v = np.array(values)
+            return {"mean": float(v.mean()), "min": int(v.min()), "max": int(v.max())}
+
         return {"board": self.board, "scheme": self.scheme, "steps": self.steps,
-                "eval_rows": self.eval_rows, "flags": self.flags,
-                "instructions_per_step": {"mean": float(ins.mean()), "min": int(ins.min()),
-                                          "max": int(ins.max())},
+                "eval_rows": self.eval_rows, "flags": self.flags, "transport": self.transport,
+                "instructions_per_step": spread(self.step_instructions),
                 "instructions_per_invoke": int(np.mean(self.invoke_instructions))
                 if self.invoke_instructions else None,
-                "losses": [float(v) for v in self.run.losses], "ram": self.ram}
+                "cycles_per_step": spread(self.step_cycles),
+                "cycles_per_invoke": int(np.mean(self.invoke_cycles))
+                if self.invoke_cycles else None,
+                "losses": [float(v) for v in self.run.losses], "ram": self.ram,
+                **({"serial": self.serial} if self.serial else {})}
 
 
-def check_trainable(model, board: Board) -> None:
+def check_trainable(model, board: Board, serial: bool = False) -> None:
     if model.training is None:
         raise McunetError("on-device training needs a --train build")
-    check_emulated(board)
+    check_emulated(board, serial)
 
 
-def check_emulated(board: Board) -> None:
-    if not board.emulated:
-        raise McunetError(f"{board.name} is a real board: on-device training runs on emulated "
-                          "boards for now (samples go to the firmware over semihosting; the "
-                          "serial transfer real boards need is not written yet); use "
-                          "mps2-an386 (Cortex-M4F) or another emulated board, see `mcunet boards`")
+def check_emulated(board: Board, serial: bool = False) -> None:
+    """A real board trains over the serial port only (the emulated ones over semihosting, or
+    over their UART with serial=True)."""
+    if not board.emulated and not serial:
+        raise McunetError(f"{board.name} is a real board: its training firmware gets the "
+                          "samples over the serial port; give --port /dev/ttyACM0 (or set "
+                          "MCUNET_SERIAL_PORT) with the board connected")
 
 
-def train_project_files(model, board: Board, source: str | None = None) -> dict[str, str]:
-    """Every file of the training firmware's PlatformIO project."""
-    check_trainable(model, board)
+def train_project_files(model, board: Board, source: str | None = None,
+                        serial: bool = False) -> dict[str, str]:
+    """Every file of the training firmware's PlatformIO project: its samples over
+    semihosting (emulated boards), or framed over the serial port (serial=True; real boards
+    always; templates/firmware/train_serial_main.c.j2)."""
+    serial = serial or not board.emulated
+    check_trainable(model, board, serial)
     paint = paint_bytes_for(model, board)
     files = project_files(model, board, [], paint, source=source)
     files.pop(INPUTS_FILE)
     lib = model.library()
+    template = "firmware/train_serial_main.c.j2" if serial else "firmware/train_main.c.j2"
     files["src/main.c"] = library_environment(lib.name).get_template(
-        "firmware/train_main.c.j2").render(version=__version__, board=board,
+        template).render(version=__version__, board=board,
                                             scheme=str(model.training.scheme),
                                             state=model.training.template_state(),
                                             paint_bytes=paint)
@@ -217,14 +237,24 @@ def _ram(model, board: Board, elf, elf_path: Path, text: str) -> dict:
         raise McunetError("the training firmware did not report its stack")
     begin = [ln for ln in text.splitlines() if ln.startswith("mcunet-begin sp=0x")]
     sp = int(begin[0].split("=0x")[1], 16) if begin else None
+    return _ram_measured(model, elf, elf_path, sp, int(found["step_stack"]),
+                         int(found["invoke_stack"]))
+
+
+def _ram_measured(model, elf, elf_path: Path, sp: int | None, step_stack: int,
+                  invoke_stack: int) -> dict:
+    # The stack's top: mcunet's platform's symbol, or a vendor startup's (_estack).
     top = elf.address("__stack_top__")
+    if top is None:
+        top = elf.address("_estack")
     harness_stack = (top - (sp & ~3)) if top is not None and sp is not None else 0
-    step_stack, invoke_stack = int(found["step_stack"]), int(found["invoke_stack"])
     library = model.library()
-    library_static = library_ram_bytes(elf_path.with_name("firmware.map"),
-                                       Path(library.options.target).name)
+    map_path = elf_path.with_name("firmware.map")
+    library_static = library_ram_bytes(map_path, Path(library.options.target).name) \
+        if map_path.is_file() else None
     static = elf.static_ram_bytes
-    library_measured = (library_static or 0) + max(step_stack, invoke_stack)
+    library_measured = (library_static or 0) + max(step_stack, invoke_stack) \
+        if library_static is not None else None
     return {"static_bytes": static, "arena_bytes": elf.size("arena"),
             "library_static_bytes": library_static,
             "harness_static_bytes": static - (library_static or 0),
@@ -236,6 +266,164 @@ def _ram(model, board: Board, elf, elf_path: Path, text: str) -> dict:
             "planned_bytes": model.peak_sram_bytes,
             "planned_arena_bytes": model.plan.arena_bytes,
             "planned_training_state_bytes": model.training_static_bytes}
+
+
+# ---------------------------------------------------------------------------------------------
+# Over the serial port (mcunet.boards.serial_train: the frames)
+
+
+def _serial_project(model, board: Board, work_dir: Path | None, source: str | None):
+    files = train_project_files(model, board, source, serial=True)
+    if work_dir is None:
+        digest = hashlib.sha256()
+        for rel in sorted(files):
+            digest.update(rel.encode() + b"\0" + files[rel].encode() + b"\0")
+        work_dir = cache_root() / "firmware" / f"train-serial-{board.name}-{digest.hexdigest()[:16]}"
+    return files, Path(work_dir)
+
+
+def _from_serial(model, board: Board, files, elf, elf_path: Path, got, train_x, eval_x,
+                 marks: list[int] | None = None) -> DeviceTraining:
+    from .serial_train import NO_STACK
+
+    if NO_STACK in (got.invoke_stack, got.step_stack):
+        raise McunetError("the training step's stack went past the painted region: the "
+                          "stack bound from -fstack-usage is wrong (a bug in mcunet; please "
+                          "report it)")
+    m = len(eval_x)
+    raw = got.results
+    before_out, before_logits, pos = read_eval_rows(model, raw, 0, m)
+    run, end = read_training_run(model, raw, pos, len(train_x), m)
+    if end != len(raw):
+        raise McunetError(f"the training firmware sent {len(raw)} bytes of results, expected {end}")
+    steps_ins, invoke_ins = [], []
+    if marks is not None:
+        expected = 2 + 2 * (2 * m + len(train_x))
+        if len(marks) != expected:
+            raise McunetError(f"QEMU's instruction counter saw {len(marks)} marks, expected "
+                              f"{expected}")
+        cost = marks[1] - marks[0]
+        spans = [marks[2 + 2 * k + 1] - marks[2 + 2 * k] - cost
+                 for k in range((expected - 2) // 2)]
+        invoke_ins, steps_ins = spans[:m], spans[m:m + len(train_x)]
+    ram = _ram_measured(model, elf, elf_path, got.sp, got.step_stack, got.invoke_stack)
+    return DeviceTraining(
+        board=board.name, scheme=str(model.training.scheme), steps=len(train_x), eval_rows=m,
+        before_outputs=before_out, before_logits=before_logits, run=run,
+        step_instructions=steps_ins, invoke_instructions=invoke_ins, ram=ram,
+        flags=_flags(files["platformio.ini"]),
+        step_cycles=got.step_cycles if got.cycles_available else [],
+        invoke_cycles=got.eval_cycles if got.cycles_available else [],
+        transport="serial", serial={"frames": got.frames, "resent": got.resent,
+                                    "cycles_counted": got.cycles_available})
+
+
+def train_over_port(model, board: Board, train_x, train_y, eval_x, port: str,
+                    lr: float | None = None, momentum: float | None = None,
+                    work_dir: Path | None = None, timeout: float = 30.0,
+                    source: str | None = None, upload: bool = True) -> DeviceTraining:
+    """A real board: build the serial training firmware, upload it with `pio run -t upload`
+    (as `mcunet run` does), then stream the samples over `port` and read the results.
+    `timeout`: seconds the board may take over one frame (a training step)."""
+    from .serial_train import open_port, stream_training
+    from .toolchain import run_pio
+    import time
+
+    row_bytes = _check_rows(model, train_x, train_y, eval_x)
+    t = model.training
+    lr = t.lr if lr is None else lr
+    momentum = t.momentum if momentum is None else momentum
+    files, work_dir = _serial_project(model, board, work_dir, source)
+    if not board.emulated and not str(port).startswith(("socket://", "loop://", "rfc2217://")) \
+            and not Path(port).exists():
+        raise McunetError(f"serial port {port} is not there; connect the board or give the "
+                          "right --port (ls /dev/ttyACM* /dev/ttyUSB*)")
+    with _locked(work_dir):
+        write_project(files, work_dir, board)
+        if upload:
+            run_pio(["run", "--environment", board.name, "--target", "upload"], cwd=work_dir)
+        elf_path = work_dir / ".pio" / "build" / board.name / "firmware.elf"
+        if not elf_path.is_file():
+            elf_path = build_project(work_dir, board)
+        elf = read_elf(elf_path)
+        conn = open_port(port)
+        try:
+            time.sleep(2.0)  # boards reset when the port opens
+            got = stream_training(conn, port, train_x, train_y, eval_x, lr, momentum,
+                                  row_bytes, timeout=timeout)
+        finally:
+            conn.close()
+    return _from_serial(model, board, files, elf, elf_path, got, train_x, eval_x)
+
+
+def train_on_emulated_serial(model, board: Board, train_x, train_y, eval_x,
+                             lr: float | None = None, momentum: float | None = None,
+                             work_dir: Path | None = None, timeout: float = 60.0,
+                             source: str | None = None) -> DeviceTraining:
+    """The serial training firmware on an emulated board: QEMU's UART0 on a local TCP socket
+    (`-serial tcp:127.0.0.1:PORT,server=on`), the host's side of the protocol on
+    socket://127.0.0.1:PORT, instructions counted as the semihosting path counts them. The
+    same firmware logic and host code a real board runs, end to end."""
+    import socket
+    import subprocess
+    import time
+
+    from .qemu import plugin_path
+    from .serial_train import open_port, stream_training
+    from .toolchain import require
+
+    row_bytes = _check_rows(model, train_x, train_y, eval_x)
+    t = model.training
+    lr = t.lr if lr is None else lr
+    momentum = t.momentum if momentum is None else momentum
+    files, work_dir = _serial_project(model, board, work_dir, source)
+    with _locked(work_dir):
+        write_project(files, work_dir, board)
+        elf_path = build_project(work_dir, board)
+        elf = read_elf(elf_path)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            tcp = probe.getsockname()[1]
+        plugin = f"{plugin_path()},mark={elf.address('harness_mark'):#x}"
+        cmd = [require("qemu-system-arm"), "-M", board.qemu_machine, "-display", "none",
+               "-serial", f"tcp:127.0.0.1:{tcp},server=on,wait=on", "-monitor", "none",
+               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf_path),
+               "-plugin", plugin, "-d", "plugin"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True)
+        try:
+            conn = None
+            for _ in range(100):  # QEMU listening
+                try:
+                    conn = open_port(f"socket://127.0.0.1:{tcp}")
+                    break
+                except McunetError:
+                    if proc.poll() is not None:
+                        break
+                    time.sleep(0.05)
+            if conn is None:
+                raise McunetError(f"QEMU did not open its serial port: "
+                                  f"{proc.communicate(timeout=5)[1].strip()[-1000:]}")
+            try:
+                got = stream_training(conn, "QEMU's UART", train_x, train_y, eval_x, lr,
+                                      momentum, row_bytes, timeout=timeout, start_timeout=timeout)
+            except McunetError as exc:
+                if proc.poll() is None:
+                    proc.kill()
+                tail = "\n".join(ln for ln in proc.communicate()[1].splitlines()
+                                  if not ln.startswith("mcunet-insn"))[-1500:]
+                raise McunetError(f"{exc}; QEMU (exit {proc.returncode}) said: {tail}") from None
+            finally:
+                conn.close()
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    import re
+
+    marks = [int(v) for v in re.findall(r"^mcunet-insn mark (\d+)$", err, re.M)]
+    return _from_serial(model, board, files, elf, elf_path, got, train_x, eval_x, marks)
 
 
 # ---------------------------------------------------------------------------------------------

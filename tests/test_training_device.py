@@ -150,7 +150,7 @@ def test_the_command_trains_and_reports(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, words", [
     (["--board", "no-such-board", "--dataset", "fashion-mnist"], "unknown board"),
-    (["--board", "stm32f746g-disco", "--dataset", "fashion-mnist"], "emulated boards"),
+    (["--board", "stm32f746g-disco", "--dataset", "fashion-mnist"], "give --port"),
     (["--board", BOARD, "--dataset", "/no/such/file.npz"], "no such .npz file"),
     (["--board", BOARD, "--dataset", "fashion-mnist", "--classes", "9-x"], "--classes"),
 ])

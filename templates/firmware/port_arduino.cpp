@@ -25,6 +25,18 @@ extern "C" void port_write(const char *text)
     Serial.print(text);
 }
 
+extern "C" void port_write_bytes(const void *data, uint32_t n)
+{
+    Serial.write((const uint8_t *)data, n);
+}
+
+extern "C" int port_read_byte(void)
+{
+    while (Serial.available() <= 0) {
+    }
+    return Serial.read();
+}
+
 extern "C" uint32_t port_cycles(void)
 {
 #if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__)

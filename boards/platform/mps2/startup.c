@@ -14,6 +14,8 @@ void port_init(void);
 void port_write(const char *text);
 uint32_t port_cycles(void);
 void port_done(int status);
+void port_write_bytes(const void *data, uint32_t n);
+int port_read_byte(void);
 /* Host files over semihosting (the on-device training harness reads its samples and writes
  * its results with these; QEMU opens the names relative to its working directory). */
 int32_t port_file_open(const char *name, uint32_t mode);
@@ -81,6 +83,47 @@ void port_file_close(int32_t handle)
 {
     const uint32_t args[1] = {(uint32_t)handle};
     semihost(SYS_CLOSE, args);
+}
+
+/* Raw bytes over the board's UART0 (CMSDK APB UART; QEMU connects it to -serial): the
+ * on-device training harness's frames (mcunet train-on-device --port). */
+#ifndef MCUNET_UART_BASE
+#if defined(__ARM_ARCH_8M_MAIN__)
+#define MCUNET_UART_BASE 0x40200000u /* AN505 */
+#else
+#define MCUNET_UART_BASE 0x40004000u /* AN385, AN386, AN500 */
+#endif
+#endif
+#define UART_DATA (*(volatile uint32_t *)(MCUNET_UART_BASE + 0x0u))
+#define UART_STATE (*(volatile uint32_t *)(MCUNET_UART_BASE + 0x4u))
+#define UART_CTRL (*(volatile uint32_t *)(MCUNET_UART_BASE + 0x8u))
+#define UART_BAUDDIV (*(volatile uint32_t *)(MCUNET_UART_BASE + 0x10u))
+
+static void uart_enable(void)
+{
+    if ((UART_CTRL & 3u) != 3u) {
+        UART_BAUDDIV = 16u;
+        UART_CTRL = 3u; /* TX and RX enabled, no interrupts */
+    }
+}
+
+void port_write_bytes(const void *data, uint32_t n)
+{
+    const uint8_t *p = (const uint8_t *)data;
+    uart_enable();
+    for (uint32_t i = 0; i < n; ++i) {
+        while (UART_STATE & 1u) { /* TX full */
+        }
+        UART_DATA = p[i];
+    }
+}
+
+int port_read_byte(void)
+{
+    uart_enable();
+    while (!(UART_STATE & 2u)) { /* RX empty */
+    }
+    return (int)(UART_DATA & 0xFFu);
 }
 
 uint32_t port_cycles(void)
