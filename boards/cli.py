@@ -352,9 +352,9 @@ def deploy_cmd(model, out_dir, board, patch, max_overhead, arithmetic, inputs, r
                    "(mcunet.training.TrainReference); exit 1 if any differs")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="write the measurements as JSON")
-@click.option("--timeout", default=1800.0, show_default=True,
-              help="seconds to wait for QEMU (semihosting); over the serial port, seconds "
-                   "the board may take over one frame (default 30)")
+@click.option("--timeout", default=None, type=float,
+              help="seconds to wait for QEMU (semihosting; default 1800); over the serial "
+                   "port, seconds the board may take over one frame (default 30)")
 @click.option("--port", default=None, envvar="MCUNET_SERIAL_PORT", metavar="PATH",
               help="a real board's serial port (default $MCUNET_SERIAL_PORT): upload with "
                    "PlatformIO, then stream the samples over it (docs/training.md)")
@@ -368,7 +368,7 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
     emulated board, framed over the serial port on a real one, --port), runs NAME_train_step
     on each, and reports accuracy before and after on held-out rows, instructions (emulated)
     or cycles (real boards with a DWT) per step and the RAM it used beside the plan."""
-    from .ondevice import (check_emulated, check_trainable, reference_mismatches,
+    from .ondevice import (check_emulated, check_port, check_trainable, reference_mismatches,
                            train_on_board, train_on_emulated_serial, train_over_port)
 
     b = get_board(board)
@@ -378,10 +378,8 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
         raise McunetError(f"{b.name} is emulated: it takes no --port (--serial runs the serial "
                           "protocol over QEMU's UART)")
     serial = not b.emulated or over_serial
-    if not b.emulated and port and not str(port).startswith(("socket://", "rfc2217://")) \
-            and not Path(port).exists():
-        raise McunetError(f"serial port {port} is not there; connect the board or give the "
-                          "right --port (ls /dev/ttyACM* /dev/ttyUSB*)")
+    if not b.emulated:
+        check_port(port)  # before the dataset and the compile
     if steps is not None and epochs is not None:
         raise McunetError("give --steps or --epochs, not both")
     if json_path:
@@ -407,16 +405,15 @@ def train_on_device_cmd(model, scheme, board, dataset, classes, samples, steps, 
     how = f"over {port}" if port else "over QEMU's UART" if serial else ""
     with progress(f"building and training {plural(len(tx), 'step')} on {b.name} {how}".strip()):
         if not b.emulated:
-            frame_timeout = 30.0 if timeout == 1800.0 else timeout
             result = train_over_port(compiled, b, tx, ty, x_test, port, lr=lr,
-                                     momentum=momentum, timeout=frame_timeout, source=src)
+                                     momentum=momentum, timeout=timeout or 30.0, source=src)
         elif serial:
             result = train_on_emulated_serial(compiled, b, tx, ty, x_test, lr=lr,
-                                              momentum=momentum, timeout=min(timeout, 600.0),
-                                              source=src)
+                                              momentum=momentum,
+                                              timeout=min(timeout or 1800.0, 600.0), source=src)
         else:
             result = train_on_board(compiled, b, tx, ty, x_test, lr=lr, momentum=momentum,
-                                    timeout=timeout, source=src)
+                                    timeout=timeout or 1800.0, source=src)
     seconds = time.perf_counter() - start
     before, after = result.accuracy(y_test)
     ins = np.array(result.step_instructions or [0])

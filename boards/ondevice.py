@@ -272,6 +272,13 @@ def _ram_measured(model, elf, elf_path: Path, sp: int | None, step_stack: int,
 # Over the serial port (mcunet.boards.serial_train: the frames)
 
 
+def check_port(port: str) -> None:
+    """A real board's --port: a device that is there, or a pyserial URL (socket://, ...)."""
+    if not str(port).startswith(("socket://", "loop://", "rfc2217://")) and not Path(port).exists():
+        raise McunetError(f"serial port {port} is not there; connect the board or give the "
+                          "right --port (ls /dev/ttyACM* /dev/ttyUSB*)")
+
+
 def _serial_project(model, board: Board, work_dir: Path | None, source: str | None):
     files = train_project_files(model, board, source, serial=True)
     if work_dir is None:
@@ -334,10 +341,8 @@ def train_over_port(model, board: Board, train_x, train_y, eval_x, port: str,
     lr = t.lr if lr is None else lr
     momentum = t.momentum if momentum is None else momentum
     files, work_dir = _serial_project(model, board, work_dir, source)
-    if not board.emulated and not str(port).startswith(("socket://", "loop://", "rfc2217://")) \
-            and not Path(port).exists():
-        raise McunetError(f"serial port {port} is not there; connect the board or give the "
-                          "right --port (ls /dev/ttyACM* /dev/ttyUSB*)")
+    if not board.emulated:
+        check_port(port)
     with _locked(work_dir):
         write_project(files, work_dir, board)
         if upload:
@@ -368,9 +373,8 @@ def train_on_emulated_serial(model, board: Board, train_x, train_y, eval_x,
     import subprocess
     import time
 
-    from .qemu import plugin_path
+    from .qemu import instruction_marks, qemu_command
     from .serial_train import open_port, stream_training
-    from .toolchain import require
 
     row_bytes = _check_rows(model, train_x, train_y, eval_x)
     t = model.training
@@ -384,11 +388,8 @@ def train_on_emulated_serial(model, board: Board, train_x, train_y, eval_x,
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             tcp = probe.getsockname()[1]
-        plugin = f"{plugin_path()},mark={elf.address('harness_mark'):#x}"
-        cmd = [require("qemu-system-arm"), "-M", board.qemu_machine, "-display", "none",
-               "-serial", f"tcp:127.0.0.1:{tcp},server=on,wait=on", "-monitor", "none",
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf_path),
-               "-plugin", plugin, "-d", "plugin"]
+        cmd = qemu_command(elf_path, board.qemu_machine, elf.address("harness_mark"),
+                           serial=f"tcp:127.0.0.1:{tcp},server=on,wait=on")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, text=True)
         try:
@@ -420,10 +421,8 @@ def train_on_emulated_serial(model, board: Board, train_x, train_y, eval_x,
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    import re
-
-    marks = [int(v) for v in re.findall(r"^mcunet-insn mark (\d+)$", err, re.M)]
-    return _from_serial(model, board, files, elf, elf_path, got, train_x, eval_x, marks)
+    return _from_serial(model, board, files, elf, elf_path, got, train_x, eval_x,
+                        instruction_marks(err))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,15 +46,29 @@ class QemuRun:
     returncode: int
 
 
+def qemu_command(elf: Path, machine: str, mark_address: int | None,
+                 serial: str = "none") -> list[str]:
+    """QEMU with the instruction-counting plugin (marks at `mark_address`) and semihosting;
+    `serial`: where UART0 goes (none, or e.g. tcp:127.0.0.1:PORT,server=on,wait=on)."""
+    plugin = f"{plugin_path()}" + (f",mark={mark_address:#x}" if mark_address is not None else "")
+    return [require("qemu-system-arm"), "-M", machine, "-display", "none", "-serial", serial,
+            "-monitor", "none", "-semihosting-config", "enable=on,target=native", "-kernel",
+            str(elf), "-plugin", plugin, "-d", "plugin"]
+
+
+def instruction_marks(stderr: str) -> list[int]:
+    """The plugin's instruction counts at each mark, from QEMU's stderr."""
+    if "mcunet-insn lost marks" in stderr:
+        raise McunetError("the instruction-counting plugin ran out of memory for its samples; "
+                          "run fewer rows at a time")
+    return [int(m) for m in re.findall(r"^mcunet-insn mark (\d+)$", stderr, re.M)]
+
+
 def run_qemu(elf: Path, machine: str, mark_address: int | None, timeout: float,
              cwd: Path | None = None) -> QemuRun:
     """Run the ELF; `cwd`: QEMU's working directory, where the firmware's semihosting file
     calls open their relative names (on-device training's samples and results)."""
-    qemu = require("qemu-system-arm")
-    plugin = f"{plugin_path()}" + (f",mark={mark_address:#x}" if mark_address is not None else "")
-    cmd = [qemu, "-M", machine, "-display", "none", "-serial", "none", "-monitor", "none",
-           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-           "-plugin", plugin, "-d", "plugin"]
+    cmd = qemu_command(elf, machine, mark_address)
     if cwd is not None:
         cmd[cmd.index(str(elf))] = str(Path(elf).resolve())
     try:
@@ -64,10 +78,7 @@ def run_qemu(elf: Path, machine: str, mark_address: int | None, timeout: float,
         raise McunetError(f"the firmware on emulated {machine} did not finish in {timeout:g} s "
                           "(it may be stuck; pass a longer --timeout if the model is large)") \
             from None
-    if "mcunet-insn lost marks" in proc.stderr:
-        raise McunetError("the instruction-counting plugin ran out of memory for its samples; "
-                          "run fewer rows at a time")
-    marks = [int(m) for m in re.findall(r"^mcunet-insn mark (\d+)$", proc.stderr, re.M)]
+    marks = instruction_marks(proc.stderr)
     total = re.search(r"^mcunet-insn total (\d+)$", proc.stderr, re.M)
     if total is None:
         raise McunetError(f"QEMU ({machine}) failed (exit {proc.returncode}):\n"
