@@ -385,20 +385,32 @@ def _lrs(text: str) -> list[float]:
 @click.option("--scheme", "sparse", multiple=True, metavar="FILE.json",
               help="a sparse scheme's JSON file (docs/training.md) to measure beside the named "
                    "schemes; repeatable")
+@click.option("--search/--no-search", default=True, show_default=True,
+              help="search sparse updates (per-layer biases and channel ratios) by their "
+                   "measured contributions, beside the named schemes")
+@click.option("--out", "out", default=None, type=click.Path(), metavar="FILE.json",
+              help="where a sparse pick's scheme is written, for --train FILE.json "
+                   "(default: MODEL's name with .train.json, in the current directory)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the table")
 def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, epochs, lr_text,
-                   seed, sparse, as_json):
+                   seed, sparse, search, out, as_json):
     """Choose the training scheme (docs/training.md): train every scheme the compiler accepts
     for MODEL with the NumPy reference (bit-exact with the generated C) on labelled samples,
     score it on a validation split, set its accuracy gain against its training peak SRAM
     (plan --train) and propose the most accurate that fits the budget."""
-    from .trainplan import table, train_plan
+    from .trainplan import table, train_plan, write_scheme
 
     start = time.perf_counter()
+    if out is not None:
+        check_file(out, "--out")
     result = train_plan(model, dataset, sram=sram, flash=flash, board=board,
                         classes=parse_classes(classes), samples=samples, val=val,
-                        epochs=epochs, lrs=_lrs(lr_text), seed=seed, schemes=sparse)
-    pick = next(s for s in result.schemes if s.scheme == result.pick)
+                        epochs=epochs, lrs=_lrs(lr_text), seed=seed, schemes=sparse,
+                        search=search)
+    pick = result.picked
+    train_as = pick.scheme
+    if pick.sparse is not None:
+        train_as = write_scheme(pick, out or f"{Path(model).stem}.train.json")
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -408,7 +420,9 @@ def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, ep
                f"{plural(val, 'validation row')}; budget {budget}"
                f"{' on ' + result.board if result.board else ''}")
     click.echo(table(result))
-    click.echo(f"pick: --train {pick.scheme} (validation {pick.accuracy_before:.1%} -> "
+    if pick.sparse is not None:
+        click.echo(f"{pick.scheme} written to {train_as}: {json.dumps(pick.sparse)}")
+    click.echo(f"pick: --train {train_as} (validation {pick.accuracy_before:.1%} -> "
                f"{pick.accuracy_after:.1%} at lr {pick.lr:g}; training peak SRAM "
                f"{pick.training_peak_sram_bytes:,} B, flash {pick.training_flash_bytes:,} B) "
                f"in {time.perf_counter() - start:.1f} s")

@@ -4,6 +4,7 @@ most accurate that fits, checked against the table the command measured; the err
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -42,8 +43,9 @@ def run_json(capsys, args):
 def test_train_plan_picks_the_most_accurate_scheme_that_fits(task, capsys):
     model, data = task
     common = [str(model), "--dataset", str(data), "--samples", "200", "--val", "200",
-              "--epochs", "3", "--lr", "0.01,0.05"]
+              "--epochs", "3", "--lr", "0.01,0.05", "--no-search"]
     out = run_json(capsys, common + ["--sram", "256KB"])
+    assert out["search"] is None and "--no-search" in out["notes"][0]
     schemes = {s["scheme"]: s for s in out["schemes"]}
     assert list(schemes) == ["bias", "head", "last:2", "last:3"]
     assert "last:4" in out["refused"] and "the model's input" in out["refused"]["last:4"]
@@ -73,15 +75,17 @@ def test_train_plan_picks_the_most_accurate_scheme_that_fits(task, capsys):
 def test_train_plan_table(task, capsys):
     model, data = task
     main(["train-plan", str(model), "--dataset", str(data), "--sram", "256KB", "--samples", "50",
-          "--val", "50", "--epochs", "1"])
+          "--val", "50", "--epochs", "1", "--no-search"])
     out = capsys.readouterr().out
     assert "train SRAM" in out and "gain/KB" in out and "last:4: refused" in out
     assert out.strip().splitlines()[-1].startswith("pick: --train ")
+    assert "note: the sparse-update search was not run" in out
 
 
 def test_no_scheme_fits_says_by_how_much(task, capsys):
     model, data = task
-    plan = train_plan(str(model), str(data), sram="256KB", samples=20, val=20, epochs=1)
+    plan = train_plan(str(model), str(data), sram="256KB", samples=20, val=20, epochs=1,
+                      search=False)
     smallest = min(s.training_peak_sram_bytes for s in plan.schemes)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
@@ -170,7 +174,7 @@ def test_train_plan_measures_sparse_schemes_beside_the_named_ones(task, tmp_path
     sparse.write_text(json.dumps({"layers": [{"op": "head", "weights": 1, "bias": True},
                                              {"op": 1, "weights": 0.5, "bias": True}]}))
     common = [str(model), "--dataset", str(data), "--samples", "50", "--val", "50",
-              "--epochs", "1", "--sram", "256KB"]
+              "--epochs", "1", "--sram", "256KB", "--no-search"]
     out = run_json(capsys, common + ["--scheme", str(sparse)])
     schemes = {s["scheme"]: s for s in out["schemes"]}
     assert list(schemes) == ["bias", "head", "last:2", "last:3", str(sparse)]
@@ -185,3 +189,115 @@ def test_train_plan_measures_sparse_schemes_beside_the_named_ones(task, tmp_path
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith(f"error: --train {sparse}: layers[0].op: AVERAGE_POOL_2D (op 2) is not")
+
+
+def test_the_search_measures_contributions_and_trains_the_best_predicted(task, tmp_path, capsys):
+    """The sparse-update search: each single update of op 1 (16 channels) and op 0 (8) beside
+    the head is trained (its contribution: its gain over the head alone), every combination's
+    accuracy is predicted as the head's plus its parts' contributions, and the best predicted
+    that fit the budget are trained for real. The budget here (2,300 B) leaves out last:2,
+    last:3 and the largest single updates: nothing that does not fit is trained or picked. The
+    pick (the best measured) is written to --out and compiles from that file to the same
+    training memory."""
+    model, data = task
+    out_file = tmp_path / "pick.json"
+    out = run_json(capsys, [str(model), "--dataset", str(data), "--samples", "100", "--val",
+                            "100", "--epochs", "2", "--lr", "0.05", "--sram", "2300",
+                            "--out", str(out_file)])
+    schemes = {s["scheme"]: s for s in out["schemes"]}
+    contributions = {k: s for k, s in schemes.items() if s["source"] == "contribution"}
+    assert sorted(contributions) == sorted(
+        ["head+op1(bias)", "head+op1(2/16)", "head+op1(4/16)", "head+op1(8/16)",
+         "head+op1(16/16)", "head+op0(bias)", "head+op0(1/8)", "head+op0(2/8)", "head+op0(4/8)",
+         "head+op0(8/8)"])
+    head = schemes["head"]
+    record = out["search"]
+    assert [c["op"] for c in record["layers"]] == [1, 0]
+    gains = {c["scheme"]: c["gain_over_head"] for c in record["contributions"]}
+    for name, s in contributions.items():
+        assert s["training_peak_sram_bytes"] > head["training_peak_sram_bytes"]
+        if s["training_peak_sram_bytes"] > 2300:
+            assert not s["fits"] and s["accuracy_after"] is None and name not in gains
+        else:
+            assert s["fits"] and gains[name] == pytest.approx(s["accuracy_after"] -
+                                                             head["accuracy_after"])
+    assert not contributions["head+op0(8/8)"]["fits"]  # 3,244 B
+    assert not schemes["last:2"]["fits"] and not schemes["last:3"]["fits"]
+
+    searched = [s for s in out["schemes"] if s["source"] == "searched"]
+    assert 1 <= len(searched) <= 3 == record["trained"] or len(searched) == record["trained"]
+    assert record["compiled"] >= len(searched)
+    for s in searched:
+        assert s["fits"] and s["accuracy_after"] is not None
+        parts = s["scheme"].split("+op")[1:]
+        assert len(s["layers"]) >= 2 and (len(parts) >= 2 or "bias+" in parts[0])
+        # The prediction: the head's accuracy plus the contribution of every part.
+        total = head["accuracy_after"]
+        for part in parts:
+            op, what = part.split("(")
+            for piece in what.rstrip(")").split("+"):
+                total += gains[f"head+op{op}({piece})"]
+        assert s["predicted"] == pytest.approx(total)
+    predictions = [s["predicted"] for s in searched]
+    assert predictions == sorted(predictions, reverse=True)
+
+    measured = [s for s in out["schemes"] if s["fits"]]
+    assert all(s["accuracy_after"] is not None for s in measured)
+    best = max(measured, key=lambda s: (s["accuracy_after"], -s["training_peak_sram_bytes"]))
+    assert out["pick"] == best["scheme"]
+    if best["sparse"] is not None:
+        assert json.loads(out_file.read_text()) == out["pick_sparse"] == best["sparse"]
+    else:
+        assert not out_file.exists()
+
+    # Every searched scheme's JSON, as a file for --train, is the build the search measured.
+    for s in searched[:1] + [contributions["head+op1(4/16)"]]:
+        path = tmp_path / "scheme.json"
+        path.write_text(json.dumps(s["sparse"]))
+        main(["plan", str(model), "--train", str(path), "--sram", "2300", "--json", "--no-png"])
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["training"]["training_peak_sram_bytes"] == s["training_peak_sram_bytes"]
+        assert plan["training"]["parameters"] == s["parameters"]
+
+
+def test_a_sparse_pick_is_written_for_train(task, tmp_path, capsys, monkeypatch):
+    """The table run: the search's summary line, and a sparse pick's scheme written to the
+    default file (MODEL's name .train.json in the working directory) that the pick line names
+    for --train."""
+    model, data = task
+    monkeypatch.chdir(tmp_path)
+    main(["train-plan", str(model), "--dataset", str(data), "--samples", "100", "--val", "100",
+          "--epochs", "2", "--lr", "0.05", "--sram", "1500"])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    [search] = [l for l in lines if l.startswith("search: ")]
+    assert re.match(r"search: [1-9]\d* contributions? measured", search)
+    pick = lines[-1]
+    assert pick.startswith("pick: --train ")
+    name = pick.split()[2]
+    if name in ("bias", "head"):
+        assert not (tmp_path / "conv.train.json").exists()
+    else:
+        assert name == "conv.train.json" and "written to conv.train.json" in out
+        scheme = json.loads((tmp_path / name).read_text())
+        assert scheme["layers"][0] == {"op": "head", "weights": 1, "bias": True}
+        main(["plan", str(model), "--train", name, "--sram", "1500", "--no-png"])
+        assert "training" in capsys.readouterr().out.lower()
+
+
+def test_no_search_when_the_backward_reaches_the_head_only(tmp_path, capsys):
+    """Two fully connected layers: the backward stops under the head (it does not pass through
+    a FULLY_CONNECTED), so the named schemes only, and a note why."""
+    from .test_training import small_model
+
+    model = tmp_path / "fc.tflite"
+    model.write_bytes(small_model(per_channel=True, softmax=False))
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128, 128, size=(120, 20)).astype(np.int8)
+    probs = reference_outputs(str(model), [x])[0].reshape(len(x), -1)
+    data = tmp_path / "fc.npz"
+    np.savez(data, x=x, y=np.argmax(probs, axis=1))
+    out = run_json(capsys, [str(model), "--dataset", str(data), "--samples", "40", "--val", "40",
+                            "--epochs", "1", "--sram", "64KB"])
+    assert out["search"] is None and "reaches the head only" in out["notes"][0]
+    assert {s["source"] for s in out["schemes"]} == {"named"}
