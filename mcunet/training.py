@@ -93,6 +93,34 @@ LN2 = F(0.6931471805599453)
 LOG_POLY = tuple(F(1.0 / d) for d in (11.0, 9.0, 7.0, 5.0, 3.0, 1.0))
 
 
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b of integer arrays, exactly, as int64: in float64 (BLAS) where every product and
+    partial sum is an integer below 2^53 in magnitude (so float64 holds it exactly), else in
+    int64 (NumPy's integer matmul, much slower)."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    k = a.shape[-1]
+    top = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * k
+    if top < 1 << 53:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def in_order(terms: np.ndarray) -> np.ndarray:
+    """The float32 sum over axis 0 of `terms`, term by term in order from +0.0 (as a C loop
+    adds into a zeroed float accumulator). NumPy reduces over an outer axis term by term,
+    rounding after each, with the rest of the array as its inner loop; where nothing is left
+    for an inner loop (one value per term) it would pair the terms instead, so that case
+    goes through np.add.accumulate, which is sequential by definition. tests/test_training.py
+    checks both against the loop. The + 0.0 turns the one sum that can differ from the C's,
+    -0.0 when every term is -0.0, into the C's +0.0."""
+    terms = np.ascontiguousarray(terms, np.float32)
+    if terms.size == terms.shape[0]:
+        return np.add.accumulate(terms.reshape(-1), dtype=np.float32)[-1].reshape(
+            terms.shape[1:]) + F(0.0)
+    return np.add.reduce(terms, axis=0, dtype=np.float32) + F(0.0)
+
+
 def c_float(value) -> str:
     """A float32 value as an exact C literal (hexadecimal, float suffix)."""
     return float(F(value)).hex() + "f"
@@ -1279,7 +1307,7 @@ class TrainReference:
         global average pool)."""
         c = self.c
         xs = x.reshape(c.pixels, c.depth).astype(np.int64) - c.x_zp
-        acc = _wrap32(xs @ self.conv["filter"].astype(np.int64).T +
+        acc = _wrap32(int_matmul(xs, self.conv["filter"].T) +
                       self.conv["bias"].astype(np.int64))
         y = _wrap32(_requantize(acc, c.multiplier, c.shift) + c.y_zp)
         y = np.clip(y, c.act_min, c.act_max).astype(np.int8)
@@ -1302,12 +1330,11 @@ class TrainReference:
         xc = x.reshape(d.ih * d.iw, depth).astype(np.int64) - d.x_zp
         xc = np.concatenate([xc, np.zeros((1, depth), np.int64)])  # the padding row
         w = self.dw["filter"].astype(np.int64)
-        acc = np.zeros((d.pixels, d.channels), np.int64)
-        if d.is_conv:  # CONV_2D: [channels][taps][in_channels]
-            w = w.reshape(d.channels, d.taps, depth)
-            for k in range(d.taps):
-                acc += xc[self._taps[k]] @ w[:, k, :].T
+        if d.is_conv:  # CONV_2D: [channels][taps][in_channels]; windows [pixels][taps][in]
+            windows = xc[self._taps.T].reshape(d.pixels, d.taps * depth)
+            acc = int_matmul(windows, w.reshape(d.channels, d.taps * depth).T)
         else:
+            acc = np.zeros((d.pixels, d.channels), np.int64)
             for k in range(d.taps):
                 acc += xc[self._taps[k]] * w[k][None, :]
         acc = _wrap32(_wrap32(acc) + self.dw["bias"].astype(np.int64))
@@ -1329,10 +1356,12 @@ class TrainReference:
         b = ((dx / F(c.pixels)).astype(np.float32) * c.w_scales.astype(np.float32)
              ).astype(np.float32)
         w = self.conv["filter"].astype(np.float32)
-        g = np.zeros((d.pixels, d.channels), np.float32)
-        for o in range(c.units):
-            g = (g + np.where(mask[:, o], b[o], F(0.0))[:, None] * w[o][None, :]
-                 ).astype(np.float32)
+        # Each sum is float32 and in the C's order: np.add.accumulate adds term by term in
+        # the array's dtype (np.sum would pair them), from a first row of +0.0 as the C's
+        # accumulators start.
+        terms = np.where(mask.T[:, :, None], b[:, None, None], F(0.0)).astype(np.float32) * \
+            w[:, None, :]
+        g = in_order(terms)
         dmask = np.ones(ydw.shape, bool)
         if d.mask_lo is not None:
             dmask &= ydw > d.mask_lo
@@ -1342,27 +1371,20 @@ class TrainReference:
         depth = d.in_channels if d.is_conv else d.channels
         xc = (x.reshape(d.ih * d.iw, depth).astype(np.int32) - d.x_zp).astype(np.float32)
         xc = np.concatenate([xc, np.zeros((1, depth), np.float32)])
-        total = np.zeros(d.channels, np.float32)
+        total = in_order(g)
+        windows = xc[self._taps.T]  # [p][k][i]: tap k of output pixel p
         if d.is_conv:
             # T[o][k][i] = sum over p in order of g[p][o] (x[tap k of p][i] - zp_x).
-            taps = np.zeros((d.channels, d.taps, depth), np.float32)
-            for p in range(d.pixels):
-                total = (total + g[p]).astype(np.float32)
-                taps = (taps + g[p][:, None, None] * xc[self._taps[:, p]][None, :, :]
-                        ).astype(np.float32)
+            taps = in_order(g[:, :, None, None] * windows[:, None, :, :])
             return taps.reshape(d.channels, d.taps * depth), total
-        taps = np.zeros((d.taps, d.channels), np.float32)
-        for p in range(d.pixels):
-            total = (total + g[p]).astype(np.float32)
-            taps = (taps + g[p][None, :] * xc[self._taps[:, p]]).astype(np.float32)
-        return taps, total
+        return in_order(g[:, None, :] * windows), total
 
     def head_logits(self, x: np.ndarray) -> np.ndarray:
         """The head's int8 output for its int8 input row x (TFLite's reference arithmetic)."""
         h = self.h
         xs = x.reshape(-1).astype(np.int64) - h.x_zp
         ws = self.filter.astype(np.int64) + h.filter_offset
-        acc = _wrap32(ws @ xs + self.bias.astype(np.int64))
+        acc = _wrap32(int_matmul(ws, xs) + self.bias.astype(np.int64))
         out = np.empty(h.units, np.int8)
         for u in range(h.units):
             k = u if h.per_channel else 0
@@ -1418,7 +1440,7 @@ class TrainReference:
             mask &= y < c.mask_hi
         a = (dx / F(c.pixels)).astype(np.float32)
         xc = x.reshape(c.pixels, c.depth).astype(np.int64) - c.x_zp
-        return a, mask.sum(axis=0), mask.T.astype(np.int64) @ xc
+        return a, mask.sum(axis=0), int_matmul(mask.T, xc)
 
     def _sgd(self, g, velocity, delta):
         velocity = (self.momentum * velocity + g).astype(np.float32)

@@ -49,7 +49,10 @@ class Scheme:
     # update of one layer, measured for the search) or searched (a combination the search
     # predicted from the contributions, then trained)
     source: str = "named"
-    predicted: float | None = None  # the search's predicted validation accuracy (searched)
+    # searched: the head's validation accuracy plus the sum of the parts' contributions (an
+    # additive ranking, not an estimate: overlapping parts take it past 100%)
+    predicted: float | None = None
+    predicted_gain: float | None = None  # the sum of the contributions (over the head alone)
     sparse: dict | None = None  # the scheme's JSON (--train FILE.json) for the search's own
 
     @property
@@ -310,6 +313,8 @@ def sparse_search(layers, base: Scheme, head, make, train, seen: dict,
     def measured(name, spec, source, predicted=None, made=None):
         scheme, compiled = made or make(name, spec, source)
         scheme.predicted = predicted
+        if predicted is not None:
+            scheme.predicted_gain = predicted - base.accuracy_after
         key = update_key(compiled.training)
         if key in seen:
             done = seen[key]
@@ -517,7 +522,7 @@ def table(plan: TrainPlan) -> str:
     w = max([8] + [len(s.scheme) for s in plan.schemes])
     head = (f"{'scheme':<{w}} {'from':<8} {'layers':<10} {'params':>8} {'train SRAM':>11} "
             f"{'flash':>9} {'fits':<5} {'lr':>6} {'val before':>10} {'val after':>9} "
-            f"{'predicted':>9} {'gain/KB':>8}")
+            f"{'pred gain':>9} {'gain/KB':>8}")
     lines = [head, "-" * len(head)]
     for s in plan.schemes:
         measured = s.accuracy_after is not None
@@ -527,7 +532,7 @@ def table(plan: TrainPlan) -> str:
             f"{'yes' if s.fits else 'no':<5} {(f'{s.lr:g}' if measured else '-'):>6} "
             f"{(f'{s.accuracy_before:.1%}' if measured else '-'):>10} "
             f"{(f'{s.accuracy_after:.1%}' if measured else '-'):>9} "
-            f"{(f'{s.predicted:.1%}' if s.predicted is not None else '-'):>9} "
+            f"{(f'{100 * s.predicted_gain:+.1f}' if s.predicted is not None else '-'):>9} "
             f"{(f'{s.gain_per_kb:+.3f}' if measured else '-'):>8}"
             + ("" if measured else f"  ({s.over})"))
     for spec, why in plan.refused.items():

@@ -873,3 +873,26 @@ def test_depthwise_gradients_match_tensorflow_autodiff(tmp_path, which):
         moved_b = ref.dw["bias_delta"] * d.x_scale * ds
         np.testing.assert_allclose(moved_b, -t.lr * tdb, rtol=1e-5,
                                    atol=1e-5 * np.max(np.abs(t.lr * tdb)))
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (300,), (300, 1), (300, 1, 1), (1, 5), (9, 64),
+                                   (130, 3, 2), (16, 64, 9, 32)])
+def test_in_order_sums_term_by_term_as_the_c_loop(shape):
+    """training.in_order (the reference's float32 sums over pixels and channels) equals the C's
+    loop: a zeroed float accumulator, each term added in order, rounded every time. Values
+    spread over many magnitudes (where a pairwise sum differs), some -0.0."""
+    from mcunet.training import in_order
+
+    rng = np.random.default_rng(len(shape) * 100 + shape[0])
+    terms = (rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 7, shape)).astype(np.float32)
+    terms[rng.random(shape) < 0.1] = np.float32(-0.0)
+    if shape[0] > 2:
+        terms[:, ...][:2] = np.float32(-0.0)  # a run of -0.0 first
+    loop = np.zeros(shape[1:], np.float32)
+    for t in terms:
+        loop = (loop + t).astype(np.float32)
+    got = in_order(terms)
+    assert got.dtype == np.float32 and got.shape == loop.shape
+    assert np.array_equal(got.view(np.int32), loop.view(np.int32))
+    zeros = np.full(shape, np.float32(-0.0))
+    assert np.array_equal(in_order(zeros).view(np.int32), np.zeros(shape[1:], np.int32))
