@@ -412,7 +412,7 @@ def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, ep
     if pick.sparse is not None:
         train_as = write_scheme(pick, out or f"{Path(model).stem}.train.json")
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps({**result.to_json(), "pick_train": train_as}, indent=2))
         return
     budget = ", ".join(f"{k} {v:,} B" for k, v in (("SRAM", result.sram_bytes),
                                                   ("flash", result.flash_bytes)) if v)

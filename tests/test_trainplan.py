@@ -247,8 +247,9 @@ def test_the_search_measures_contributions_and_trains_the_best_predicted(task, t
     assert out["pick"] == best["scheme"]
     if best["sparse"] is not None:
         assert json.loads(out_file.read_text()) == out["pick_sparse"] == best["sparse"]
+        assert out["pick_train"] == str(out_file)
     else:
-        assert not out_file.exists()
+        assert not out_file.exists() and out["pick_train"] == best["scheme"]
 
     # Every searched scheme's JSON, as a file for --train, is the build the search measured.
     for s in searched[:1] + [contributions["head+op1(4/16)"]]:
