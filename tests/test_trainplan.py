@@ -302,3 +302,33 @@ def test_no_search_when_the_backward_reaches_the_head_only(tmp_path, capsys):
                             "--epochs", "1", "--sram", "64KB"])
     assert out["search"] is None and "reaches the head only" in out["notes"][0]
     assert {s["source"] for s in out["schemes"]} == {"named"}
+
+
+@pytest.mark.skipif(not (__import__("shutil").which("arm-none-eabi-gcc") and
+                         __import__("shutil").which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm (scripts/setup.sh)")
+def test_a_searched_scheme_trains_on_the_m4_as_planned(task, tmp_path, capsys):
+    """From train-plan's search to the device: the best measured of the searched schemes,
+    written as train-plan writes a pick, trains on the emulated M4 bit for bit with the
+    reference, within the RAM planned for the board (at least the host library's figure
+    train-plan measured: the board adds its kernels' scratch and stack). Planned on the host:
+    this model has seven buffers on the M4, where the planner tries every order (13 s a
+    compile)."""
+    model, data = task
+    out = run_json(capsys, [str(model), "--dataset", str(data), "--samples", "60", "--val", "60",
+                            "--epochs", "1", "--lr", "0.05", "--sram", "256KB",
+                            "--out", str(tmp_path / "pick.json")])
+    searched = [s for s in out["schemes"] if s["source"] == "searched"]
+    assert searched and all(s["fits"] for s in searched)
+    best = max(searched, key=lambda s: s["accuracy_after"])
+    scheme = tmp_path / "searched.json"
+    scheme.write_text(json.dumps(best["sparse"]))
+    report = tmp_path / "device.json"
+    main(["train-on-device", str(model), "--train", str(scheme), "--board", "mps2-an386",
+          "--dataset", str(data), "--steps", "6", "--eval", "3", "--lr", "0.05",
+          "--json", str(report)])
+    capsys.readouterr()
+    r = json.loads(report.read_text())
+    assert r["bit_exact"] and r["steps"] == 6
+    assert r["ram"]["planned_bytes"] >= best["training_peak_sram_bytes"]
+    assert 0 < r["ram"]["library_measured_bytes"] <= r["ram"]["planned_bytes"]
