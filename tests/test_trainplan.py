@@ -124,7 +124,9 @@ def test_labels_beyond_the_head_are_refused(task, tmp_path, capsys):
     assert "the model's head has 5 outputs" in capsys.readouterr().err
 
 
-def test_train_plan_stays_off_tensorflow(task):
+def test_train_plan_stays_off_tensorflow(task, tmp_path):
+    """The whole command, the search and a sparse pick's file included, imports no TensorFlow,
+    Keras or Ray (run where a written pick cannot land in the checkout)."""
     model, data = task
     code = ("import sys; from mcunet.cli import main\n"
             "try:\n    main(['train-plan', sys.argv[1], '--dataset', sys.argv[2], '--sram', "
@@ -133,9 +135,10 @@ def test_train_plan_stays_off_tensorflow(task):
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'ray')]\n"
             "print('heavy:', bad)\n")
     r = subprocess.run([sys.executable, "-c", code, str(model), str(data)], capture_output=True,
-                       text=True)
+                       text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "heavy: []" in r.stdout and "pick: --train" in r.stdout
+    assert "search: " in r.stdout
 
 
 @pytest.mark.slow
