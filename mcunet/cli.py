@@ -401,8 +401,8 @@ def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, ep
     from .trainplan import table, train_plan, write_scheme
 
     start = time.perf_counter()
-    if out is not None:
-        check_file(out, "--out")
+    # Where a sparse pick goes, checked before the search's minutes of training.
+    out = str(check_file(out or f"{Path(model).stem}.train.json", "--out"))
     result = train_plan(model, dataset, sram=sram, flash=flash, board=board,
                         classes=parse_classes(classes), samples=samples, val=val,
                         epochs=epochs, lrs=_lrs(lr_text), seed=seed, schemes=sparse,
@@ -410,7 +410,7 @@ def train_plan_cmd(model, dataset, sram, flash, board, classes, samples, val, ep
     pick = result.picked
     train_as = pick.scheme
     if pick.sparse is not None:
-        train_as = write_scheme(pick, out or f"{Path(model).stem}.train.json")
+        train_as = write_scheme(pick, out)
     if as_json:
         click.echo(json.dumps({**result.to_json(), "pick_train": train_as}, indent=2))
         return

@@ -1070,6 +1070,14 @@ def _resolve_op(graph: Graph, scheme: SparseScheme, entry: LayerSpec, head: Head
     return ops[0]
 
 
+def ratio_channels(ratio: float | None, channels: int) -> int:
+    """How many of a layer's output channels a sparse scheme's weight ratio trains (its first
+    ones): ceil(ratio x channels), at least 1 and at most all; 0 for no ratio (None)."""
+    if ratio is None:
+        return 0
+    return max(1, min(channels, math.ceil(ratio * channels - 1e-9)))
+
+
 def sparse_training(graph: Graph, scheme: SparseScheme, head: Head, conv: ConvTail | None,
                     dw: DepthwiseTail | None, stop: str) -> Training:
     """The Training of a sparse scheme: each listed layer's update (its first
@@ -1094,9 +1102,7 @@ def sparse_training(graph: Graph, scheme: SparseScheme, head: Head, conv: ConvTa
             raise _sparse_error(scheme.path, f"{entry.where}.op", f"op {op.index} is listed "
                                 "twice")
         channels = reach[at[0]][1]
-        k = 0 if entry.weights is None else min(channels, math.ceil(entry.weights * channels -
-                                                                     1e-9))
-        updates[op.index] = Update(entry.bias, max(k, 1) if entry.weights is not None else 0)
+        updates[op.index] = Update(entry.bias, ratio_channels(entry.weights, channels))
     lowest = max(k for k, (index, _, _) in enumerate(reach) if index in updates)
     frozen = Update(False, 0)
     return Training(scheme, head, conv if lowest >= 1 else None, dw if lowest >= 2 else None,
@@ -1356,9 +1362,7 @@ class TrainReference:
         b = ((dx / F(c.pixels)).astype(np.float32) * c.w_scales.astype(np.float32)
              ).astype(np.float32)
         w = self.conv["filter"].astype(np.float32)
-        # Each sum is float32 and in the C's order: np.add.accumulate adds term by term in
-        # the array's dtype (np.sum would pair them), from a first row of +0.0 as the C's
-        # accumulators start.
+        # g[p][i], summed over o in the C's order (in_order: term by term, in float32).
         terms = np.where(mask.T[:, :, None], b[:, None, None], F(0.0)).astype(np.float32) * \
             w[:, None, :]
         g = in_order(terms)

@@ -13,7 +13,6 @@ nothing imports TensorFlow.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,7 +22,7 @@ from .errors import McunetError
 from .progress import enabled, plural
 from .boards import get_board
 from .search.data import as_model_input, epoch_order, load_training_data
-from .training import TrainReference
+from .training import TrainReference, ratio_channels
 
 DEFAULT_SAMPLES = 500
 DEFAULT_VAL = 500
@@ -239,8 +238,7 @@ class LayerChoice:
 
     @property
     def weight_channels(self) -> int:
-        return 0 if self.weights is None else max(1, min(
-            self.channels, math.ceil(self.weights * self.channels - 1e-9)))
+        return ratio_channels(self.weights, self.channels)
 
     @property
     def trains(self) -> bool:
@@ -337,8 +335,7 @@ def sparse_search(layers, base: Scheme, head, make, train, seen: dict,
 
     # 2. Every combination of fitting parts, predicted as the head plus their contributions.
     def parts(op, channels):
-        w = [None] + [c.weights for c in layer_options(op, channels)[1:]
-                      if LayerChoice(op, channels, weights=c.weights) in delta]
+        w = [None] + [c.weights for c in layer_options(op, channels)[1:] if c in delta]
         b = [False] + ([True] if LayerChoice(op, channels, bias=True) in delta else [])
         return [LayerChoice(op, channels, bias, weights) for bias in b for weights in w]
 
@@ -501,15 +498,13 @@ def _size(n: int | None) -> str:
 
 
 def write_scheme(scheme: Scheme, path) -> str:
-    """Write a searched scheme's JSON where `--train` reads it; the path, as given."""
+    """Write a searched scheme's JSON where `--train` reads it (the path checked by the
+    caller, outdir.check_file, before the long work); the path, as given."""
     import json
     from pathlib import Path
 
-    from .outdir import check_file
-
-    out = check_file(path, "--out")
     try:
-        out.write_text(json.dumps(scheme.sparse, indent=2) + "\n")
+        Path(path).write_text(json.dumps(scheme.sparse, indent=2) + "\n")
     except OSError as exc:
         raise McunetError(f"--out {path}: cannot be written ({exc.strerror or exc})") from None
     return str(path)

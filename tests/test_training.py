@@ -887,7 +887,7 @@ def test_in_order_sums_term_by_term_as_the_c_loop(shape):
     terms = (rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 7, shape)).astype(np.float32)
     terms[rng.random(shape) < 0.1] = np.float32(-0.0)
     if shape[0] > 2:
-        terms[:, ...][:2] = np.float32(-0.0)  # a run of -0.0 first
+        terms[:2] = np.float32(-0.0)  # a run of -0.0 first
     loop = np.zeros(shape[1:], np.float32)
     for t in terms:
         loop = (loop + t).astype(np.float32)
