@@ -295,35 +295,84 @@ def _place(order: Sequence[Buffer], allowed: dict[tuple[str, str], Overlap],
     concurrent = concurrent if concurrent is not None else _concurrent(order)
     low, high = 0, 0
     for buf in order:
-        size = align(buf.size)
         live = [p for p in concurrent[buf.name] if p.name in done]
-        candidates = {low, high - size}
-        name = buf.name
-        for p in live:
-            p_offset = p.offset
-            p_end = p_offset + align(p.size)
-            candidates.add(p_end)
-            candidates.add(p_offset - size)
-            if allowed:
-                for key, sign in (((p.name, name), 1), ((name, p.name), -1)):
-                    if key in allowed:  # the offsets where the allowed overlap just holds
-                        d = allowed[key].max_delta // ALIGN * ALIGN
-                        candidates.add(p_end - size - sign * d if mirrored else p_offset + sign * d)
-        if not best_fit:
-            candidates = {c for c in candidates if c >= 0} | {0}
-        if pinned and buf.name in pinned and _fits(buf, pinned[buf.name], live, allowed, mirrored):
-            candidates = {pinned[buf.name]}
-        # The best candidate that fits: rank them all (cheap), then test in rank order
-        # (each test is a pass over the live buffers) and stop at the first that fits.
-        ranked = sorted((max(high, c + size) - min(low, c) if best_fit else 0, abs(c - low), c)
-                        for c in candidates)
-        buf.offset = next(c for _, _, c in ranked if _fits(buf, c, live, allowed, mirrored))
+        buf.offset = _next_offset(buf, live, low, high, allowed, mirrored, best_fit, pinned)
         low, high = min(low, buf.offset), max(high, buf.end)
         placed.append(buf)
         done.add(buf.name)
     for b in placed:
         b.offset = (high - b.end) if mirrored else (b.offset - low)
     return high - low
+
+
+def _next_offset(buf: Buffer, live: list[Buffer], low: int, high: int,
+                 allowed: dict[tuple[str, str], Overlap], mirrored: bool, best_fit: bool,
+                 pinned: dict[str, int] | None) -> int:
+    """Where _place puts buf, with the buffers `live` (those placed, live while buf is)
+    already spanning low..high."""
+    size = align(buf.size)
+    candidates = {low, high - size}
+    name = buf.name
+    for p in live:
+        p_offset = p.offset
+        p_end = p_offset + align(p.size)
+        candidates.add(p_end)
+        candidates.add(p_offset - size)
+        if allowed:
+            for key, sign in (((p.name, name), 1), ((name, p.name), -1)):
+                if key in allowed:  # the offsets where the allowed overlap just holds
+                    d = allowed[key].max_delta // ALIGN * ALIGN
+                    candidates.add(p_end - size - sign * d if mirrored else p_offset + sign * d)
+    if not best_fit:
+        candidates = {c for c in candidates if c >= 0} | {0}
+    if pinned and buf.name in pinned and _fits(buf, pinned[buf.name], live, allowed, mirrored):
+        candidates = {pinned[buf.name]}
+    # The best candidate that fits: rank them all (cheap), then test in rank order
+    # (each test is a pass over the live buffers) and stop at the first that fits.
+    ranked = sorted((max(high, c + size) - min(low, c) if best_fit else 0, abs(c - low), c)
+                    for c in candidates)
+    return next(c for _, _, c in ranked if _fits(buf, c, live, allowed, mirrored))
+
+
+def _place_every_order(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
+                       mirrored: bool, best_fit: bool,
+                       concurrent: dict[str, list[Buffer]]) -> list[tuple[tuple[int, ...], int, dict[str, int]]]:
+    """What _place gives for every order of the buffers, without placing each order anew:
+    (the order as indices into `buffers`, arena, offsets), one per distinct layout, each from
+    the first order (in itertools.permutations' order) that gives it. _place's next offset
+    depends only on which buffers are placed where, so orders that reach the same partial
+    layout go on identically: a depth-first walk over the orders (in that same order) visits
+    each partial layout once. The buffers' offsets are left changed."""
+    index = {b.name: i for i, b in enumerate(buffers)}
+    seen: set[frozenset] = set()
+    layouts: set[tuple[int, ...]] = set()
+    found = []
+    path: list[int] = []
+
+    def walk(low: int, high: int) -> None:
+        if len(path) == len(buffers):
+            offsets = {b.name: (high - b.end) if mirrored else (b.offset - low) for b in buffers}
+            key = tuple(offsets[b.name] for b in buffers)
+            if key not in layouts:
+                layouts.add(key)
+                found.append((tuple(path), high - low, offsets))
+            return
+        placed = set(path)
+        for i, buf in enumerate(buffers):
+            if i in placed:
+                continue
+            live = [p for p in concurrent[buf.name] if index[p.name] in placed]
+            buf.offset = _next_offset(buf, live, low, high, allowed, mirrored, best_fit, None)
+            state = frozenset([(j, buffers[j].offset) for j in path] + [(i, buf.offset)])
+            if state in seen:
+                continue
+            seen.add(state)
+            path.append(i)
+            walk(min(low, buf.offset), max(high, buf.end))
+            path.pop()
+
+    walk(0, 0)
+    return found
 
 
 def _compact(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
@@ -413,6 +462,26 @@ def strategies(buffers: list[Buffer], effort: str) -> list[FitPlacement]:
             for (name, perm), mirrored, best_fit in itertools.product(orders, (False, True), fits)]
 
 
+def _every_order_results(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
+                         label: str, concurrent: dict[str, list[Buffer]]) -> list[tuple]:
+    """plan_buffers' results for strategies()'s exhaustive placements (every order, both
+    directions, best and first fit), in the order placing them one by one would give, less
+    the repeats of a layout within one direction and fit (_place_every_order)."""
+    combos = [(mirrored, best_fit) for mirrored in (False, True) for best_fit in (True, False)]
+    ranked = []
+    for c, (mirrored, best_fit) in enumerate(combos):
+        name = FitPlacement("exhaustive", mirrored, best_fit).name
+        for order, arena, offsets in _place_every_order(buffers, allowed, mirrored, best_fit,
+                                                        concurrent):
+            ranked.append((order, c, arena, f"{name}, {label}", offsets))
+    ranked.sort(key=lambda r: (r[0], r[1]))  # permutation-major, as strategies() lists them
+    results = []
+    for _, _, arena, how, offsets in ranked:
+        placed = [Buffer(**{**vars(b), "offset": offsets[b.name]}) for b in buffers]
+        results.append((arena, how, placed, allowed))
+    return results
+
+
 def _used_overlaps(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap]):
     by_name = {b.name: b for b in buffers}
     used = []
@@ -499,8 +568,13 @@ def plan_buffers(buffers: list[Buffer], num_steps: int, overlaps: Sequence[Overl
     if given:  # a layout made elsewhere (sections planned alone, then joined at their cuts)
         tried.append(FitPlacement("given", given=tuple(sorted(given.items()))))
     concurrent = _concurrent(buffers)
+    exhaustive = [t for t in tried if t.permutation is not None]
     for label, allowed in variants:
+        if exhaustive:
+            results += _every_order_results(buffers, allowed, label, concurrent)
         for strategy in tried:
+            if strategy.permutation is not None:
+                continue
             arena = strategy.place(buffers, allowed, concurrent)
             results.append((arena, f"{strategy.name}, {label}", [Buffer(**vars(b)) for b in buffers],
                             allowed))

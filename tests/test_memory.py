@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mcunet.compiler import compile_model
-from mcunet.memory import (ORDERS, Overlap, _permissions, _place, align, buffers_for, plan_arena,
+from mcunet.memory import (ORDERS, Overlap, _concurrent, _permissions, _place, _place_every_order, align, buffers_for, plan_arena,
                            verify, window_max_delta)
 from mcunet.schedule import candidate_orders
 
@@ -173,6 +173,33 @@ def test_exhaustive_search_on_small_graphs_beats_largest_first():
     verify(full)
     assert full.arena_bytes <= quick.arena_bytes
     assert full.arena_bytes == full.lower_bound
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_every_order_at_once_gives_what_placing_each_order_gives(seed):
+    """_place_every_order walks the orders sharing their common prefixes: it must give
+    exactly the distinct layouts of placing every permutation one by one, each from the
+    first permutation that gives it."""
+    rng = np.random.default_rng(100 + seed)
+    while True:  # 5 or 6 buffers (tensors and scratch): every order of them is placed here
+        steps, sizes, overlaps = _random_schedule(rng, int(rng.integers(4, 7)))
+        buffers = buffers_for(steps, [0], [len(steps)], sizes)
+        if 5 <= len(buffers) <= 6:
+            break
+    for allowed in (_permissions(buffers, overlaps), {}):
+        for mirrored, best_fit in itertools.product((False, True), (True, False)):
+            expected, layouts = [], set()
+            for order in itertools.permutations(range(len(buffers))):
+                fresh = buffers_for(steps, [0], [len(steps)], sizes)
+                arena = _place([fresh[i] for i in order], allowed, mirrored, best_fit)
+                key = tuple(b.offset for b in fresh)
+                if key not in layouts:
+                    layouts.add(key)
+                    expected.append((order, arena, key))
+            fresh = buffers_for(steps, [0], [len(steps)], sizes)
+            walked = _place_every_order(fresh, allowed, mirrored, best_fit, _concurrent(fresh))
+            assert [(o, a, tuple(off[b.name] for b in fresh)) for o, a, off in walked] == expected
+            assert len(expected) > 1
 
 
 # ---------------------------------------------------------------------------------------------
