@@ -254,6 +254,10 @@ DW_BAND_BYTES = 1024  # the lean DSP depthwise's scratch: bands of rows up to th
 # (with 1 KB a band of a large layer whose output overlaps its input is often one output row:
 # every channel's plane rows and constants are set up again for each row).
 DW_WIDE_BAND_BYTES = 16384
+# Where the output overlaps the input and staging all of it takes at most this many bytes,
+# one band (staged_band_budget). Kept small: a patch stage's tiles are such layers, and a
+# larger scratch there moved --patch auto's choice to a larger arena.
+DW_STAGED_WHOLE_BYTES = 6144
 
 
 def wide_band_budget(layer: DepthwiseLayer) -> int:
@@ -293,7 +297,19 @@ def staged_band_rows(layer: DepthwiseLayer, budget: int | None = None) -> int:
     staged after its plane and written once every channel of the band was computed (and
     nothing is read while they are written, so out_block = 1 holds: every later read is of a
     later band's windows)."""
-    return _band_fitting(layer, staged=True, budget=budget or wide_band_budget(layer))
+    return _band_fitting(layer, staged=True, budget=budget or staged_band_budget(layer))
+
+
+def staged_band_budget(layer: DepthwiseLayer) -> int:
+    """The staged path's band budget: the whole output staged at once where that fits
+    DW_STAGED_WHOLE_BYTES, else wide_band_budget. A band sets every channel up again (its taps,
+    its constants) and copies kh - sh plane rows twice; with the outputs staged a band of a
+    small layer is often one row, which then costs more than its MACs. (Larger layers keep
+    wide_band_budget's bands: a band of odd rows costs the 3x3 stride-1 kernel more than the
+    fewer bands save.)"""
+    w = layer.window
+    whole = band_plane(layer, w.oh)[0] * plane_width(layer) + w.oh * w.ow * w.oc
+    return whole if whole <= DW_STAGED_WHOLE_BYTES else wide_band_budget(layer)
 
 
 def band_plane(layer: DepthwiseLayer, rows: int) -> tuple[int, int]:
