@@ -308,7 +308,8 @@ def staged_band_budget(layer: DepthwiseLayer) -> int:
     wide_band_budget's bands: a band of odd rows costs the 3x3 stride-1 kernel more than the
     fewer bands save.)"""
     w = layer.window
-    whole = band_plane(layer, w.oh)[0] * plane_width(layer) + w.oh * w.ow * w.oc
+    plane_h, plane_w = band_plane(layer, w.oh)
+    whole = plane_h * plane_w + w.oh * w.ow * w.oc
     return whole if whole <= DW_STAGED_WHOLE_BYTES else wide_band_budget(layer)
 
 

@@ -417,14 +417,14 @@ ORDERS = {
 
 @dataclass(frozen=True)
 class FitPlacement:
-    """A placement strategy: the buffers in one order (ORDERS, or an explicit permutation of
-    their names), each put where it collides with nothing placed (best fit: where it widens
-    the arena least; first fit: lowest offset), offsets counted up from the bottom or, when
-    mirrored, down from the top."""
+    """A placement strategy: the buffers in one order (ORDERS), each put where it collides
+    with nothing placed (best fit: where it widens the arena least; first fit: lowest offset),
+    offsets counted up from the bottom or, when mirrored, down from the top. (Every order of a
+    small graph is placed by _place_every_order; its results are named as order
+    "exhaustive".)"""
     order: str
     mirrored: bool = False
     best_fit: bool = True
-    permutation: tuple[str, ...] | None = None  # for order "exhaustive"
     # For order "given": offsets to put buffers at (where they fit), the others placed after.
     given: tuple[tuple[str, int], ...] | None = None
 
@@ -438,10 +438,7 @@ class FitPlacement:
         """Set every buffer's offset; returns the arena size. concurrent: _concurrent(buffers),
         where the caller places the same buffers several times."""
         pinned = dict(self.given) if self.given is not None else None
-        if self.permutation is not None:
-            by_name = {b.name: b for b in buffers}
-            order = [by_name[n] for n in self.permutation]
-        elif pinned is not None:
+        if pinned is not None:
             order = sorted(buffers, key=lambda b: (b.name not in pinned, pinned.get(b.name, 0),
                                                    ORDERS["largest-first"](b)))
         else:
@@ -449,24 +446,29 @@ class FitPlacement:
         return _place(order, allowed, self.mirrored, self.best_fit, pinned, concurrent)
 
 
+def every_order(buffers: list[Buffer], effort: str) -> bool:
+    """Whether plan_buffers places every order of the buffers (_every_order_results): effort
+    "full" on a graph of up to EXHAUSTIVE_BUFFERS buffers."""
+    return effort == "full" and len(buffers) <= EXHAUSTIVE_BUFFERS
+
+
 def strategies(buffers: list[Buffer], effort: str) -> list[FitPlacement]:
-    """The placements tried: effort "full": every order (every permutation of a small graph's
-    buffers), both directions, best and first fit; "quick": largest first, both directions."""
-    if effort == "full" and len(buffers) <= EXHAUSTIVE_BUFFERS:
-        orders = [("exhaustive", tuple(b.name for b in p))
-                  for p in itertools.permutations(buffers)]
-    else:
-        orders = [(name, None) for name in (ORDERS if effort == "full" else ["largest-first"])]
+    """The named placements tried: effort "full": every order of ORDERS, both directions, best
+    and first fit (none where every_order holds: ORDERS' orders are among every order);
+    "quick": largest first, both directions."""
+    if every_order(buffers, effort):
+        return []
+    orders = ORDERS if effort == "full" else ["largest-first"]
     fits = (True, False) if effort == "full" else (True,)
-    return [FitPlacement(name, mirrored, best_fit, perm)
-            for (name, perm), mirrored, best_fit in itertools.product(orders, (False, True), fits)]
+    return [FitPlacement(name, mirrored, best_fit)
+            for name, mirrored, best_fit in itertools.product(orders, (False, True), fits)]
 
 
 def _every_order_results(buffers: list[Buffer], allowed: dict[tuple[str, str], Overlap],
                          label: str, concurrent: dict[str, list[Buffer]]) -> list[tuple]:
-    """plan_buffers' results for strategies()'s exhaustive placements (every order, both
-    directions, best and first fit), in the order placing them one by one would give, less
-    the repeats of a layout within one direction and fit (_place_every_order)."""
+    """plan_buffers' results for every order of the buffers, both directions, best and first
+    fit: permutation-major, as placing them one by one in that order would give, less the
+    repeats of a layout within one direction and fit (_place_every_order)."""
     combos = [(mirrored, best_fit) for mirrored in (False, True) for best_fit in (True, False)]
     ranked = []
     for c, (mirrored, best_fit) in enumerate(combos):
@@ -474,7 +476,7 @@ def _every_order_results(buffers: list[Buffer], allowed: dict[tuple[str, str], O
         for order, arena, offsets in _place_every_order(buffers, allowed, mirrored, best_fit,
                                                         concurrent):
             ranked.append((order, c, arena, f"{name}, {label}", offsets))
-    ranked.sort(key=lambda r: (r[0], r[1]))  # permutation-major, as strategies() lists them
+    ranked.sort(key=lambda r: (r[0], r[1]))  # permutation-major
     results = []
     for _, _, arena, how, offsets in ranked:
         placed = [Buffer(**{**vars(b), "offset": offsets[b.name]}) for b in buffers]
@@ -568,13 +570,10 @@ def plan_buffers(buffers: list[Buffer], num_steps: int, overlaps: Sequence[Overl
     if given:  # a layout made elsewhere (sections planned alone, then joined at their cuts)
         tried.append(FitPlacement("given", given=tuple(sorted(given.items()))))
     concurrent = _concurrent(buffers)
-    exhaustive = [t for t in tried if t.permutation is not None]
     for label, allowed in variants:
-        if exhaustive:
+        if every_order(buffers, effort):
             results += _every_order_results(buffers, allowed, label, concurrent)
         for strategy in tried:
-            if strategy.permutation is not None:
-                continue
             arena = strategy.place(buffers, allowed, concurrent)
             results.append((arena, f"{strategy.name}, {label}", [Buffer(**vars(b)) for b in buffers],
                             allowed))
