@@ -118,14 +118,15 @@ def main() -> None:
         baselines(args)
         return
 
-    from mcunet.search.budget import CostCache, parse_bytes
+    from mcunet.budget import parse_size
+    from mcunet.search.budget import CostCache
     from mcunet.search.pipeline import SearchConfig, patch_plans
     from mcunet.search.space import default_space
     from mcunet.search.space_opt import optimise_space
 
     space = default_space()
     for kb in [int(s) for s in args.sram.split(",")]:
-        cfg = SearchConfig("fashion-mnist", kb * 1024, parse_bytes(args.flash), "",
+        cfg = SearchConfig("fashion-mnist", kb * 1024, parse_size(args.flash), "",
                            time_budget_s=args.time_budget)
         costs = CostCache(space, patch_plans=patch_plans(args.time_budget))
         (w, r), stats = optimise_space(space, cfg.budget, costs, 12, 0)

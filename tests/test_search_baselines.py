@@ -69,3 +69,27 @@ def test_baseline_trains_exports_and_fits(tmp_path):
     assert 0.0 <= meta["measured"]["test_accuracy_int8"] <= 1.0 and meta["measured"]["fits"]
     with pytest.raises(McunetError, match="already holds a model"):
         run_baseline(_tiny_config(out), progress=False, log=lambda *a: None)
+
+
+def test_bench_search_stage1_only_reports_the_choice_per_budget():
+    """The memory-only mode of scripts/bench_search.py runs (it had imported a helper that had
+    moved) and prints stage 1's pick for each SRAM budget, one that the space offers."""
+    import re
+    import subprocess
+    import sys
+
+    from mcunet.search.space import default_space
+
+    from .conftest import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--stage1-only",
+                        "--sram", "8", "--flash", "32KB", "--time-budget", "300"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"8 KB SRAM: stage 1 -> width ([\d.]+), resolution (\d+) \((\d+)/(\d+) fit",
+                  r.stdout)
+    assert m, r.stdout
+    space = default_space()
+    assert float(m.group(1)) in space.width_choices
+    assert int(m.group(2)) in space.resolution_choices
+    assert 1 <= int(m.group(3)) <= int(m.group(4))
