@@ -23,6 +23,8 @@ import socket
 
 from mcunet.errors import McunetError
 
+from .train import SUPERNET_LR
+
 TASK_RETRIES = 4
 PLAN_CHUNK = 16  # layer-by-layer plans take milliseconds: this many per task
 
@@ -235,8 +237,8 @@ class SupernetTrainer:
     def _all(self, method: str, *args):
         return self.ray.get([getattr(w, method).remote(*args) for w in self.workers])
 
-    def train(self, data, resolution, steps, seed, folder, lr: float = 3e-3, warmup: int = 50,
-              stop_at: int | None = None, progress=None, checkpoint_every: int = 50,
+    def train(self, data, resolution, steps, seed, folder, lr: float = SUPERNET_LR,
+              warmup: int = 50, stop_at: int | None = None, progress=None, checkpoint_every: int = 50,
               x_cache=None, deadline=None) -> dict:
         errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError)
         while True:
