@@ -264,8 +264,9 @@ def test_mcunet_cli_does_not_import_tensorflow():
 
 def test_finetune_at_its_default_learning_rate_learns(tmp_path):
     """The fine-tuning recipe's peak learning rate (train.FINETUNE_LR, high for Adam) trains a
-    small network from scratch without diverging: 300 steps on 4,000 Fashion-MNIST images reach
-    well above chance on 1,000 held-out ones, with a finite loss."""
+    small network from scratch fast and without diverging: 300 steps on 4,000 Fashion-MNIST
+    images reach over 80% on 1,000 held-out ones (83.9% at 1.6e-2; the old 2e-3 reached 79.3%,
+    a diverging 5.0 11.6% with a loss of 2.3)."""
     import tensorflow as tf
 
     from mcunet.search.data import prepare
@@ -281,4 +282,4 @@ def test_finetune_at_its_default_learning_rate_learns(tmp_path):
     assert result["last"] == 300 and np.isfinite(result["loss"])
     assert result["loss"] < 1.0, f"at lr {FINETUNE_LR} the loss ended at {result['loss']:.3f}"
     accuracy = keras_accuracy(model, prepare(val.x, 20), val.y)
-    assert accuracy > 0.75, f"{accuracy:.3f} after 300 steps at lr {FINETUNE_LR}"
+    assert accuracy > 0.80, f"{accuracy:.3f} after 300 steps at lr {FINETUNE_LR}"

@@ -156,7 +156,7 @@ def test_data_parallel_replicas_apply_the_same_averaged_update(tmp_path):
     from mcunet.search.distributed import SupernetTrainer, _SupernetWorker
     from mcunet.search.space import SearchSpace, Stage
     from mcunet.search.supernet import Supernet
-    from mcunet.search.train import setup_tf, train_supernet
+    from mcunet.search.train import SUPERNET_LR, setup_tf, train_supernet
 
     setup_tf()
     space = SearchSpace(stages=(Stage(8, 1, 1), Stage(16, 1, 2)), width_choices=(1.0,),
@@ -166,7 +166,8 @@ def test_data_parallel_replicas_apply_the_same_averaged_update(tmp_path):
     class Local(SupernetTrainer):  # the replicas in this process
         def __init__(self, world, folder):
             self.ray = type("R", (), {"put": staticmethod(lambda v: v)})
-            self.workers = [_SupernetWorker(space, 0, r, world, data, 16, str(folder), 3e-3, 2)
+            self.workers = [_SupernetWorker(space, 0, r, world, data, 16, str(folder),
+                                            SUPERNET_LR, 2)
                             for r in range(world)]
             self.world = world
 
@@ -177,11 +178,11 @@ def test_data_parallel_replicas_apply_the_same_averaged_update(tmp_path):
         return {k: v.numpy() for k, v in net.vars.items() if v.trainable}
 
     ref = Supernet(space, seed=0)
-    train_supernet(ref, data, 16, 5, 0, tmp_path / "ref", warmup=1)
+    train_supernet(ref, data, 16, 5, 0, tmp_path / "ref", lr=SUPERNET_LR, warmup=1)
     runs = {}
     for name, world in (("one", 1), ("two", 2)):
         trainer = Local(world, tmp_path / name)
-        result = trainer._train(5, 3e-3, 1, None, None, 50, None)
+        result = trainer._train(5, SUPERNET_LR, 1, None, None, 50, None)
         assert result["last"] == 5 and result["replicas"] == world
         w = [weights(r.net) for r in trainer.workers]
         assert all(np.array_equal(w[0][k], other[k]) for other in w[1:] for k in w[0])
