@@ -238,8 +238,8 @@ class SupernetTrainer:
         return self.ray.get([getattr(w, method).remote(*args) for w in self.workers])
 
     def train(self, data, resolution, steps, seed, folder, lr: float = SUPERNET_LR,
-              warmup: int = 50, stop_at: int | None = None, progress=None, checkpoint_every: int = 50,
-              x_cache=None, deadline=None) -> dict:
+              warmup: int = 50, stop_at: int | None = None, progress=None,
+              checkpoint_every: int = 50, x_cache=None, deadline=None) -> dict:
         errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError)
         while True:
             try:
