@@ -55,9 +55,10 @@ def baselines(args) -> None:
     budgets = [tuple(int(v) for v in b.split(":")) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {}
-    for sram_kb, flash_kb in budgets:
-        for method in METHODS:
-            for seed in seeds:
+    # Seed by seed, so a benchmark cut short has one seed of every cell before a second of any.
+    for seed in seeds:
+        for sram_kb, flash_kb in budgets:
+            for method in METHODS:
                 out = Path(args.out) / f"{sram_kb}KB-{flash_kb}KB" / f"{method}-seed{seed}"
                 if not (out / "model.json").exists():
                     print(f"{sram_kb} KB / {flash_kb} KB, {method}, seed {seed}: running "
