@@ -242,11 +242,30 @@ def table_footprint(files: dict[str, str], core: ArmCore) -> Footprint:
     kernels call."""
     from .footprint_table import TABLE
 
-    table = TABLE.get(core.cpu)
-    if table is None:
+    if core.cpu not in TABLE:
         raise McunetError(f"no Arm GCC found and no footprint table for {core.cpu}; "
                           "install the GNU Arm toolchain (Debian/Ubuntu: apt-get install "
                           "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+    stack, code = _from_table(files, TABLE[core.cpu])
+    return Footprint(stack_bytes=stack, code_bytes=code, source="table (no Arm GCC found)")
+
+
+def table_code_bytes(files: dict[str, str], cpu: str) -> int:
+    """The library's code bytes on a core ("cortex-m4", ...; "host": the host's C compiler)
+    from the table, in the milliseconds that rendering takes rather than the seconds that
+    compiling does: the architecture search's flash estimate for each candidate (the
+    exported winner's code is then compiled and measured)."""
+    from .footprint_table import TABLE
+
+    if cpu not in TABLE:
+        raise McunetError(f"no code-size table for {cpu} (boards/footprint_table.py has "
+                          f"{', '.join(TABLE)}); scripts/fit_footprint_table.py --cores {cpu} "
+                          "fits one")
+    return _from_table(files, TABLE[cpu])[1]
+
+
+def _from_table(files: dict[str, str], table: dict) -> tuple[int, int]:
+    """(deepest stack, code bytes) of the library from one core's table."""
     name = library_name(files)
     model = files[f"{name}_model.c"]
     calls = len(re.findall(rf"^    {name}_\w+\(", model, re.M))
@@ -262,5 +281,4 @@ def table_footprint(files: dict[str, str], core: ArmCore) -> Footprint:
             helpers.update(row.get("helpers", ()))
     members = {table["helpers"][h] for h in helpers if h in table.get("helpers", {})}
     code += sum(size for _, size in members)
-    return Footprint(stack_bytes=driver["stack"] + stack, code_bytes=int(round(code)),
-                     source="table (no Arm GCC found)")
+    return driver["stack"] + stack, int(round(code))

@@ -54,7 +54,8 @@ def scaled_mobilenetv2(space: SearchSpace, budget, costs: CostCache) -> tuple[Ar
             fits = cost.fits(budget)
             tried.append({"width": width, "resolution": res, "macs": cost.macs,
                           "peak_sram_bytes": cost.peak_sram_bytes,
-                          "flash_bytes": cost.flash_bytes, "fits": fits})
+                          "flash_bytes": cost.flash_bytes, "code_bytes": cost.code_bytes,
+                          "fits": fits})
             if fits and (best is None or cost.macs > best[1]):
                 best = (arch, cost.macs)
     if best is None:
@@ -72,7 +73,7 @@ def run_baseline(cfg, progress: bool = True, log=print) -> dict:
     from .export import int8_accuracy, to_int8_tflite, write_model
     from .keras_net import build_keras
     from .pipeline import EXPORT_RESERVE_S, patch_plans, progress_bar, step_ticker
-    from .budget import compile_for_budget
+    from .budget import export_plan
     from .train import Deadline, finetune, keras_accuracy, setup_tf
 
     start = time.perf_counter()
@@ -91,7 +92,8 @@ def run_baseline(cfg, progress: bool = True, log=print) -> dict:
     arch, tried = scaled_mobilenetv2(space, budget, costs)
     cost = costs(arch, budget)
     log(f"baseline: MobileNetV2 at width {arch.width:g}, {arch.resolution} px: "
-        f"{cost.macs / 1e6:.2f} M MACs, {cost.peak_sram_bytes} B SRAM, {cost.flash_bytes} B flash")
+        f"{cost.macs / 1e6:.2f} M MACs, {cost.peak_sram_bytes} B SRAM, {cost.flash_bytes} B flash "
+        f"+ about {cost.code_bytes} B code")
 
     setup_tf()
     import tensorflow as tf
@@ -119,17 +121,15 @@ def run_baseline(cfg, progress: bool = True, log=print) -> dict:
     int8_test = int8_accuracy(tflite, prepare(ds.test.x, res), ds.test.y) \
         if ds.test is not None else None
     (out / "model.tflite").write_bytes(tflite)
-    compiled = compile_for_budget(out / "model.tflite", cfg.target, budget.sram_bytes)
-    fits = compiled.peak_sram_bytes <= budget.sram_bytes and compiled.flash_bytes <= budget.flash_bytes
+    exported = export_plan(out / "model.tflite", cfg.target, cfg.board, budget)
+    fits = exported.fits(budget)
     meta = {
         "format": "mcunet-baseline/1", "baseline": "mobilenetv2-scaled",
         "dataset": ds.name, "arch": arch.to_dict(), "arch_key": space.key(arch),
         "space": space.to_dict(), "tried": tried,
         "budget": {"sram_bytes": budget.sram_bytes, "flash_bytes": budget.flash_bytes,
                    "max_macs": budget.max_macs, "board": cfg.board},
-        "measured": {"peak_sram_bytes": compiled.peak_sram_bytes,
-                     "flash_bytes": compiled.flash_bytes, "macs": compiled.macs,
-                     "patch": compiled.schedule, "fits": fits,
+        "measured": {**exported.measured(budget),
                      "val_accuracy_float": float_val, "val_accuracy_int8": int8_val,
                      "test_accuracy_int8": int8_test},
         "train": {"steps": result["steps"], "seconds": round(result["seconds"], 1)},
@@ -137,7 +137,5 @@ def run_baseline(cfg, progress: bool = True, log=print) -> dict:
     }
     write_model(out, tflite, meta)
     if not fits:
-        raise McunetError(f"the scaled MobileNetV2 needs {compiled.peak_sram_bytes} B SRAM and "
-                          f"{compiled.flash_bytes} B flash, over the budget; this is a bug in the "
-                          "search's memory model, please report it")
+        raise McunetError(exported.over_budget("the scaled MobileNetV2", budget, cost))
     return meta

@@ -8,6 +8,7 @@ least extra work that fits it).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from mcunet.budget import Budget
@@ -18,6 +19,13 @@ from mcunet.target import HOST, Target
 
 from .graph import build_graph
 from .space import Arch, SearchSpace
+
+# A candidate's code estimate is the exported library's code within a few percent (the
+# placeholder quantisation and the table's fit each differ a little: docs/search.md, "Flash");
+# the search holds this much more room for it, so that the exported winner, whose code is
+# compiled and measured, fits.
+CODE_MARGIN = 0.08
+
 
 def parse_count(text: str | int | None) -> int | None:
     """'2.5M', '800k' or a plain number (None and 'auto' stay None)."""
@@ -49,14 +57,70 @@ def compile_for_budget(path, target: Target | None, sram_bytes: int | None) -> C
 
 
 @dataclass(frozen=True)
+class Exported:
+    """The exported model as it is deployed (compile_for_budget) and its library's code,
+    compiled and measured (measured_code_bytes): the figures model.json reports and the
+    budget is checked against, as `mcunet compile --sram --flash` checks them."""
+
+    compiled: CompiledModel
+    code_bytes: int
+
+    @property
+    def library_flash_bytes(self) -> int:
+        return self.compiled.flash_bytes + self.code_bytes
+
+    def fits(self, budget: Budget) -> bool:
+        return (self.compiled.peak_sram_bytes <= budget.sram_bytes
+                and self.library_flash_bytes <= budget.flash_bytes)
+
+    def measured(self, budget: Budget) -> dict:
+        c = self.compiled
+        return {"peak_sram_bytes": c.peak_sram_bytes, "flash_bytes": c.flash_bytes,
+                "code_bytes": self.code_bytes, "library_flash_bytes": self.library_flash_bytes,
+                "macs": c.macs, "patch": c.schedule, "fits": self.fits(budget)}
+
+    def over_budget(self, what: str, budget: Budget, estimate: "Cost") -> str:
+        """Why the exported model does not fit: its figures against the budget and the
+        search's estimate of them."""
+        c = self.compiled
+        return (f"{what} needs {c.peak_sram_bytes:,} B SRAM and {self.library_flash_bytes:,} B "
+                f"flash ({c.flash_bytes:,} of weights and constants + {self.code_bytes:,} of "
+                f"code), over the budget of {budget.sram_bytes:,} B / {budget.flash_bytes:,} B; "
+                f"the search planned {estimate.peak_sram_bytes:,} B SRAM and "
+                f"{estimate.flash_bytes:,} B + about {estimate.code_bytes or 0:,} B of code. "
+                "This is a bug in the search's memory model, please report it; the model is "
+                "written, and a larger --flash (or --sram) fits it")
+
+
+def export_plan(path, target: Target, board: str | None, budget: Budget) -> Exported:
+    compiled = compile_for_budget(path, target, budget.sram_bytes)
+    return Exported(compiled, measured_code_bytes(compiled, board))
+
+
+@dataclass(frozen=True)
 class Cost:
     peak_sram_bytes: int
-    flash_bytes: int
+    flash_bytes: int  # weights and constants (exact: the plan's)
     macs: int
     patch: str  # the schedule chosen: "none" or the stages (as --patch writes them)
     # The cost model's instructions on the board's core (mcunet.costmodel); None where it
     # has no estimate (no board, or a core it was not measured on).
     instructions: int | None = None
+    # The library's code on the search's core (the host's without a board), estimated from
+    # its rendered C (estimated_code_bytes): with flash_bytes, what `mcunet compile --flash`
+    # holds to the budget. None only in a cost read from a search saved before code counted.
+    code_bytes: int | None = None
+
+    @property
+    def library_flash_bytes(self) -> int:
+        """Everything the library puts in flash: weights, constants and code (estimated)."""
+        return self.flash_bytes + (self.code_bytes or 0)
+
+    @property
+    def flash_held_bytes(self) -> int:
+        """The flash the search holds for the library: its weights and constants, and its
+        code estimate with CODE_MARGIN more (the estimate is within a few percent)."""
+        return self.flash_bytes + math.ceil((self.code_bytes or 0) * (1 + CODE_MARGIN))
 
     def latency_ms(self, budget: Budget) -> float | None:
         """At the board's clock, from the cost model's instructions (one a cycle: the bound
@@ -68,7 +132,7 @@ class Cost:
         return self.macs / budget.macs_per_cycle / budget.clock_hz * 1000.0
 
     def fits(self, budget: Budget) -> bool:
-        if self.peak_sram_bytes > budget.sram_bytes or self.flash_bytes > budget.flash_bytes:
+        if self.peak_sram_bytes > budget.sram_bytes or self.flash_held_bytes > budget.flash_bytes:
             return False
         if budget.max_macs is not None and self.macs > budget.max_macs:
             return False
@@ -89,7 +153,27 @@ def measure(space: SearchSpace, arch: Arch, patch: str = "none", target: Target 
     cost = estimate(compiled)
     return Cost(peak_sram_bytes=compiled.peak_sram_bytes, flash_bytes=compiled.flash_bytes,
                 macs=compiled.macs, patch=compiled.schedule,
-                instructions=cost.instructions if cost is not None else None)
+                instructions=cost.instructions if cost is not None else None,
+                code_bytes=estimated_code_bytes(compiled))
+
+
+def estimated_code_bytes(compiled: CompiledModel) -> int:
+    """The library's code bytes on the compiled model's core from its rendered C and the
+    table fitted with the core's compiler (mcunet.boards.stack.table_code_bytes: rendering
+    takes tens of milliseconds, compiling seconds)."""
+    from mcunet.boards.stack import table_code_bytes
+
+    return table_code_bytes(compiled.library().files, compiled.target.name)
+
+
+def measured_code_bytes(compiled: CompiledModel, board: str | None) -> int:
+    """The exported library's code bytes as `mcunet compile` measures them: compiled for the
+    board's core (Arm GCC, or its table where none is installed), else by the host's C
+    compiler."""
+    from mcunet.boards import core_target, get_board
+
+    target = get_board(board).target if board else core_target(compiled.target.name)
+    return target.footprint(compiled.library().files).code_bytes
 
 
 class CostCache:
@@ -135,7 +219,7 @@ class CostCache:
 
     def _wants_stages(self, key: str, cost: Cost, budget: Budget) -> bool:
         return (self.patch == "auto" and key not in self.patched and not cost.fits(budget)
-                and cost.flash_bytes <= budget.flash_bytes
+                and cost.flash_held_bytes <= budget.flash_bytes
                 and (budget.max_macs is None or cost.macs <= budget.max_macs)
                 and len(self.patched) < self.patch_plans)
 
@@ -186,4 +270,5 @@ def layers_to_dict(layers: dict) -> dict:
 
 
 def layers_from_dict(d: dict) -> dict:
-    return {k: Cost(**v) for k, v in d.items()}
+    """The saved costs (those saved before the search counted code are planned again)."""
+    return {k: Cost(**v) for k, v in d.items() if v.get("code_bytes") is not None}

@@ -115,7 +115,8 @@ def _summary(meta: dict, out: Path) -> list[str]:
         f"accuracy (int8): {100 * m['val_accuracy_int8']:.2f}% validation"
         + (f", {100 * test:.2f}% test" if test is not None else ""),
         f"peak SRAM {m['peak_sram_bytes']} B ({m['peak_sram_bytes'] / 1024:.1f} KB, patch "
-        f"{m['patch']}), flash {m['flash_bytes']} B ({m['flash_bytes'] / 1024:.1f} KB), "
+        f"{m['patch']}), flash {m['library_flash_bytes']} B ({m['library_flash_bytes'] / 1024:.1f} "
+        f"KB: {m['flash_bytes']} of weights and constants + {m['code_bytes']} of code), "
         f"{m['macs'] / 1e6:.2f} M MACs; budget {meta['budget']['sram_bytes'] / 1024:g} KB / "
         f"{meta['budget']['flash_bytes'] / 1024:g} KB",
         f"Pareto plot: {out / 'pareto.png'}; details: {out / 'model.json'}; "
@@ -136,7 +137,9 @@ def _sweep_lines(summary: dict, out: Path) -> list[str]:
               help="take the SRAM/flash budget from this board (repeat it for a sweep)")
 @click.option("--sram", default=None,
               help="SRAM budget, e.g. 32KB; a list (8KB,16KB,32KB) sweeps one supernet over them")
-@click.option("--flash", default=None, help="flash budget, e.g. 128KB, or a list as --sram")
+@click.option("--flash", default=None,
+              help="flash budget for the library (weights, constants and code, as `mcunet "
+                   "compile --flash` counts it), e.g. 128KB, or a list as --sram")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="folder for model.tflite, model.json, pareto.png and the checkpoints "
                    "(a sweep: one folder per budget in it)")
@@ -169,7 +172,8 @@ def search(board, sram, flash, out, dataset, latency_ms, time_budget, seed, resu
               help="where the model runs (an emulated board runs in QEMU); repeat it for a sweep")
 @click.option("--sram", default=DEFAULT_SRAM, show_default=True,
               help="SRAM budget, or a list for a sweep (each model deployed)")
-@click.option("--flash", default=DEFAULT_FLASH, show_default=True, help="flash budget, or a list")
+@click.option("--flash", default=DEFAULT_FLASH, show_default=True,
+              help="flash budget for the library (weights, constants and code), or a list")
 @click.option("--out", "out", default="mcunet-search", show_default=True,
               type=click.Path(file_okay=False), help="folder for everything")
 @click.option("--rows", default=200, show_default=True, type=click.IntRange(min=1),

@@ -27,11 +27,13 @@ class Candidate:
     macs: int
     patch: str
     generation: int
+    code_bytes: int | None = None  # the library's code, estimated (search.budget.Cost)
 
     def to_dict(self) -> dict:
         return {"arch": self.arch.to_dict(), "accuracy": self.accuracy,
                 "peak_sram_bytes": self.peak_sram_bytes, "flash_bytes": self.flash_bytes,
-                "macs": self.macs, "patch": self.patch, "generation": self.generation}
+                "macs": self.macs, "patch": self.patch, "generation": self.generation,
+                "code_bytes": self.code_bytes}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Candidate":
@@ -103,7 +105,7 @@ def evolve(space: SearchSpace, budget: Budget, costs: CostCache,
     def evaluate(arch: Arch, gen: int) -> Candidate:
         cost = costs(arch, budget)
         cand = Candidate(arch, fitness(arch), cost.peak_sram_bytes, cost.flash_bytes, cost.macs,
-                         cost.patch, gen)
+                         cost.patch, gen, cost.code_bytes)
         state.history.append(cand)
         if on_candidate:
             on_candidate()
@@ -207,7 +209,7 @@ def evolve_batched(space: SearchSpace, budget: Budget, costs: CostCache,
         for arch, acc in zip(archs, accuracies):
             cost = costs(arch, budget)
             cand = Candidate(arch, acc, cost.peak_sram_bytes, cost.flash_bytes, cost.macs,
-                             cost.patch, gen)
+                             cost.patch, gen, cost.code_bytes)
             state.history.append(cand)
             children.append(cand)
             if on_candidate:

@@ -50,7 +50,11 @@ class _Builder:
         return tid
 
     def act(self, name: str, shape, relu6: bool) -> int:
-        scale, zp = (RELU6_SCALE, RELU6_ZP) if relu6 else (0.05 + 0.01 * len(self.ops), 3)
+        # Zero points differ between layers, as a trained network's do: the kernels bake
+        # them in, and equal kernels are emitted once, so equal ones would under-count the
+        # code of a trained network's library.
+        zp = (7 * len(self.ops)) % 23 - 11
+        scale, zp = (RELU6_SCALE, RELU6_ZP) if relu6 else (0.05 + 0.01 * len(self.ops), zp)
         return self.tensor(name, shape, quant=_q(scale, zp))
 
     def weights(self, name: str, shape, channels: int, axis: int, in_scale: float):

@@ -25,7 +25,7 @@ from mcunet.budget import Budget
 from mcunet.errors import McunetError
 from mcunet.target import HOST, TARGETS, Target
 
-from .budget import CostCache, compile_for_budget, default_patch
+from .budget import CostCache, default_patch, export_plan
 from .space import Arch, SearchSpace, default_space
 
 # Shares of the time budget (the rest, after stage 1, goes to fine-tuning and export).
@@ -228,7 +228,8 @@ def dataset_line(ds, train) -> str:
 
 
 def budget_line(budget: Budget) -> str:
-    return (f"budget {budget.sram_bytes / 1024:g} KB SRAM, {budget.flash_bytes / 1024:g} KB flash, "
+    return (f"budget {budget.sram_bytes / 1024:g} KB SRAM, {budget.flash_bytes / 1024:g} KB flash "
+            "(weights, constants and code), "
             f"at most {budget.max_macs / 1e6:.2f} M MACs")
 
 
@@ -531,7 +532,8 @@ def specialise(cfg: SearchConfig, state: State, clock: Clock, save_time, save_co
                           "sub-network within the budget")
     log(f"{bar_label}evolution: {len(evo.history)} candidates, best {sub.key(best.arch)}: "
         f"{100 * best.accuracy:.2f}% (supernet, validation), "
-        f"{best.peak_sram_bytes} B SRAM, {best.flash_bytes} B flash")
+        f"{best.peak_sram_bytes} B SRAM, {best.flash_bytes} B flash + about "
+        f"{best.code_bytes or 0} B code")
 
     # -- fine-tune ------------------------------------------------------------------------------
     if engine is not None:
@@ -580,8 +582,8 @@ def specialise(cfg: SearchConfig, state: State, clock: Clock, save_time, save_co
         if ds.test is not None else None
     model_path = out / "model.tflite"
     model_path.write_bytes(tflite)
-    compiled = compile_for_budget(model_path, cfg.target, budget.sram_bytes)
-    fits = compiled.peak_sram_bytes <= budget.sram_bytes and compiled.flash_bytes <= budget.flash_bytes
+    exported = export_plan(model_path, cfg.target, cfg.board, budget)
+    compiled, fits = exported.compiled, exported.fits(budget)
     in_scale, in_zp, out_scale, out_zp = io_quant(tflite)
     meta = {
         "format": "mcunet-search/1",
@@ -597,12 +599,10 @@ def specialise(cfg: SearchConfig, state: State, clock: Clock, save_time, save_co
         "budget": {"sram_bytes": budget.sram_bytes, "flash_bytes": budget.flash_bytes,
                    "latency_ms": budget.latency_ms, "max_macs": budget.max_macs,
                    "board": cfg.board},
-        "measured": {"peak_sram_bytes": compiled.peak_sram_bytes,
-                     "flash_bytes": compiled.flash_bytes, "macs": compiled.macs,
-                     "patch": compiled.schedule,
-                     "fits": fits,
+        "measured": {**exported.measured(budget),
                      "planned_from_architecture": {"peak_sram_bytes": best.peak_sram_bytes,
-                                                   "flash_bytes": best.flash_bytes},
+                                                   "flash_bytes": best.flash_bytes,
+                                                   "code_bytes_estimated": best.code_bytes},
                      "val_accuracy_float": float_val, "val_accuracy_int8": int8_val,
                      "val_int8_images": len(val_rank),
                      "test_accuracy_int8": int8_test,
@@ -625,8 +625,6 @@ def specialise(cfg: SearchConfig, state: State, clock: Clock, save_time, save_co
     state.data["done"] = True
     save_time()
     if not fits:
-        raise McunetError(f"{label + ': ' if label else ''}the exported model needs "
-                          f"{compiled.peak_sram_bytes} B SRAM and {compiled.flash_bytes} B flash, "
-                          "over the budget; this is a bug in the search's memory model, please "
-                          "report it")
+        raise McunetError(exported.over_budget(f"{label + ': ' if label else ''}the exported "
+                                               "model", budget, best))
     return meta

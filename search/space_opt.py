@@ -75,9 +75,11 @@ def _nothing_fits(space: SearchSpace, budget: Budget, costs: CostCache) -> str:
     if cost.peak_sram_bytes > budget.sram_bytes:
         over.append(f"{cost.peak_sram_bytes:,} B of SRAM (budget {budget.sram_bytes:,}, "
                     f"{cost.peak_sram_bytes - budget.sram_bytes:,} B over)")
-    if cost.flash_bytes > budget.flash_bytes:
-        over.append(f"{cost.flash_bytes:,} B of flash (budget {budget.flash_bytes:,}, "
-                    f"{cost.flash_bytes - budget.flash_bytes:,} B over)")
+    if cost.flash_held_bytes > budget.flash_bytes:
+        over.append(f"{cost.library_flash_bytes:,} B of flash ({cost.flash_bytes:,} of weights "
+                    f"and constants + about {cost.code_bytes or 0:,} of code; budget "
+                    f"{budget.flash_bytes:,}, {cost.flash_held_bytes - budget.flash_bytes:,} B "
+                    "over with the search's margin for the code estimate)")
     if budget.max_macs is not None and cost.macs > budget.max_macs:
         over.append(f"{cost.macs / 1e6:.2f} M MACs (cap {budget.max_macs / 1e6:.2f} M: --max-macs, "
                     "by default what --time-budget can train)")
@@ -87,8 +89,8 @@ def _nothing_fits(space: SearchSpace, budget: Budget, costs: CostCache) -> str:
     if not over:  # the smallest fits, none of the samples does
         return (f"none of the sampled networks fits the budget (the space's "
                 f"smallest, width {smallest.width:g} and resolution {smallest.resolution}, does: "
-                f"{cost.peak_sram_bytes:,} B of SRAM, {cost.flash_bytes:,} B of flash); the "
-                "budget leaves little room in this space: raise it or use a smaller search space")
+                f"{cost.peak_sram_bytes:,} B of SRAM, {cost.library_flash_bytes:,} B of flash); "
+                "the budget leaves little room in this space: raise it or use a smaller search space")
     why = "; ".join(over)
     return (f"no sampled network fits the budget; the space's smallest (width "
             f"{smallest.width:g}, resolution {smallest.resolution}) needs {why}. Raise that "

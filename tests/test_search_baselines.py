@@ -83,7 +83,7 @@ def test_bench_search_stage1_only_reports_the_choice_per_budget():
     from .conftest import ROOT
 
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--stage1-only",
-                        "--sram", "8", "--flash", "32KB", "--time-budget", "300"],
+                        "--sram", "8", "--flash", "64KB", "--time-budget", "300"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     m = re.search(r"8 KB SRAM: stage 1 -> width ([\d.]+), resolution (\d+) \((\d+)/(\d+) fit",

@@ -88,9 +88,13 @@ def test_budget_fits_and_caches():
     costs = CostCache(space, patch_plans=0)
     arch = space.smallest()
     cost = costs(arch, Budget(1 << 20, 1 << 20))
-    assert cost.fits(Budget(cost.peak_sram_bytes, cost.flash_bytes))
-    assert not cost.fits(Budget(cost.peak_sram_bytes - 4, cost.flash_bytes))
-    assert not cost.fits(Budget(cost.peak_sram_bytes, cost.flash_bytes - 1))
+    # Flash holds the library's code as well as its weights (as `mcunet compile --flash`
+    # counts it), with the margin for the code estimate.
+    assert cost.code_bytes > 1000 and cost.flash_held_bytes > cost.library_flash_bytes
+    assert cost.fits(Budget(cost.peak_sram_bytes, cost.flash_held_bytes))
+    assert not cost.fits(Budget(cost.peak_sram_bytes - 4, cost.flash_held_bytes))
+    assert not cost.fits(Budget(cost.peak_sram_bytes, cost.flash_held_bytes - 1))
+    assert not cost.fits(Budget(cost.peak_sram_bytes, cost.flash_bytes))
     assert not cost.fits(Budget(1 << 20, 1 << 20, max_macs=cost.macs - 1))
     assert costs(arch) is cost
     again = CostCache(space)
@@ -283,3 +287,23 @@ def test_finetune_at_its_default_learning_rate_learns(tmp_path):
     assert result["loss"] < 1.0, f"at lr {FINETUNE_LR} the loss ended at {result['loss']:.3f}"
     accuracy = keras_accuracy(model, prepare(val.x, 20), val.y)
     assert accuracy > 0.80, f"{accuracy:.3f} after 300 steps at lr {FINETUNE_LR}"
+
+
+@pytest.mark.parametrize("core", ["host", "cortex-m4"])
+def test_code_estimate_is_within_its_margin_of_the_compiled_code(core):
+    """The search's code estimate (the footprint table, from the rendered C) against the code
+    that the core's compiler produces, over networks sampled from the default space: within
+    CODE_MARGIN, so the flash the search holds for a candidate covers its library."""
+    import random
+
+    from mcunet.boards import core_target
+    from mcunet.search.budget import CODE_MARGIN, estimated_code_bytes, measured_code_bytes
+    from mcunet.search.space import default_space
+
+    space, rng = default_space(), random.Random(5)
+    ratios = []
+    for k in range(4):
+        compiled = compile_graph(build_graph(space, space.sample(rng), seed=k), patch="none",
+                                 target=core_target(core))
+        ratios.append(estimated_code_bytes(compiled) / measured_code_bytes(compiled, None))
+    assert all(1 - CODE_MARGIN <= r <= 1 + CODE_MARGIN for r in ratios), ratios

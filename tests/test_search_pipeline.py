@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 import pytest
 
+from mcunet import api
 from mcunet.compiler import compile_model
 
 from mcunet.search.budget import default_patch
@@ -50,7 +51,11 @@ def test_tiny_search_end_to_end(tmp_path):
     assert compiled.peak_sram_bytes <= 16 * 1024 and compiled.flash_bytes <= 64 * 1024
     planned = meta["measured"]["planned_from_architecture"]
     assert 0.95 * planned["flash_bytes"] <= compiled.flash_bytes <= planned["flash_bytes"]
+    # The library, code included, fits the flash as `mcunet compile --flash` measures it.
+    library = api.compile(out / "model.tflite", sram="16KB", flash="64KB")
     m = meta["measured"]
+    assert m["library_flash_bytes"] == library.flash_total_bytes <= 64 * 1024
+    assert m["code_bytes"] == library.code_bytes > 1000
     assert 0.0 <= m["test_accuracy_int8"] <= 1.0 and m["fits"]
     assert meta["input"]["resolution"] in (16, 20) and meta["input"]["resize"] == "bilinear"
     assert len(meta["classes"]) == 10 and meta["candidates"] >= 3
