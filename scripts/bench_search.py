@@ -17,15 +17,20 @@ scratch for the whole budget), (b) random search in the same space (the search w
 "random": as many candidates, none bred), (c) mcunet's search. It prints, per budget and
 method, the int8 test accuracy of every seed, their mean and spread, and the search's margin
 over the better baseline (issue 15's target: at least 0.5 points). Every run is a process of
-its own with its folder under --out; a killed benchmark continues where it stopped.
+its own with its folder under --out; a killed benchmark continues where it stopped. A finished
+run's model.json goes to --record (default docs/bench-search/<time budget>s/, tracked in git),
+so the hours of a full benchmark can span sessions: runs recorded there are not run again, and
+`--report` prints the table of the runs recorded so far without running any.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,46 +59,68 @@ def run_one(method: str, sram_kb: int, flash_kb: int, seed: int, time_budget: fl
 def baselines(args) -> None:
     budgets = [tuple(int(v) for v in b.split(":")) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
+    # A finished run's model.json is copied into the record (tracked in git), so a benchmark of
+    # hours continues across sessions and machines; the run folders under --out are scratch.
+    record_dir = Path(args.record) / f"{args.time_budget:g}s"
     results = {}
     # Seed by seed, so a benchmark cut short has one seed of every cell before a second of any.
     for seed in seeds:
         for sram_kb, flash_kb in budgets:
             for method in METHODS:
-                out = Path(args.out) / f"{sram_kb}KB-{flash_kb}KB" / f"{method}-seed{seed}"
-                if not (out / "model.json").exists():
-                    print(f"{sram_kb} KB / {flash_kb} KB, {method}, seed {seed}: running "
-                          f"({args.time_budget:g} s)", flush=True)
-                    subprocess.run([sys.executable, __file__, "--run",
-                                    f"{method},{sram_kb},{flash_kb},{seed},{args.time_budget}",
-                                    "--out", str(out)], check=True)
-                meta = json.loads((out / "model.json").read_text())
-                results[(sram_kb, flash_kb, method, seed)] = meta
+                cell = Path(f"{sram_kb}KB-{flash_kb}KB") / f"{method}-seed{seed}"
+                out = Path(args.out) / cell
+                record = record_dir / f"{cell}.json"
+                if not record.exists() and args.report:
+                    continue
+                if not record.exists():
+                    if not (out / "model.json").exists():
+                        print(f"{sram_kb} KB / {flash_kb} KB, {method}, seed {seed}: running "
+                              f"({args.time_budget:g} s)", flush=True)
+                        subprocess.run([sys.executable, __file__, "--run",
+                                        f"{method},{sram_kb},{flash_kb},{seed},"
+                                        f"{args.time_budget}", "--out", str(out)], check=True)
+                    record.parent.mkdir(parents=True, exist_ok=True)
+                    meta = json.loads((out / "model.json").read_text())
+                    meta["recorded"] = {"date": time.strftime("%Y-%m-%d"),
+                                        "cpus": os.cpu_count()}
+                    record.write_text(json.dumps(meta, indent=1))
+                results[(sram_kb, flash_kb, method, seed)] = json.loads(record.read_text())
     rows = []
     print()
     print(f"Fashion-MNIST, int8 test accuracy (%), {args.time_budget:g} s per run, seeds "
           f"{args.seeds}:")
     print(f"{'budget':>16}  {'method':<12} {'per seed':<24} {'mean':>6} {'spread':>7}  "
-          f"{'peak SRAM B':>11} {'M MACs':>7}")
+          f"{'peak SRAM B':>11} {'flash B':>8} {'M MACs':>7}")
     for sram_kb, flash_kb in budgets:
         means = {}
         for method in METHODS:
-            metas = [results[(sram_kb, flash_kb, method, s)] for s in seeds]
+            metas = [results[key] for key in ((sram_kb, flash_kb, method, s) for s in seeds)
+                     if key in results]
+            if not metas:  # --report before any run of this cell
+                print(f"{sram_kb:>5} KB /{flash_kb:>4} KB  {method:<12} (no run recorded)")
+                continue
             accs = [100 * m["measured"]["test_accuracy_int8"] for m in metas]
             means[method] = statistics.mean(accs)
             spread = statistics.stdev(accs) if len(accs) > 1 else None  # one seed: none
             sram = max(m["measured"]["peak_sram_bytes"] for m in metas)
+            # The library's flash (weights, constants and code), what --flash budgets.
+            flash = max(m["measured"]["library_flash_bytes"] for m in metas)
             macs = statistics.mean(m["measured"]["macs"] for m in metas) / 1e6
             print(f"{sram_kb:>5} KB /{flash_kb:>4} KB  {method:<12} "
                   f"{' '.join(f'{a:.2f}' for a in accs):<24} {means[method]:6.2f} "
-                  f"{'-' if spread is None else f'{spread:.2f}':>7}  {sram:11d} {macs:7.2f}")
+                  f"{'-' if spread is None else f'{spread:.2f}':>7}  {sram:11d} {flash:8d} "
+                  f"{macs:7.2f}")
             rows.append({"sram_kb": sram_kb, "flash_kb": flash_kb, "method": method,
                          "test_accuracy_int8": accs, "mean": means[method], "stdev": spread,
-                         "peak_sram_bytes": sram, "mean_macs": macs * 1e6,
+                         "peak_sram_bytes": sram, "library_flash_bytes": flash, "mean_macs": macs * 1e6,
                          "arch_keys": [m["arch_key"] for m in metas]})
+        if len(means) < len(METHODS):
+            continue
         margin = means["mcunet"] - max(means["mobilenetv2"], means["random"])
         verdict = "met" if margin >= MARGIN_TARGET else "not met"
         print(f"{'':>16}  mcunet over the better baseline: {margin:+.2f} points "
               f"(target +{MARGIN_TARGET}: {verdict})")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "baselines.json").write_text(json.dumps(rows, indent=1))
 
 
@@ -109,6 +136,11 @@ def main() -> None:
     ap.add_argument("--budgets", default="4:32,8:64,32:128",
                     help="with --baselines: SRAM:flash budgets in KB")
     ap.add_argument("--seeds", default="0,1,2", help="with --baselines")
+    ap.add_argument("--record", default=str(ROOT / "docs" / "bench-search"),
+                    help="with --baselines: where each finished run's model.json is kept, per "
+                         "time budget (runs found there are not run again)")
+    ap.add_argument("--report", action="store_true",
+                    help="with --baselines: print the table of the runs recorded so far, run none")
     ap.add_argument("--run", help=argparse.SUPPRESS)  # METHOD,SRAM,FLASH,SEED,TIME: one run
     args = ap.parse_args()
     if args.run:

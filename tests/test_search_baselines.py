@@ -93,3 +93,39 @@ def test_bench_search_stage1_only_reports_the_choice_per_budget():
     assert float(m.group(1)) in space.width_choices
     assert int(m.group(2)) in space.resolution_choices
     assert 1 <= int(m.group(3)) <= int(m.group(4))
+
+
+def test_bench_search_report_reads_the_record_and_computes_the_margin(tmp_path):
+    """`bench_search.py --baselines --report` tabulates the runs recorded so far (a benchmark of
+    hours spans sessions): mean and spread per method over the seeds present, the margin only
+    where every method has a run, and runs nothing."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    def record(budget, method, seed, acc):
+        path = tmp_path / "rec" / "60s" / budget / f"{method}-seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"arch_key": f"{method}{seed}", "measured": {
+            "test_accuracy_int8": acc, "peak_sram_bytes": 1000 + seed,
+            "library_flash_bytes": 9000 + seed, "macs": 2e6}}))
+
+    for seed, accs in enumerate([(0.90, 0.905, 0.912), (0.91, 0.90, 0.918)]):
+        for method, acc in zip(("mobilenetv2", "random", "mcunet"), accs):
+            record("4KB-32KB", method, seed, acc)
+    record("8KB-64KB", "mcunet", 0, 0.95)  # a cell with one method only: no margin
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--baselines",
+                        "--report", "--record", str(tmp_path / "rec"), "--out",
+                        str(tmp_path / "out"), "--time-budget", "60", "--budgets", "4:32,8:64"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "running" not in r.stdout
+    # mcunet's mean 91.50 over the better baseline's (mobilenetv2 and random: 90.50, 90.25)
+    assert "mcunet over the better baseline: +1.00 points (target +0.5: met)" in r.stdout
+    assert r.stdout.count("mcunet over the better baseline") == 1
+    assert "8 KB /  64 KB  mobilenetv2  (no run recorded)" in r.stdout
+    rows = json.loads((tmp_path / "out" / "baselines.json").read_text())
+    mcunet4 = next(x for x in rows if x["sram_kb"] == 4 and x["method"] == "mcunet")
+    assert mcunet4["test_accuracy_int8"] == pytest.approx([91.2, 91.8])
+    assert mcunet4["peak_sram_bytes"] == 1001 and mcunet4["library_flash_bytes"] == 9001
