@@ -49,7 +49,7 @@ class SearchSpace:
     head_channels: int = 0  # a 1x1 conv before pooling (0: none)
     kernel_choices: tuple[int, ...] = (3, 5, 7)
     expand_choices: tuple[int, ...] = (3, 4, 6)
-    width_choices: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25)
+    width_choices: tuple[float, ...] = (0.35, 0.5, 0.75, 1.0, 1.25)
     resolution_choices: tuple[int, ...] = (20, 24, 28, 32)
     divisor: int = 8
 
