@@ -5,7 +5,8 @@ MobileNetV2 in the search space's skeleton is every block at its stage's full de
 MobileNetV2's 3x3 depthwise and expansion 6; its width multiplier and input resolution are
 scaled down together over grids wider than the space's choices, and of the pairs whose plan
 (mcunet's planner, patch-based stages included: the same deployment as the search's winners)
-fits the SRAM, flash and MACs budget the one with the most MACs is kept. It is trained from
+fits the SRAM, flash and MACs budget the one with the most MACs is kept (where none does,
+`NoBaselineFits` says what the smallest needs and carries every pair tried). It is trained from
 scratch for the whole time budget (the search spends part of its budget on the supernet and
 the evolution, and fine-tunes from the supernet's weights), then exported and measured as a
 search's winner is. The random-search baseline is the search itself with strategy "random"
@@ -43,6 +44,15 @@ def baseline_resolutions(space: SearchSpace) -> tuple[int, ...]:
     return tuple(sorted(set(space.resolution_choices) | set(range(low, 7, -4)), reverse=True))
 
 
+class NoBaselineFits(McunetError):
+    """No scaled MobileNetV2 fits the budget; `tried` holds every pair tried and its cost (the
+    benchmark records it: at a small flash, MobileNetV2's full depth is more code than fits)."""
+
+    def __init__(self, message: str, tried: list[dict]):
+        super().__init__(message)
+        self.tried = tried
+
+
 def scaled_mobilenetv2(space: SearchSpace, budget, costs: CostCache) -> tuple[Arch, list[dict]]:
     """The largest (by MACs) MobileNetV2 over the width and resolution grids that fits
     `budget`, and every pair tried (width, resolution, its cost, whether it fits)."""
@@ -59,10 +69,22 @@ def scaled_mobilenetv2(space: SearchSpace, budget, costs: CostCache) -> tuple[Ar
             if fits and (best is None or cost.macs > best[1]):
                 best = (arch, cost.macs)
     if best is None:
-        raise McunetError(f"no scaled MobileNetV2 fits {budget.sram_bytes} B SRAM and "
-                          f"{budget.flash_bytes} B flash (width down to {BASELINE_WIDTHS[-1]}, "
-                          f"resolution down to {baseline_resolutions(space)[-1]})")
+        raise NoBaselineFits(f"no scaled MobileNetV2 fits {budget.sram_bytes} B SRAM and "
+                             f"{budget.flash_bytes} B flash (width down to "
+                             f"{BASELINE_WIDTHS[-1]}, resolution down to "
+                             f"{baseline_resolutions(space)[-1]}): {least_needed(tried)}", tried)
     return best[0], tried
+
+
+def least_needed(tried: list[dict]) -> str:
+    """What the smallest of the pairs tried needs: the least flash (weights and constants, and
+    the code the search budgets with them) and the least SRAM, each with its pair."""
+    flash = min(tried, key=lambda t: t["flash_bytes"] + t["code_bytes"])
+    sram = min(tried, key=lambda t: t["peak_sram_bytes"])
+    return (f"the least flash is {flash['flash_bytes'] + flash['code_bytes']} B "
+            f"({flash['flash_bytes']} B weights and constants + about {flash['code_bytes']} B "
+            f"code, at width {flash['width']:g}, {flash['resolution']} px), the least SRAM "
+            f"{sram['peak_sram_bytes']} B (width {sram['width']:g}, {sram['resolution']} px)")
 
 
 def run_baseline(cfg, progress: bool = True, log=print) -> dict:
