@@ -17,6 +17,9 @@ from .budget import Budget, CostCache
 from .space import SearchSpace
 
 
+_MORE_SAMPLES = 8  # x samples per pair, when none of the first samples fits anywhere
+
+
 @dataclass
 class PairStats:
     width: float
@@ -61,6 +64,32 @@ def optimise_space(space: SearchSpace, budget: Budget, costs: CostCache, samples
     # A pair where only a rare sample fits is a poor space to search: ask for a quarter.
     good = [s for s in stats if s.fitting >= max(1, samples // 4)] or \
         [s for s in stats if s.fitting]
+    if not good:
+        # At the tightest budgets (4 KB SRAM with the code counted in flash) the 12 samples of
+        # every pair can all miss although a pair's smallest network fits, and there fewer than
+        # 1 in 50 random networks fit: the space is still searchable, but which pair to search
+        # must then be judged by how many of its networks fit at all. So: every pair whose
+        # smallest fits draws more samples (layer by layer only: the patch-plan count stays
+        # as it was), and the pair with the most fitting networks wins. Reached only when no
+        # sample fits, so it changes no choice that the samples could make.
+        fallback = []
+        for s in stats:
+            smallest = costs(space.smallest(s.width, s.resolution), budget, patches_left=0)
+            if not smallest.fits(budget):
+                continue
+            rng = random.Random(f"{seed}/{s.width}/{s.resolution}/more")
+            fit_macs = [smallest.macs]
+            for _ in range(_MORE_SAMPLES * samples):
+                cost = costs(space.sample(rng, s.width, s.resolution), budget, patches_left=0)
+                if cost.fits(budget):
+                    fit_macs.append(cost.macs)
+            s.sampled += 1 + _MORE_SAMPLES * samples
+            s.fitting = len(fit_macs)
+            s.mean_macs = sum(fit_macs) / len(fit_macs)
+            fallback.append(s)
+        if fallback:
+            best = max(fallback, key=lambda s: (s.fitting, s.mean_macs))
+            return (best.width, best.resolution), stats
     if not good:
         raise McunetError(_nothing_fits(space, budget, costs))
     best = max(good, key=lambda s: (s.mean_macs, s.fitting))
